@@ -1,0 +1,88 @@
+"""The ``nbws`` command: ``nbws serve`` (standalone server) and ``nbws bench``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from traitlets.config import Config
+
+    from .config import Nbws
+    from .server.standalone import StandaloneServer, new_token
+
+    cfg = Config()
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        if not key or not _:
+            print(f"nbws serve: --set takes NAME=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        try:
+            cfg.Nbws[key] = eval_literal(value)
+        except ValueError as exc:
+            print(f"nbws serve: {exc}", file=sys.stderr)
+            return 2
+    if args.allow_origin:
+        cfg.Nbws.allow_origins = list(args.allow_origin)
+    if args.redis:
+        cfg.Nbws.backend = "redis"
+        cfg.Nbws.redis_url = args.redis
+    config = Nbws(config=cfg)
+    token: str | None
+    if args.no_token:
+        token = None
+    else:
+        token = args.token or new_token()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = StandaloneServer(config, host=args.host, port=args.port, token=token)
+    try:
+        asyncio.run(server.run())
+    except KeyboardInterrupt:  # pragma: no cover - signal handler normally catches it
+        pass
+    return 0
+
+
+def eval_literal(value: str) -> object:
+    """Parse a ``--set`` value as a Python literal, falling back to a plain string."""
+    import ast
+
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nbws", description="Real-time WebSocket streams for Jupyter.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the nbws endpoints in a standalone server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    group = serve.add_mutually_exclusive_group()
+    group.add_argument("--token", help="token clients must send (default: a random one)")
+    group.add_argument("--no-token", action="store_true", help="accept clients without a token")
+    serve.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                       help="an Origin allowed besides the server's own ('*' for any)")
+    serve.add_argument("--redis", metavar="URL", help="use the Redis broker at URL")
+    serve.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="set an Nbws option, e.g. --set max_message_size=1048576")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log connections")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,468 @@
+"""The server side of one WebSocket connection, with no I/O.
+
+Theory of operation: :class:`Session` wraps ``websockets``' Sans-I/O ``ServerProtocol``
+(which parses frames, checks masking, reserved bits, opcodes, control-frame rules,
+fragmentation order, close codes and sizes) and adds what RFC 6455 asks of a server and
+that layer leaves to its caller:
+
+- UTF-8 validation of text messages, incrementally across fragments, failing as soon as
+  an invalid sequence is seen (close 1007);
+- version negotiation (426 with ``Sec-WebSocket-Version: 13``);
+- a per-connection inbound rate limit (close 1008);
+- subprotocol selection in the server's order, accepting clients that offer none;
+- the frame tap, and pre-encoded frames for fan-out.
+
+A driver (``nbws.transport``) feeds it bytes with :meth:`receive_data`, writes what
+:meth:`data_to_send` returns (``b""`` means: half-close the socket), and acts on
+:meth:`events_received`. States: CONNECTING → OPEN → CLOSING → CLOSED; sending in CLOSING
+or CLOSED raises :class:`~nbws.errors.InvalidState` and nothing reaches the wire.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from websockets.exceptions import InvalidState as _WsInvalidState
+from websockets.exceptions import ProtocolError as _WsProtocolError
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from ..errors import CloseCode, InvalidState, truncate_reason
+from .events import CloseReceived, Event, Fragment, Ping, Pong
+from .limits import RateLimiter
+from .tap import PREVIEW_BYTES, FrameRecord, FrameTap, parse_frame_header
+
+__all__ = ["Response", "Session", "State", "encode_frame", "serialize_request"]
+
+# websockets logs every open and close at INFO; nbws logs connections itself (nbws.access,
+# nbws.server), so its own messages are kept to warnings unless a user lowers the level.
+_wire_logger = logging.getLogger("nbws.wire")
+if _wire_logger.level == logging.NOTSET:
+    _wire_logger.setLevel(logging.WARNING)
+
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def encode_frame(payload: bytes, *, text: bool, fin: bool = True) -> bytes:
+    """Serialise one unmasked, uncompressed server frame.
+
+    This is the encode-once half of fan-out: the same bytes can be handed to many
+    sessions' :meth:`Session.send_encoded`.
+    """
+    return Frame(_TEXT if text else _BINARY, payload, fin).serialize(mask=False, extensions=[])
+
+
+def _select_in_server_order(
+    protocol: ServerProtocol, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    for candidate in protocol.available_subprotocols or ():
+        if candidate in offered:
+            return candidate
+    return None
+
+
+def _deflate_factory(settings: Mapping[str, Any]) -> ServerExtensionFactory:
+    allowed = {
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+        "compress_settings",
+    }
+    unknown = set(settings) - allowed
+    if unknown:
+        raise ValueError(f"unknown permessage-deflate settings: {sorted(unknown)}")
+    return ServerPerMessageDeflateFactory(**settings)
+
+
+class Session:
+    """One server-side WebSocket connection's protocol state.
+
+    Args:
+        subprotocols: subprotocols this endpoint offers, preferred first.
+        compression: permessage-deflate settings, or None to refuse the extension.
+        max_message_size: inbound message limit in bytes, summed across fragments (1009).
+        max_frame_size: inbound frame limit in bytes (1009); bounds memory per frame.
+        rate_limit: inbound messages per second, 0 for none (1008 when exceeded).
+        rate_limit_burst: bucket size for the rate limit (0: one second's worth).
+        tap: frame tap to record into when someone watches it.
+        clock: time source for tap records (seconds).
+    """
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] = (),
+        compression: Mapping[str, Any] | None = None,
+        max_message_size: int | None = 16 * 1024 * 1024,
+        max_frame_size: int | None = None,
+        rate_limit: float = 0.0,
+        rate_limit_burst: int = 0,
+        tap: FrameTap | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        extensions = [_deflate_factory(compression)] if compression is not None else None
+        self._protocol = ServerProtocol(
+            extensions=extensions,
+            subprotocols=[Subprotocol(s) for s in subprotocols],
+            select_subprotocol=_select_in_server_order,
+            max_size=(max_message_size or None, max_frame_size or None),
+            logger=_wire_logger,
+        )
+        self._rate = RateLimiter(rate_limit, rate_limit_burst) if rate_limit > 0 else None
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._in_text = False
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self.tap = tap if tap is not None else FrameTap(0)
+        self._clock = clock
+        self.request: Request | None = None
+
+    # --- handshake -------------------------------------------------------------------
+
+    def receive_request(self, raw_request: bytes) -> Response:
+        """Run the opening handshake on a serialised HTTP request.
+
+        Args:
+            raw_request: request line and handshake headers, ending with an empty line.
+
+        Returns:
+            The response to send. For a 101 it is already queued in :meth:`data_to_send`
+            and the session is OPEN; any other status is for the caller to send as a plain
+            HTTP response (the session stays CONNECTING and is discarded).
+        """
+        protocol = self._protocol
+        protocol.receive_data(raw_request)
+        events = protocol.events_received()
+        if not events or not isinstance(events[0], Request):
+            return protocol.reject(400, f"Malformed WebSocket handshake: {protocol.handshake_exc}\n")
+        request = events[0]
+        self.request = request
+        version = request.headers.get("Sec-WebSocket-Version")
+        if version is not None and version.strip() != "13":
+            response = protocol.reject(
+                426, f"Unsupported WebSocket version {version!r}: this server speaks 13.\n"
+            )
+            response.headers["Sec-WebSocket-Version"] = "13"
+            return response
+        response = protocol.accept(request)
+        if response.status_code == 101:
+            protocol.send_response(response)
+        return response
+
+    # --- state -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self._protocol.state
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol, if any."""
+        return self._protocol.subprotocol
+
+    @property
+    def compressed(self) -> bool:
+        """True when permessage-deflate was negotiated."""
+        return bool(self._protocol.extensions)
+
+    @property
+    def extensions_header(self) -> str:
+        """Names of negotiated extensions, for logs."""
+        return ", ".join(ext.name for ext in self._protocol.extensions)
+
+    @property
+    def sending_fragmented(self) -> bool:
+        """True while an outbound fragmented message is in flight."""
+        return self._protocol.expect_continuation_frame
+
+    @property
+    def receiving_fragmented(self) -> bool:
+        """True while an inbound fragmented message is in flight."""
+        return self._protocol.current_size is not None
+
+    @property
+    def close_code(self) -> int | None:
+        """Close code the peer sent; 1006 once closed without one; None while open."""
+        rcvd = self._protocol.close_rcvd
+        if rcvd is not None:
+            return int(rcvd.code)
+        return 1006 if self._protocol.state is State.CLOSED else None
+
+    @property
+    def close_reason(self) -> str:
+        rcvd = self._protocol.close_rcvd
+        return rcvd.reason if rcvd is not None else ""
+
+    @property
+    def sent_close_code(self) -> int | None:
+        """Close code this side sent, if any."""
+        sent = self._protocol.close_sent
+        return int(sent.code) if sent is not None else None
+
+    @property
+    def sent_close_reason(self) -> str:
+        sent = self._protocol.close_sent
+        return sent.reason if sent is not None else ""
+
+    def close_expected(self) -> bool:
+        """True when the TCP connection should close soon (arm a close timeout)."""
+        return self._protocol.close_expected()
+
+    # --- receiving ---------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes read from the socket; then call :meth:`data_to_send` and
+        :meth:`events_received`.
+
+        Args:
+            data: bytes as read.
+            now: current time in seconds (drives the rate limit).
+        """
+        protocol = self._protocol
+        protocol.receive_data(data)
+        frames = protocol.events_received()
+        if frames:
+            self._process(frames, now)
+            if self.tap.active:
+                self._record_out_last()  # pongs and close echoes queued by the parser
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of the TCP connection."""
+        self._protocol.receive_eof()
+
+    def events_received(self) -> list[Event]:
+        """Events produced since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def _process(self, frames: list[Any], now: float) -> None:
+        tap_on = self.tap.active
+        append = self._events.append
+        for frame in frames:
+            if tap_on:
+                self._record_in(frame)
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY:
+                if self._rate is not None and not self._rate.allow(now):
+                    self.fail(
+                        CloseCode.POLICY_VIOLATION,
+                        f"rate limit exceeded: more than {self._rate.rate:g} messages/s",
+                    )
+                    return
+                text = opcode is _TEXT
+                self._in_text = text
+                if text and not self._check_utf8(frame.data, first=True, last=frame.fin):
+                    return
+                append(Fragment(text, frame.data, True, frame.fin))
+            elif opcode is _CONT:
+                text = self._in_text
+                if text and not self._check_utf8(frame.data, first=False, last=frame.fin):
+                    return
+                append(Fragment(text, frame.data, False, frame.fin))
+            elif opcode is _PING:
+                append(Ping(frame.data))
+            elif opcode is _PONG:
+                append(Pong(frame.data))
+            elif opcode is _CLOSE:
+                rcvd = self._protocol.close_rcvd
+                if rcvd is not None:
+                    append(CloseReceived(int(rcvd.code), rcvd.reason))
+
+    def _check_utf8(self, data: bytes, *, first: bool, last: bool) -> bool:
+        """Validate text as it arrives; fail the connection with 1007 at the first bad byte."""
+        try:
+            if first and last:
+                self._decoder = None
+                data.decode("utf-8")
+                return True
+            if first:
+                self._decoder = _utf8_decoder()
+            decoder = self._decoder
+            assert decoder is not None
+            decoder.decode(data, last)
+            if last:
+                self._decoder = None
+            return True
+        except UnicodeDecodeError as exc:
+            self._decoder = None
+            self.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 in text message: {exc.reason}")
+            return False
+
+    # --- sending -------------------------------------------------------------------------
+
+    def send_text(self, data: bytes, fin: bool = True) -> None:
+        """Queue a text frame (``data`` is UTF-8); ``fin=False`` starts a fragmented message."""
+        self._send(self._protocol.send_text, _TEXT, data, fin)
+
+    def send_binary(self, data: bytes, fin: bool = True) -> None:
+        """Queue a binary frame; ``fin=False`` starts a fragmented message."""
+        self._send(self._protocol.send_binary, _BINARY, data, fin)
+
+    def send_continuation(self, data: bytes, fin: bool) -> None:
+        """Queue the next fragment of the message in flight."""
+        self._send(self._protocol.send_continuation, _CONT, data, fin)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Queue a ping (payload at most 125 bytes)."""
+        if len(data) > 125:
+            raise ValueError("a ping payload is at most 125 bytes")
+        self._send(lambda d, _fin: self._protocol.send_ping(d), _PING, data, True)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Queue an unsolicited pong (payload at most 125 bytes)."""
+        if len(data) > 125:
+            raise ValueError("a pong payload is at most 125 bytes")
+        self._send(lambda d, _fin: self._protocol.send_pong(d), _PONG, data, True)
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake with ``code`` and ``reason``.
+
+        Raises:
+            InvalidState: the connection is already CLOSING or CLOSED.
+            ValueError: ``code`` may not be sent on the wire.
+        """
+        reason = truncate_reason(reason)
+        try:
+            self._protocol.send_close(code, reason)
+        except _WsInvalidState as exc:
+            raise InvalidState(f"cannot send a close frame: {exc}") from None
+        except _WsProtocolError as exc:
+            raise ValueError(f"invalid close code {code}: {exc}") from None
+        if self.tap.active:
+            self._record_out_last()
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection: send a close frame if still OPEN, half-close, drop input."""
+        self._protocol.fail(code, truncate_reason(reason))
+        if self.tap.active:
+            self._record_out_last()
+
+    def _send(self, method: Callable[[bytes, bool], None], opcode: Opcode, data: bytes, fin: bool) -> None:
+        try:
+            method(data, fin)
+        except _WsInvalidState as exc:
+            raise InvalidState(f"cannot send {opcode.name.lower()} frame: {exc}") from None
+        except _WsProtocolError as exc:
+            raise InvalidState(f"cannot send {opcode.name.lower()} frame: {exc}") from None
+        if self.tap.active:
+            self._record_out_last()
+
+    @property
+    def can_send_encoded(self) -> bool:
+        """Whether pre-encoded frames from :func:`encode_frame` may be sent now.
+
+        Only on OPEN connections without compression and with no outbound fragmented
+        message in flight (a frame in between would corrupt it).
+        """
+        protocol = self._protocol
+        return (
+            protocol.state is State.OPEN
+            and not protocol.extensions
+            and not protocol.expect_continuation_frame
+        )
+
+    def send_encoded(self, frame: bytes) -> None:
+        """Queue bytes made by :func:`encode_frame`, keeping order with other sends.
+
+        Raises:
+            InvalidState: :attr:`can_send_encoded` is False.
+        """
+        if not self.can_send_encoded:
+            raise InvalidState(
+                f"cannot send a pre-encoded frame: connection is {self.state.name.lower()}"
+                if self.state is not State.OPEN
+                else "cannot send a pre-encoded frame now (compression or a fragmented "
+                "message in flight)"
+            )
+        pending = self._protocol.data_to_send()
+        if pending:
+            self._out.extend(pending)
+        self._out.append(frame)
+        if self.tap.active:
+            self._record_out(frame)
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write, in order. An empty ``b""`` means: half-close the socket."""
+        pending = self._protocol.data_to_send()
+        if self._out:
+            out = self._out
+            self._out = []
+            out.extend(pending)
+            return out
+        return pending
+
+    # --- frame tap ---------------------------------------------------------------------
+
+    def _record_in(self, frame: Frame) -> None:
+        self.tap.record(
+            FrameRecord(
+                time=self._clock(),
+                direction="in",
+                opcode=int(frame.opcode),
+                fin=frame.fin,
+                rsv=(frame.rsv1, frame.rsv2, frame.rsv3),
+                masked=True,
+                length=len(frame.data),
+                preview=bytes(frame.data[:PREVIEW_BYTES]),
+            )
+        )
+
+    def _record_out_last(self) -> None:
+        writes = self._protocol.data_to_send()
+        if writes:
+            self._out.extend(writes)
+            for chunk in writes:
+                if chunk:
+                    self._record_out(chunk)
+
+    def _record_out(self, chunk: bytes) -> None:
+        opcode, fin, rsv, masked, length, header = parse_frame_header(chunk)
+        self.tap.record(
+            FrameRecord(
+                time=self._clock(),
+                direction="out",
+                opcode=opcode,
+                fin=fin,
+                rsv=rsv,
+                masked=masked,
+                length=length,
+                preview=bytes(chunk[header : header + PREVIEW_BYTES]),
+            )
+        )
+
+
+def serialize_request(method: str, uri: str, headers: Sequence[tuple[str, str]]) -> bytes:
+    """Serialise an already-parsed HTTP request for :meth:`Session.receive_request`.
+
+    Only the headers the handshake reads are kept, so a large Cookie that the HTTP layer
+    accepted cannot trip the WebSocket parser's header limits.
+    """
+    keep = {
+        "host",
+        "upgrade",
+        "connection",
+        "origin",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+    }
+    lines = [f"{method} {uri} HTTP/1.1"]
+    for name, value in headers:
+        if name.lower() in keep:
+            lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+

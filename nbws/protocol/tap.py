@@ -1,0 +1,156 @@
+"""The frame tap: an opt-in, bounded log of every frame in and out of one connection.
+
+Nothing is recorded until someone calls :meth:`FrameTap.watch`; the session checks one
+attribute per frame, so an unwatched tap costs nothing measurable. What it records is what
+the frame explorer and the FrameInspector widget show.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+__all__ = ["FrameRecord", "FrameTap", "OPCODE_NAMES", "parse_frame_header"]
+
+OPCODE_NAMES: dict[int, str] = {
+    0x0: "CONT",
+    0x1: "TEXT",
+    0x2: "BINARY",
+    0x8: "CLOSE",
+    0x9: "PING",
+    0xA: "PONG",
+}
+
+PREVIEW_BYTES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """One frame as seen on the wire.
+
+    Attributes:
+        time: when it was recorded (the session's clock, seconds).
+        direction: "in" (from the peer) or "out" (to the peer).
+        opcode: the frame's opcode (0x0-0xF).
+        fin: FIN bit.
+        rsv: the three reserved bits (RSV1 is set on compressed frames).
+        masked: whether the frame on the wire was masked.
+        length: payload length (after decompression for inbound compressed frames).
+        preview: the first bytes of the (unmasked) payload.
+    """
+
+    time: float
+    direction: str
+    opcode: int
+    fin: bool
+    rsv: tuple[bool, bool, bool]
+    masked: bool
+    length: int
+    preview: bytes
+
+    @property
+    def opcode_name(self) -> str:
+        return OPCODE_NAMES.get(self.opcode, f"0x{self.opcode:X}")
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-friendly dict (the preview as text if it decodes, else hex)."""
+        try:
+            preview = self.preview.decode("utf-8")
+            kind = "text"
+        except UnicodeDecodeError:
+            preview = self.preview.hex(" ")
+            kind = "hex"
+        return {
+            "time": self.time,
+            "direction": self.direction,
+            "opcode": self.opcode,
+            "opcode_name": self.opcode_name,
+            "fin": self.fin,
+            "rsv": list(self.rsv),
+            "masked": self.masked,
+            "length": self.length,
+            "preview": preview,
+            "preview_kind": kind,
+        }
+
+
+class FrameTap:
+    """Bounded log of frames with optional live listeners.
+
+    Args:
+        capacity: records kept; the oldest are dropped first.
+    """
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self.records: deque[FrameRecord] = deque(maxlen=capacity)
+        self.listeners: list[Callable[[FrameRecord], None]] = []
+        self.active = False
+        self.dropped = 0
+
+    def watch(self, listener: Callable[[FrameRecord], None] | None = None) -> None:
+        """Start recording; ``listener`` (if any) is called with each new record."""
+        self.active = True
+        if listener is not None:
+            self.listeners.append(listener)
+
+    def unwatch(self, listener: Callable[[FrameRecord], None] | None = None) -> None:
+        """Remove ``listener``; recording stops when nobody is left watching."""
+        if listener is not None and listener in self.listeners:
+            self.listeners.remove(listener)
+        if not self.listeners:
+            self.active = False
+
+    def record(self, record: FrameRecord) -> None:
+        """Append one record and tell the listeners."""
+        if len(self.records) == self.capacity:
+            self.dropped += 1
+        self.records.append(record)
+        for listener in list(self.listeners):
+            listener(record)
+
+    def __iter__(self) -> Iterator[FrameRecord]:
+        return iter(list(self.records))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def parse_frame_header(data: bytes) -> tuple[int, bool, tuple[bool, bool, bool], bool, int, int]:
+    """Read a serialised frame's header.
+
+    Args:
+        data: bytes starting at a frame boundary (at least the whole header).
+
+    Returns:
+        ``(opcode, fin, rsv, masked, payload_length, header_length)``.
+
+    Raises:
+        ValueError: if ``data`` is shorter than the header it announces.
+    """
+    if len(data) < 2:
+        raise ValueError("incomplete frame header")
+    b0, b1 = data[0], data[1]
+    fin = bool(b0 & 0x80)
+    rsv = (bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10))
+    opcode = b0 & 0x0F
+    masked = bool(b1 & 0x80)
+    length = b1 & 0x7F
+    offset = 2
+    if length == 126:
+        if len(data) < 4:
+            raise ValueError("incomplete frame header")
+        (length,) = struct.unpack_from("!H", data, 2)
+        offset = 4
+    elif length == 127:
+        if len(data) < 10:
+            raise ValueError("incomplete frame header")
+        (length,) = struct.unpack_from("!Q", data, 2)
+        offset = 10
+    if masked:
+        offset += 4
+    if len(data) < offset:
+        raise ValueError("incomplete frame header")
+    return opcode, fin, rsv, masked, length, offset

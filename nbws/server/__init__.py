@@ -1,0 +1,1 @@
+"""The nbws server: endpoints, the Jupyter extension and the standalone app."""

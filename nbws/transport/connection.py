@@ -1,0 +1,558 @@
+"""Drive a :class:`~nbws.protocol.Session` over a tornado ``IOStream``.
+
+:class:`Connection` owns the socket after the HTTP upgrade. One reader task feeds bytes to
+the session and queues inbound fragments (pausing the socket when the application falls
+behind: TCP backpressure); writes go straight to the stream, with the bytes not yet flushed
+counted so senders can wait for the transport to drain below a low-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import Any
+
+from tornado.iostream import IOStream, StreamClosedError
+
+from ..errors import CloseCode, ConnectionClosed, InvalidState
+from ..protocol import CloseReceived, Fragment, Pong, Session, State
+
+__all__ = ["Connection", "IncomingMessage"]
+
+log = logging.getLogger("nbws.connection")
+
+READ_CHUNK = 65536
+
+
+class Connection:
+    """One open WebSocket connection on the server.
+
+    Args:
+        stream: the detached tornado stream (the 101 response not yet written).
+        session: the session that accepted the handshake.
+        write_high_water: pending write bytes above which the connection is not drained.
+        write_low_water: pending write bytes at which waiting senders resume.
+        read_high_water: queued inbound bytes above which reading from the socket pauses.
+        close_timeout: seconds to wait for the peer during the closing handshake.
+        path: request path (for logs and endpoints).
+        query: parsed query arguments (first value of each).
+        remote: peer address, for logs.
+    """
+
+    def __init__(
+        self,
+        stream: IOStream,
+        session: Session,
+        *,
+        write_high_water: int = 1 << 20,
+        write_low_water: int = 1 << 18,
+        read_high_water: int = 4 << 20,
+        close_timeout: float = 5.0,
+        path: str = "",
+        query: dict[str, str] | None = None,
+        remote: str = "",
+    ) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.stream = stream
+        self.session = session
+        self.tap = session.tap
+        self.write_high_water = write_high_water
+        self.write_low_water = write_low_water
+        self.read_high_water = read_high_water
+        self.close_timeout = close_timeout
+        self.path = path
+        self.query = query or {}
+        self.remote = remote
+        self.opened_at = time.monotonic()
+        self.last_received = self.opened_at
+        self.last_data_received = self.opened_at
+        self.ping_sent_at: float | None = None
+        self.latency: float | None = None
+        self.messages_in = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.pending_write = 0
+        self._inbox: deque[Fragment] = deque()
+        self._inbox_bytes = 0
+        self._inbox_waiter: asyncio.Future[None] | None = None
+        self._resume_reading: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_callbacks: list[Callable[[], None]] = []
+        self._send_lock = asyncio.Lock()
+        self._eof_after_writes = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._close_callbacks: list[Callable[[Connection], None]] = []
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stream.set_nodelay(True)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Write the handshake response and start reading frames."""
+        self._flush()
+        self._reader = asyncio.ensure_future(self._read_loop())
+
+    def on_close(self, callback: Callable[[Connection], None]) -> None:
+        """Call ``callback(connection)`` once the TCP connection is gone."""
+        if self.closed.done():
+            callback(self)
+        else:
+            self._close_callbacks.append(callback)
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    @property
+    def open(self) -> bool:
+        return self.session.state is State.OPEN
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.session.subprotocol
+
+    async def _read_loop(self) -> None:
+        session = self.session
+        stream = self.stream
+        try:
+            while True:
+                if self._inbox_bytes > self.read_high_water:
+                    self._resume_reading = asyncio.get_running_loop().create_future()
+                    await self._resume_reading
+                data = await stream.read_bytes(READ_CHUNK, partial=True)
+                now = time.monotonic()
+                self.last_received = now
+                self.bytes_in += len(data)
+                session.receive_data(data, now)
+                self._flush()
+                events = session.events_received()
+                if events:
+                    self._dispatch(events, now)
+                if session.close_expected():
+                    self._arm_close_timer()
+        except StreamClosedError:
+            session.receive_eof()
+            self._flush()
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # pragma: no cover - a bug; never let it pass silently
+            log.exception("connection reader failed (%s)", self.remote)
+            if session.state is State.OPEN:
+                session.fail(CloseCode.INTERNAL_ERROR, "internal error")
+                self._flush()
+        finally:
+            self._finish()
+
+    def _dispatch(self, events: list[Any], now: float) -> None:
+        inbox = self._inbox
+        wake = False
+        for event in events:
+            if type(event) is Fragment:
+                inbox.append(event)
+                self._inbox_bytes += len(event.data)
+                if event.first:
+                    self.messages_in += 1
+                self.last_data_received = now
+                wake = True
+            elif type(event) is Pong:
+                if self.ping_sent_at is not None:
+                    self.latency = now - self.ping_sent_at
+                    self.ping_sent_at = None
+            elif type(event) is CloseReceived:
+                wake = True
+        if wake:
+            self._wake_inbox()
+
+    def _wake_inbox(self) -> None:
+        waiter = self._inbox_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._inbox_waiter = None
+
+    def _finish(self) -> None:
+        if self.closed.done():
+            return
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if not self.stream.closed():
+            self.stream.close()
+        self.closed.set_result(None)
+        self._wake_inbox()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+        self._drain_callbacks.clear()
+        if self._resume_reading is not None and not self._resume_reading.done():
+            self._resume_reading.set_result(None)
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:  # pragma: no cover
+                log.exception("close callback failed")
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None and not self.closed.done():
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(self.close_timeout, self.abort)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without waiting for a closing handshake."""
+        if not self.stream.closed():
+            self.stream.close()
+        if self._reader is None or self._reader.done():
+            self._finish()
+
+    def closed_error(self) -> ConnectionClosed:
+        """The exception that describes how this connection ended."""
+        return ConnectionClosed(
+            self.session.close_code, self.session.close_reason, self.session.sent_close_code
+        )
+
+    # --- writing -----------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        chunks = self.session.data_to_send()
+        if not chunks:
+            return
+        eof = False
+        if chunks[-1] == b"":
+            eof = True
+            chunks = [c for c in chunks if c]
+        if chunks:
+            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if eof:
+            self._eof_after_writes = True
+            if self.pending_write == 0:
+                self._half_close()
+
+    def _write(self, data: bytes) -> None:
+        stream = self.stream
+        if stream.closed():
+            return
+        size = len(data)
+        try:
+            future = stream.write(data)
+        except StreamClosedError:
+            return
+        self.pending_write += size
+        self.bytes_out += size
+        future.add_done_callback(functools.partial(self._written, size))
+
+    def _written(self, size: int, future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: a closed stream is handled by the reader
+        self.pending_write -= size
+        if self.pending_write <= self.write_low_water:
+            if self._drain_waiters:
+                waiters, self._drain_waiters = self._drain_waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+            if self._drain_callbacks and not self.session.sending_fragmented:
+                self._run_drain_callbacks()
+        if self.pending_write == 0 and self._eof_after_writes:
+            self._half_close()
+
+    def _half_close(self) -> None:
+        """Shut our side down after the close frame is flushed; keep reading until EOF."""
+        self._eof_after_writes = False
+        sock = self.stream.socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self.abort()
+                return
+        self._arm_close_timer()
+
+    @property
+    def drained(self) -> bool:
+        """True while the bytes waiting in the transport are at or below the high-water mark."""
+        return self.pending_write <= self.write_high_water
+
+    async def wait_drained(self) -> None:
+        """Wait until pending writes fall to the low-water mark (no-op when drained).
+
+        Raises:
+            ConnectionClosed: the connection closed while waiting.
+        """
+        if self.pending_write <= self.write_high_water:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+        if self.closed.done():
+            raise self.closed_error()
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once :attr:`writable` holds again (pending writes at the
+        low-water mark and no fragmented send in flight); never on a closed connection."""
+        if self.closed.done():
+            return
+        if self.writable:
+            asyncio.get_running_loop().call_soon(callback)
+        else:
+            self._drain_callbacks.append(callback)
+
+    @property
+    def writable(self) -> bool:
+        """True when a frame can be queued now without waiting: OPEN, drained, and no
+        outbound fragmented message in flight."""
+        return (
+            self.session.state is State.OPEN
+            and self.pending_write <= self.write_high_water
+            and not self.session.sending_fragmented
+        )
+
+    def _check_open(self, what: str) -> None:
+        state = self.session.state
+        if state is not State.OPEN:
+            raise InvalidState(f"cannot send {what}: connection is {state.name.lower()}")
+
+    def send_nowait(self, message: str | bytes, *, text: bool | None = None) -> None:
+        """Queue one whole message without waiting for the transport to drain.
+
+        Args:
+            message: ``str`` is sent as text; ``bytes`` as binary unless ``text=True``
+                (then it must already be UTF-8).
+
+        Raises:
+            InvalidState: the connection is not OPEN, or a fragmented send is in flight.
+        """
+        self._check_open("a message")
+        if isinstance(message, str):
+            self.session.send_text(message.encode("utf-8"))
+        elif text:
+            self.session.send_text(message)
+        else:
+            self.session.send_binary(message)
+        self._flush()
+
+    async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
+        """Send one whole message (see :meth:`send_nowait`), then wait for the transport
+        to drain.
+
+        Raises:
+            InvalidState: the connection is CLOSING or CLOSED.
+        """
+        async with self._send_lock:
+            self.send_nowait(message, text=text)
+        await self.wait_drained()
+
+    def send_encoded(self, frame: bytes) -> bool:
+        """Queue a frame made once by :func:`~nbws.protocol.encode_frame` for many peers.
+
+        Returns:
+            False when this connection cannot take pre-encoded frames right now (closing,
+            compressed, or a fragmented send in flight); the caller then sends normally.
+        """
+        if not self.session.can_send_encoded:
+            return False
+        self.session.send_encoded(frame)
+        self._flush()
+        return True
+
+    async def send_fragments(
+        self,
+        chunks: Iterable[bytes | str] | AsyncIterable[bytes | str],
+        *,
+        text: bool = False,
+    ) -> int:
+        """Send one message as a sequence of fragments, one per chunk, never holding more
+        than the current chunk: each fragment is written only once the transport has
+        drained below its high-water mark.
+
+        Args:
+            chunks: payload pieces (``str`` pieces are UTF-8 encoded).
+            text: send as a text message (the chunks together must be valid UTF-8).
+
+        Returns:
+            Number of payload bytes sent.
+
+        Raises:
+            InvalidState: the connection closed before the message was complete.
+        """
+        session = self.session
+        sent = 0
+        first = True
+        previous: bytes | None = None
+        async with self._send_lock:
+            async for chunk in _aiter(chunks):
+                data = chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+                if previous is not None:
+                    self._check_open("a fragment")
+                    self._send_fragment(previous, first=first, fin=False, text=text)
+                    first = False
+                    sent += len(previous)
+                    await self.wait_drained()
+                previous = data
+            self._check_open("a fragment")
+            last = previous if previous is not None else b""
+            self._send_fragment(last, first=first, fin=True, text=text)
+            sent += len(last)
+        await self.wait_drained()
+        if not session.sending_fragmented and self.pending_write <= self.write_low_water:
+            self._run_drain_callbacks()
+        return sent
+
+    def _send_fragment(self, data: bytes, *, first: bool, fin: bool, text: bool) -> None:
+        session = self.session
+        if not first:
+            session.send_continuation(data, fin)
+        elif text:
+            session.send_text(data, fin)
+        else:
+            session.send_binary(data, fin)
+        self._flush()
+
+    def _run_drain_callbacks(self) -> None:
+        callbacks, self._drain_callbacks = self._drain_callbacks, []
+        for callback in callbacks:
+            callback()
+
+    async def ping(self, data: bytes = b"") -> None:
+        """Send a ping; its pong updates :attr:`latency`."""
+        self._check_open("a ping")
+        self.session.send_ping(data)
+        self.ping_sent_at = time.monotonic()
+        self._flush()
+
+    def send_heartbeat(self, now: float) -> None:
+        """Send a keepalive ping stamped ``now`` (called by the registry's sweep)."""
+        if self.session.state is State.OPEN:
+            self.session.send_ping(b"nbws-heartbeat")
+            self.ping_sent_at = now
+            self._flush()
+
+    def start_close(self, code: int = 1000, reason: str = "") -> None:
+        """Begin the closing handshake (no-op unless OPEN); the TCP close follows."""
+        if self.session.state is State.OPEN:
+            self.session.send_close(code, reason)
+            self._flush()
+            self._arm_close_timer()
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection with ``code``: close frame if OPEN, then drop."""
+        if self.session.state in (State.OPEN, State.CLOSING):
+            self.session.fail(code, reason)
+            self._flush()
+            self._arm_close_timer()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` and wait until the TCP connection is gone."""
+        self.start_close(code, reason)
+        if self.session.state is State.CONNECTING:
+            self.abort()
+        await asyncio.shield(self.closed)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def receive_fragment(self) -> Fragment:
+        """Next inbound fragment, as it arrives.
+
+        Raises:
+            ConnectionClosed: no more data will come.
+        """
+        inbox = self._inbox
+        while not inbox:
+            if self.closed.done() or self.session.state is not State.OPEN:
+                raise self.closed_error()
+            waiter = asyncio.get_running_loop().create_future()
+            self._inbox_waiter = waiter
+            await waiter
+        fragment = inbox.popleft()
+        self._inbox_bytes -= len(fragment.data)
+        resume = self._resume_reading
+        if resume is not None and self._inbox_bytes <= self.read_high_water // 2:
+            self._resume_reading = None
+            if not resume.done():
+                resume.set_result(None)
+        return fragment
+
+    async def receive(self) -> str | bytes:
+        """Next whole message: ``str`` for text, ``bytes`` for binary.
+
+        The message is reassembled in memory (bounded by ``max_message_size``); use
+        :meth:`receive_message` to stream a large one instead.
+
+        Raises:
+            ConnectionClosed: the connection closed.
+        """
+        fragment = await self.receive_fragment()
+        if fragment.last:
+            return fragment.data.decode("utf-8") if fragment.text else fragment.data
+        parts = [fragment.data]
+        while True:
+            nxt = await self.receive_fragment()
+            parts.append(nxt.data)
+            if nxt.last:
+                break
+        data = b"".join(parts)
+        return data.decode("utf-8") if fragment.text else data
+
+    async def receive_message(self) -> IncomingMessage:
+        """Next message as a stream of chunks (read it to its end before the next one).
+
+        Raises:
+            ConnectionClosed: the connection closed.
+        """
+        fragment = await self.receive_fragment()
+        return IncomingMessage(self, fragment)
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[str | bytes]:
+        while True:
+            try:
+                yield await self.receive()
+            except ConnectionClosed:
+                return
+
+
+class IncomingMessage:
+    """A message being received fragment by fragment.
+
+    Attributes:
+        text: True for a text message.
+        size: bytes received so far.
+    """
+
+    def __init__(self, connection: Connection, first: Fragment) -> None:
+        self.connection = connection
+        self.text = first.text
+        self._first: Fragment | None = first
+        self._done = False
+        self.size = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while not self._done:
+            if self._first is not None:
+                fragment, self._first = self._first, None
+            else:
+                fragment = await self.connection.receive_fragment()
+            self.size += len(fragment.data)
+            self._done = fragment.last
+            yield fragment.data
+
+
+async def _aiter(chunks: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            yield chunk
+    else:
+        for chunk in chunks:
+            yield chunk

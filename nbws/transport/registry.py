@@ -1,0 +1,125 @@
+"""All open connections of one process: the connection limit, one heartbeat sweep, shutdown.
+
+One periodic sweep walks every connection instead of a timer per connection, so an idle
+connection costs no timer and no task besides its reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+
+from tornado.ioloop import PeriodicCallback
+
+from ..errors import CloseCode
+from ..protocol import State
+from .connection import Connection
+
+__all__ = ["ConnectionRegistry"]
+
+log = logging.getLogger("nbws.connection")
+
+
+class ConnectionRegistry:
+    """Tracks open connections and keeps them alive or drops them.
+
+    Args:
+        max_connections: connections accepted at once (0: unlimited).
+        heartbeat_interval: seconds of silence before a ping (0: no heartbeats).
+        heartbeat_timeout: seconds to wait for the pong before closing with 1011.
+        idle_timeout: seconds without a data message before closing with 1001 (0: off).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 0,
+        heartbeat_interval: float = 30.0,
+        heartbeat_timeout: float = 20.0,
+        idle_timeout: float = 0.0,
+    ) -> None:
+        self.max_connections = max_connections
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.idle_timeout = idle_timeout
+        self.connections: set[Connection] = set()
+        self.accepted = 0
+        self.refused = 0
+        self._sweeper: PeriodicCallback | None = None
+
+    def __len__(self) -> int:
+        return len(self.connections)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(list(self.connections))
+
+    @property
+    def full(self) -> bool:
+        """True when one more connection would exceed ``max_connections``."""
+        return 0 < self.max_connections <= len(self.connections)
+
+    def add(self, connection: Connection) -> None:
+        """Track ``connection`` until it closes."""
+        self.connections.add(connection)
+        self.accepted += 1
+        connection.on_close(self.connections.discard)
+        self._ensure_sweeper()
+
+    def _sweep_period(self) -> float:
+        periods = [p for p in (self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout) if p > 0]
+        if not periods:
+            return 0.0
+        return max(0.02, min(min(periods) / 4, 5.0))
+
+    def _ensure_sweeper(self) -> None:
+        if self._sweeper is not None:
+            return
+        period = self._sweep_period()
+        if period <= 0:
+            return
+        self._sweeper = PeriodicCallback(self.sweep, period * 1000)
+        self._sweeper.start()
+
+    def sweep(self, now: float | None = None) -> None:
+        """Ping quiet peers, drop ones that missed their pong, close idle ones."""
+        now = time.monotonic() if now is None else now
+        interval, timeout, idle = self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout
+        for conn in list(self.connections):
+            if conn.session.state is not State.OPEN:
+                continue
+            if idle > 0 and now - conn.last_data_received >= idle:
+                log.info("closing idle connection %s after %.1fs", conn.remote, idle)
+                conn.start_close(CloseCode.GOING_AWAY, f"idle for {idle:g}s")
+                continue
+            if interval <= 0:
+                continue
+            if conn.ping_sent_at is not None:
+                if now - conn.ping_sent_at >= timeout:
+                    log.info("dropping %s: no pong within %.1fs", conn.remote, timeout)
+                    conn.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    conn.abort()
+            elif now - conn.last_received >= interval:
+                conn.send_heartbeat(now)
+
+    def stop(self) -> None:
+        """Stop the heartbeat sweep."""
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
+
+    async def close_all(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down", timeout: float = 2.0
+    ) -> None:
+        """Close every connection with ``code`` and wait (at most ``timeout``) for them."""
+        self.stop()
+        conns = list(self.connections)
+        for conn in conns:
+            conn.start_close(code, reason)
+        if conns:
+            waiters = [asyncio.shield(c.closed) for c in conns]
+            _, pending = await asyncio.wait(waiters, timeout=timeout)
+            for conn in conns:
+                if not conn.closed.done():
+                    conn.abort()
