@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -34,18 +35,14 @@ def _serve(args: argparse.Namespace) -> int:
         cfg.Nbws.backend = "redis"
         cfg.Nbws.redis_url = args.redis
     config = Nbws(config=cfg)
-    token: str | None
-    if args.no_token:
-        token = None
-    else:
-        token = args.token or new_token()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token: str | None = None if args.no_token else args.token or new_token()
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     server = StandaloneServer(config, host=args.host, port=args.port, token=token)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # the signal handler normally catches it
         asyncio.run(server.run())
-    except KeyboardInterrupt:  # pragma: no cover - signal handler normally catches it
-        pass
     return 0
 
 
@@ -60,7 +57,9 @@ def eval_literal(value: str) -> object:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nbws", description="Real-time WebSocket streams for Jupyter.")
+    parser = argparse.ArgumentParser(
+        prog="nbws", description="Real-time WebSocket streams for Jupyter."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the nbws endpoints in a standalone server")
     serve.add_argument("--host", default="127.0.0.1")
@@ -68,11 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     group = serve.add_mutually_exclusive_group()
     group.add_argument("--token", help="token clients must send (default: a random one)")
     group.add_argument("--no-token", action="store_true", help="accept clients without a token")
-    serve.add_argument("--allow-origin", action="append", metavar="ORIGIN",
-                       help="an Origin allowed besides the server's own ('*' for any)")
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="an Origin allowed besides the server's own ('*' for any)",
+    )
     serve.add_argument("--redis", metavar="URL", help="use the Redis broker at URL")
-    serve.add_argument("--set", action="append", metavar="NAME=VALUE",
-                       help="set an Nbws option, e.g. --set max_message_size=1048576")
+    serve.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set an Nbws option, e.g. --set max_message_size=1048576",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log connections")
     serve.set_defaults(func=_serve)
     return parser

@@ -153,8 +153,7 @@ class Nbws(Configurable):
 
     history_max_age = Float(
         0.0,
-        help="Seconds of history each stream keeps by default; 0 keeps messages regardless "
-        "of age.",
+        help="Seconds of history each stream keeps by default; 0 keeps messages regardless of age.",
     ).tag(config=True)
 
     dedupe_window = Int(

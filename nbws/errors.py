@@ -97,7 +97,7 @@ class NbwsError(Exception):
     """Base class of everything nbws raises on purpose."""
 
 
-class ConnectionError_(NbwsError):  # noqa: N801 - avoid shadowing the builtin ConnectionError
+class ConnectionError_(NbwsError):
     """An error that ends a WebSocket connection with :attr:`close_code`."""
 
     close_code: int = CloseCode.INTERNAL_ERROR

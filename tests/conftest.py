@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ async def nbws_server(server_options: dict[str, Any]) -> AsyncIterator[RunningSe
     options = dict(server_options)
     token = options.pop("token", None)
     server = StandaloneServer(make_config(**options), host="127.0.0.1", port=0, token=token)
-    port = server.listen()
+    port = await server.start()
     try:
         yield RunningServer("127.0.0.1", port, token, server=server)
     finally:
@@ -69,7 +69,10 @@ def start_serve_process(*args: str, token: str | None = None) -> RunningServer:
     cmd += ["--token", token] if token else ["--no-token"]
     cmd += list(args)
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
@@ -101,3 +104,131 @@ def serve_process() -> Iterator[RunningServer]:
         yield server
     finally:
         stop_serve_process(server)
+
+
+@dataclass
+class JupyterProcess:
+    """A real `jupyter server` / `jupyter lab` subprocess with nbws enabled by install."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    token: str
+    base_url: str
+    root_dir: str
+    runtime_dir: str
+    env: dict[str, str]
+    log_path: str
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.base_url}"
+
+    def ws_url(self, path: str = "nbws/ws", *, token: bool = True) -> str:
+        url = f"ws://127.0.0.1:{self.port}{self.base_url}{path}"
+        if token:
+            url += ("&" if "?" in url else "?") + f"token={self.token}"
+        return url
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(2)
+            self.process.send_signal(2)  # Jupyter asks for confirmation on the first one
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def launch_jupyter(
+    workdir: Any,
+    *,
+    app: str = "server",
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    token: str = "nbws-test-token",
+    timeout: float = 90.0,
+) -> JupyterProcess:
+    """Start `jupyter <app>` on a free port with isolated dirs; wait until it answers."""
+    import json
+    import pathlib
+    import time
+    import urllib.request
+
+    work = pathlib.Path(workdir)
+    for sub in ("root", "runtime", "config", "data", "ipython"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    full_env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(work / "config"),
+        "JUPYTER_DATA_DIR": str(work / "data"),
+        "IPYTHONDIR": str(work / "ipython"),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    log_path = str(work / f"jupyter-{app}.log")
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        app,
+        "--allow-root",
+        "--no-browser",
+        "--ServerApp.port=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={work / 'root'}",
+        *args,
+    ]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    deadline = time.monotonic() + timeout
+    info_file = work / "runtime" / f"jpserver-{proc.pid}.json"
+    info = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = pathlib.Path(log_path).read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"jupyter {app} exited early:\n{tail}")
+        if info_file.exists():
+            try:
+                info = json.loads(info_file.read_text())
+                break
+            except ValueError:
+                pass
+        time.sleep(0.1)
+    if info is None:
+        proc.kill()
+        raise RuntimeError(f"jupyter {app} did not start in {timeout}s")
+    jp = JupyterProcess(
+        proc,
+        int(info["port"]),
+        token,
+        info["base_url"],
+        str(work / "root"),
+        str(work / "runtime"),
+        full_env,
+        log_path,
+    )
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{jp.http_url}api/status?token={token}", timeout=2):
+                return jp
+        except OSError:
+            time.sleep(0.1)
+    jp.stop()
+    raise RuntimeError(f"jupyter {app} did not answer in {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterProcess]:
+    """One real `jupyter server` for the session (use unique stream names per test)."""
+    server = launch_jupyter(tmp_path_factory.mktemp("jupyter"))
+    try:
+        yield server
+    finally:
+        server.stop()

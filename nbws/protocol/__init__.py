@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .events import CloseReceived, Event, Fragment, Ping, Pong
 from .limits import RateLimiter
-from .session import Response, Session, State, encode_frame, serialize_request
+from .session import Response, Session, State, encode_frame, encode_message, serialize_request
 from .tap import OPCODE_NAMES, FrameRecord, FrameTap, parse_frame_header
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Session",
     "State",
     "encode_frame",
+    "encode_message",
     "parse_frame_header",
     "serialize_request",
 ]

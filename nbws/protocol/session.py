@@ -41,7 +41,7 @@ from .events import CloseReceived, Event, Fragment, Ping, Pong
 from .limits import RateLimiter
 from .tap import PREVIEW_BYTES, FrameRecord, FrameTap, parse_frame_header
 
-__all__ = ["Response", "Session", "State", "encode_frame", "serialize_request"]
+__all__ = ["Response", "Session", "State", "encode_frame", "encode_message", "serialize_request"]
 
 # websockets logs every open and close at INFO; nbws logs connections itself (nbws.access,
 # nbws.server), so its own messages are kept to warnings unless a user lowers the level.
@@ -54,13 +54,38 @@ _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
-def encode_frame(payload: bytes, *, text: bool, fin: bool = True) -> bytes:
+def encode_frame(
+    payload: bytes | memoryview, *, text: bool, fin: bool = True, continuation: bool = False
+) -> bytes:
     """Serialise one unmasked, uncompressed server frame.
 
     This is the encode-once half of fan-out: the same bytes can be handed to many
     sessions' :meth:`Session.send_encoded`.
     """
-    return Frame(_TEXT if text else _BINARY, payload, fin).serialize(mask=False, extensions=[])
+    opcode = _CONT if continuation else _TEXT if text else _BINARY
+    return Frame(opcode, payload, fin).serialize(mask=False, extensions=[])
+
+
+def encode_message(payload: bytes | memoryview, *, text: bool, fragment_size: int = 1 << 20) -> bytes:
+    """Serialise a whole message, as consecutive fragments when it is over ``fragment_size``.
+
+    The fragments are one contiguous byte string, so writing it in one go can never
+    interleave with another message.
+    """
+    if len(payload) <= fragment_size:
+        return encode_frame(payload, text=text)
+    view = memoryview(payload)
+    last = len(view)
+    frames = [
+        encode_frame(
+            view[start : start + fragment_size],
+            text=text,
+            fin=start + fragment_size >= last,
+            continuation=start > 0,
+        )
+        for start in range(0, last, fragment_size)
+    ]
+    return b"".join(frames)
 
 
 def _select_in_server_order(
@@ -146,7 +171,8 @@ class Session:
         protocol.receive_data(raw_request)
         events = protocol.events_received()
         if not events or not isinstance(events[0], Request):
-            return protocol.reject(400, f"Malformed WebSocket handshake: {protocol.handshake_exc}\n")
+            problem = protocol.handshake_exc or "incomplete HTTP request"
+            return protocol.reject(400, f"Malformed WebSocket handshake: {problem}\n")
         request = events[0]
         self.request = request
         version = request.headers.get("Sec-WebSocket-Version")
@@ -159,6 +185,9 @@ class Session:
         response = protocol.accept(request)
         if response.status_code == 101:
             protocol.send_response(response)
+            # Taken now so that a tap already watching never parses the HTTP response
+            # as frames.
+            self._out.extend(protocol.data_to_send())
         return response
 
     # --- state -------------------------------------------------------------------------
@@ -375,7 +404,8 @@ class Session:
         )
 
     def send_encoded(self, frame: bytes) -> None:
-        """Queue bytes made by :func:`encode_frame`, keeping order with other sends.
+        """Queue bytes made by :func:`encode_frame` or :func:`encode_message` (one or more
+        whole messages, joined), keeping order with other sends.
 
         Raises:
             InvalidState: :attr:`can_send_encoded` is False.
@@ -429,19 +459,24 @@ class Session:
                     self._record_out(chunk)
 
     def _record_out(self, chunk: bytes) -> None:
-        opcode, fin, rsv, masked, length, header = parse_frame_header(chunk)
-        self.tap.record(
-            FrameRecord(
-                time=self._clock(),
-                direction="out",
-                opcode=opcode,
-                fin=fin,
-                rsv=rsv,
-                masked=masked,
-                length=length,
-                preview=bytes(chunk[header : header + PREVIEW_BYTES]),
+        """Record every frame in ``chunk`` (one frame, or several joined ones)."""
+        position, end = 0, len(chunk)
+        while position < end:
+            opcode, fin, rsv, masked, length, header = parse_frame_header(chunk[position : position + 14])
+            start = position + header
+            self.tap.record(
+                FrameRecord(
+                    time=self._clock(),
+                    direction="out",
+                    opcode=opcode,
+                    fin=fin,
+                    rsv=rsv,
+                    masked=masked,
+                    length=length,
+                    preview=bytes(chunk[start : start + min(length, PREVIEW_BYTES)]),
+                )
             )
-        )
+            position = start + length
 
 
 def serialize_request(method: str, uri: str, headers: Sequence[tuple[str, str]]) -> bytes:

@@ -89,19 +89,23 @@ class FrameTap:
         self.listeners: list[Callable[[FrameRecord], None]] = []
         self.active = False
         self.dropped = 0
+        self._watchers = 0
 
     def watch(self, listener: Callable[[FrameRecord], None] | None = None) -> None:
         """Start recording; ``listener`` (if any) is called with each new record."""
-        self.active = True
-        if listener is not None:
+        if listener is None:
+            self._watchers += 1
+        else:
             self.listeners.append(listener)
+        self.active = True
 
     def unwatch(self, listener: Callable[[FrameRecord], None] | None = None) -> None:
-        """Remove ``listener``; recording stops when nobody is left watching."""
-        if listener is not None and listener in self.listeners:
+        """Undo one :meth:`watch`; recording stops when nobody is left watching."""
+        if listener is None:
+            self._watchers = max(0, self._watchers - 1)
+        elif listener in self.listeners:
             self.listeners.remove(listener)
-        if not self.listeners:
-            self.active = False
+        self.active = bool(self._watchers or self.listeners)
 
     def record(self, record: FrameRecord) -> None:
         """Append one record and tell the listeners."""

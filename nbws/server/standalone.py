@@ -15,7 +15,9 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler
 
 from ..config import Nbws
-from .context import SETTINGS_KEY, NbwsContext, create_context
+from .api import MetricsMixin
+from .context import SETTINGS_KEY, WEBSOCKET_ROUTES, NbwsContext, create_context
+from .routes import API_ROUTES
 from .websocket import serve_endpoint
 
 __all__ = ["StandaloneServer", "make_app"]
@@ -80,15 +82,25 @@ class StandaloneWebSocketHandler(StandaloneHandler):
         await serve_endpoint(self, self.endpoint)
 
 
+class StandaloneMetricsHandler(MetricsMixin, StandaloneHandler):
+    """Prometheus metrics of ``nbws serve``."""
+
+
 def make_app(config: Nbws, *, token: str | None, base_url: str = "/") -> Application:
     """Build the tornado application ``nbws serve`` runs (also used by tests and bench)."""
     context = create_context(config)
-    prefix = base_url.rstrip("/") + "/nbws"
+    root = base_url.rstrip("/")
+    prefix = root + "/nbws"
     handlers: list[Any] = [
-        (f"{prefix}/{name}", StandaloneWebSocketHandler, {"endpoint": name})
-        for name in context.endpoints
+        (f"{prefix}/{segment}", StandaloneWebSocketHandler, {"endpoint": endpoint})
+        for segment, endpoint in WEBSOCKET_ROUTES.items()
     ]
-    return Application(handlers, **{SETTINGS_KEY: context, "nbws_token": token})
+    for path, mixin in API_ROUTES:
+        handler = type(f"Standalone{mixin.__name__}", (mixin, StandaloneHandler), {})
+        handlers.append((f"{prefix}/{path}", handler))
+    handlers.append((f"{root}/metrics", StandaloneMetricsHandler))
+    settings: dict[str, Any] = {SETTINGS_KEY: context, "nbws_token": token}
+    return Application(handlers, **settings)
 
 
 class StandaloneServer:
@@ -113,6 +125,11 @@ class StandaloneServer:
         self.port = sockets[0].getsockname()[1]
         return self.port
 
+    async def start(self) -> int:
+        """Connect the broker, then bind and accept; returns the port."""
+        await self.context.start()
+        return self.listen()
+
     async def stop(self) -> None:
         """Stop accepting, then close every connection with 1001 (going away)."""
         if self.server is not None:
@@ -121,7 +138,7 @@ class StandaloneServer:
 
     async def run(self) -> None:
         """Serve until interrupted."""
-        port = self.listen()
+        port = await self.start()
         url = f"ws://{self.host}:{port}/nbws/echo"
         if self.token:
             url += f"?token={self.token}"

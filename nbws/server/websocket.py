@@ -24,7 +24,9 @@ async def serve_endpoint(handler: RequestHandler, endpoint_name: str) -> None:
     """
     context: NbwsContext = handler.settings[SETTINGS_KEY]
     endpoint = context.endpoints[endpoint_name]
-    query = {k: v[0].decode("utf-8", "replace") for k, v in handler.request.query_arguments.items() if v}
+    query = {
+        k: v[0].decode("utf-8", "replace") for k, v in handler.request.query_arguments.items() if v
+    }
     try:
         options = endpoint.parse_options(query)
     except ValueError as exc:

@@ -304,6 +304,23 @@ class Connection:
         else:
             self._drain_callbacks.append(callback)
 
+    async def wait_writable(self) -> bool:
+        """Wait until :attr:`writable` holds; False if the connection closed instead."""
+        if self.writable:
+            return True
+        if self.closed.done():
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake(*_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        self.when_writable(wake)
+        self.on_close(wake)
+        await waiter
+        return self.writable
+
     @property
     def writable(self) -> bool:
         """True when a frame can be queued now without waiting: OPEN, drained, and no

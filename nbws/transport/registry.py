@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
@@ -48,6 +49,8 @@ class ConnectionRegistry:
         self.accepted = 0
         self.refused = 0
         self._sweeper: PeriodicCallback | None = None
+        self._labels: dict[str, Connection] = {}
+        self._label_waiters: dict[str, list[asyncio.Future[Connection]]] = {}
 
     def __len__(self) -> int:
         return len(self.connections)
@@ -66,9 +69,50 @@ class ConnectionRegistry:
         self.accepted += 1
         connection.on_close(self.connections.discard)
         self._ensure_sweeper()
+        label = connection.query.get("tap")
+        if label:
+            self._label(label, connection)
+
+    def _label(self, label: str, connection: Connection) -> None:
+        """Record frames of ``connection`` and let a tap find it by ``label``."""
+        connection.tap.watch()
+        self._labels[label] = connection
+
+        def forget(conn: Connection) -> None:
+            if self._labels.get(label) is conn:
+                del self._labels[label]
+
+        connection.on_close(forget)
+        for waiter in self._label_waiters.pop(label, []):
+            if not waiter.done():
+                waiter.set_result(connection)
+
+    async def wait_for_label(
+        self, label: str, cancelled: asyncio.Future[None]
+    ) -> Connection | None:
+        """The open connection opened with ``?tap=label``, waiting for one if needed;
+        None once ``cancelled`` completes first."""
+        current = self._labels.get(label)
+        if current is not None and not current.closed.done():
+            return current
+        waiter: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        self._label_waiters.setdefault(label, []).append(waiter)
+        both: list[asyncio.Future[Any]] = [waiter, cancelled]
+        done, _ = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done:
+            return waiter.result()
+        waiter.cancel()
+        waiters = self._label_waiters.get(label)
+        if waiters and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._label_waiters[label]
+        return None
 
     def _sweep_period(self) -> float:
-        periods = [p for p in (self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout) if p > 0]
+        periods = [
+            p for p in (self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout) if p > 0
+        ]
         if not periods:
             return 0.0
         return max(0.02, min(min(periods) / 4, 5.0))
@@ -110,7 +154,10 @@ class ConnectionRegistry:
             self._sweeper = None
 
     async def close_all(
-        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down", timeout: float = 2.0
+        self,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "server shutting down",
+        timeout: float = 2.0,
     ) -> None:
         """Close every connection with ``code`` and wait (at most ``timeout``) for them."""
         self.stop()
@@ -119,7 +166,7 @@ class ConnectionRegistry:
             conn.start_close(code, reason)
         if conns:
             waiters = [asyncio.shield(c.closed) for c in conns]
-            _, pending = await asyncio.wait(waiters, timeout=timeout)
+            await asyncio.wait(waiters, timeout=timeout)
             for conn in conns:
                 if not conn.closed.done():
                     conn.abort()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+
 from tornado.web import RequestHandler
 
 from ..config import Nbws, endpoint_compression
@@ -44,7 +45,9 @@ def accept_websocket(
         rate_limit_burst=config.rate_limit_burst,
         tap=FrameTap(config.frame_tap_size),
     )
-    raw = serialize_request(request.method or "GET", request.uri or "/", list(request.headers.get_all()))
+    raw = serialize_request(
+        request.method or "GET", request.uri or "/", list(request.headers.get_all())
+    )
     response = session.receive_request(raw)
     if response.status_code != 101:
         handler.set_status(response.status_code)
@@ -52,7 +55,7 @@ def accept_websocket(
             if name.lower() not in _DROP_ON_REJECT:
                 handler.set_header(name, value)
         handler.set_header("Content-Type", "text/plain; charset=utf-8")
-        handler.finish(response.body)
+        handler.finish(bytes(response.body))
         return None
     stream = handler.detach()  # marks the handler finished: tornado writes nothing more
     access_log.info(

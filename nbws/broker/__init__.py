@@ -1,0 +1,51 @@
+"""Stream brokers: where history lives and who assigns offsets."""
+
+from __future__ import annotations
+
+from ..config import Nbws
+from .base import (
+    AppendResult,
+    Broker,
+    BrokerUnavailable,
+    HistoryLimits,
+    ReadResult,
+    StoredMessage,
+    StreamInfo,
+    UnknownStream,
+)
+from .memory import MemoryBroker
+
+__all__ = [
+    "AppendResult",
+    "Broker",
+    "BrokerUnavailable",
+    "HistoryLimits",
+    "MemoryBroker",
+    "ReadResult",
+    "StoredMessage",
+    "StreamInfo",
+    "UnknownStream",
+    "create_broker",
+    "default_limits",
+]
+
+
+def default_limits(config: Nbws) -> HistoryLimits:
+    """History limits for streams created without their own."""
+    return HistoryLimits(
+        max_messages=config.history_max_messages,
+        max_bytes=config.history_max_bytes,
+        max_age=config.history_max_age,
+    )
+
+
+def create_broker(config: Nbws) -> Broker:
+    """The broker ``config.backend`` names."""
+    if config.backend == "memory":
+        return MemoryBroker(default_limits(config), config.dedupe_window)
+    if config.backend == "redis":
+        from .redis import RedisBroker  # optional dependency
+
+        broker: Broker = RedisBroker(config.redis_url, default_limits(config), config.dedupe_window)
+        return broker
+    raise ValueError(f"unknown nbws backend {config.backend!r}: use 'memory' or 'redis'")

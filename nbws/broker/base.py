@@ -1,0 +1,180 @@
+"""The broker contract: where stream history lives and who assigns offsets.
+
+The in-memory broker (one process) and the Redis broker (many processes) implement the
+same :class:`Broker` protocol; the hub in ``nbws.server.streams`` fans messages out to
+local subscribers and never depends on which one runs underneath. Chosen by
+``c.Nbws.backend`` (``memory`` | ``redis``), built by :func:`nbws.broker.create_broker`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import NbwsError
+
+__all__ = [
+    "AppendResult",
+    "Broker",
+    "BrokerUnavailable",
+    "HistoryLimits",
+    "Listener",
+    "ReadResult",
+    "StoredMessage",
+    "StreamInfo",
+    "UnknownStream",
+]
+
+
+class UnknownStream(NbwsError):
+    """The stream does not exist and the broker was told not to create it."""
+
+
+class BrokerUnavailable(NbwsError):
+    """The broker's backing store cannot be reached (nack with ``retry: true``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLimits:
+    """How much history a stream keeps. Zero means "no limit" for bytes and age."""
+
+    max_messages: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_age: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One appended message.
+
+    Attributes:
+        offset: position in the stream (0 for its first message).
+        time: when it was appended (seconds since the epoch).
+        payload: JSON bytes for a JSON message, raw bytes for a binary one.
+        binary: True for a binary payload.
+        producer: producer id of an acknowledged publish, else None.
+        seq: the producer's sequence number, else None.
+        key: conflation key, if any.
+        content_type: content type of a binary payload, if given.
+    """
+
+    offset: int
+    time: float
+    payload: bytes
+    binary: bool = False
+    producer: str | None = None
+    seq: int | None = None
+    key: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Outcome of an append: the offset, and whether it was a duplicate of an earlier one.
+
+    ``offset`` is None only for a duplicate whose original offset is no longer
+    remembered (its seq fell out of the dedupe window).
+    """
+
+    offset: int | None
+    epoch: str
+    duplicate: bool = False
+    message: StoredMessage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """A page of history.
+
+    Attributes:
+        epoch: the stream's epoch.
+        first: oldest offset still held.
+        next: offset the next appended message will get.
+        messages: messages with offsets >= the requested ``since``, in order.
+    """
+
+    epoch: str
+    first: int
+    next: int
+    messages: list[StoredMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What a broker knows about one stream."""
+
+    name: str
+    epoch: str
+    first: int
+    next: int
+    history_messages: int
+    history_bytes: int
+    limits: HistoryLimits
+    created: float
+
+
+Listener = Callable[[str, str, StoredMessage], None]
+"""Called as ``listener(stream, epoch, message)`` for each message appended, in offset order."""
+
+
+class Broker(Protocol):
+    """Storage and ordering of stream messages (see module docstring)."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect to the backing store (idempotent)."""
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while the backing store is unreachable."""
+
+    async def create(self, stream: str, limits: HistoryLimits | None = None) -> StreamInfo:
+        """Create ``stream`` (or update its limits) and return its info."""
+
+    async def delete(self, stream: str) -> bool:
+        """Delete ``stream`` and its history; True if it existed. Its next epoch differs."""
+
+    async def info(self, stream: str) -> StreamInfo | None:
+        """Info of one stream, or None if it does not exist."""
+
+    async def streams(self) -> list[StreamInfo]:
+        """Info of every stream."""
+
+    async def append(
+        self,
+        stream: str,
+        payload: bytes,
+        *,
+        binary: bool = False,
+        producer: str | None = None,
+        seq: int | None = None,
+        key: str | None = None,
+        content_type: str | None = None,
+        create: bool = True,
+    ) -> AppendResult:
+        """Append one message, atomically with duplicate suppression by (producer, seq).
+
+        Raises:
+            UnknownStream: the stream does not exist and ``create`` is False.
+            BrokerUnavailable: the backing store is unreachable.
+        """
+
+    async def read(self, stream: str, since: int, limit: int) -> ReadResult:
+        """Read up to ``limit`` messages with offset >= ``since``.
+
+        Raises:
+            UnknownStream: the stream does not exist.
+            BrokerUnavailable: the backing store is unreachable.
+        """
+
+    def listen(self, stream: str, listener: Listener) -> None:
+        """Call ``listener`` for every message appended to ``stream`` from now on
+        (including appends made by other processes for a shared broker)."""
+
+    def unlisten(self, stream: str, listener: Listener) -> None:
+        """Stop calling ``listener`` for ``stream``."""

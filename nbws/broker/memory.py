@@ -1,0 +1,208 @@
+"""The embedded broker: history in this process's memory, bounded per stream.
+
+Appends are synchronous under the hood (no suspension between assigning an offset and
+notifying listeners), so local fan-out sees messages in offset order. History is lost
+when the process stops; each stream gets a fresh epoch when it is (re)created, which is
+how resuming clients learn of the loss.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from .base import (
+    AppendResult,
+    HistoryLimits,
+    Listener,
+    ReadResult,
+    StoredMessage,
+    StreamInfo,
+    UnknownStream,
+)
+from .dedupe import DedupeWindow
+
+__all__ = ["MemoryBroker"]
+
+
+def new_epoch() -> str:
+    """A fresh, random epoch id."""
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass
+class _Stream:
+    name: str
+    limits: HistoryLimits
+    epoch: str = field(default_factory=new_epoch)
+    created: float = field(default_factory=time.time)
+    messages: deque[StoredMessage] = field(default_factory=deque)
+    bytes: int = 0
+    next: int = 0
+    producers: dict[str, DedupeWindow] = field(default_factory=dict)
+    listeners: list[Listener] = field(default_factory=list)
+
+    @property
+    def first(self) -> int:
+        return self.messages[0].offset if self.messages else self.next
+
+    def trim(self, now: float) -> None:
+        messages, limits = self.messages, self.limits
+        while messages and (
+            len(messages) > limits.max_messages
+            or (limits.max_bytes and self.bytes > limits.max_bytes)
+            or (limits.max_age and now - messages[0].time > limits.max_age)
+        ):
+            self.bytes -= len(messages.popleft().payload)
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(
+            name=self.name,
+            epoch=self.epoch,
+            first=self.first,
+            next=self.next,
+            history_messages=len(self.messages),
+            history_bytes=self.bytes,
+            limits=self.limits,
+            created=self.created,
+        )
+
+
+class MemoryBroker:
+    """In-process broker (the default).
+
+    Args:
+        default_limits: history limits of streams created without their own.
+        dedupe_window: sequence numbers remembered per (stream, producer).
+    """
+
+    name = "memory"
+
+    def __init__(
+        self, default_limits: HistoryLimits | None = None, dedupe_window: int = 4096
+    ) -> None:
+        self.default_limits = default_limits or HistoryLimits()
+        self.dedupe_window = dedupe_window
+        self._streams: dict[str, _Stream] = {}
+        self._listeners: dict[str, list[Listener]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._listeners.clear()
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    def _get(self, stream: str, create: bool) -> _Stream:
+        state = self._streams.get(stream)
+        if state is None:
+            if not create:
+                raise UnknownStream(f"no stream named {stream!r}")
+            state = self._streams[stream] = _Stream(stream, self.default_limits)
+        return state
+
+    async def create(self, stream: str, limits: HistoryLimits | None = None) -> StreamInfo:
+        state = self._get(stream, create=True)
+        if limits is not None:
+            state.limits = limits
+            state.trim(time.time())
+        return state.info()
+
+    async def delete(self, stream: str) -> bool:
+        return self._streams.pop(stream, None) is not None
+
+    async def info(self, stream: str) -> StreamInfo | None:
+        state = self._streams.get(stream)
+        return state.info() if state is not None else None
+
+    async def streams(self) -> list[StreamInfo]:
+        return [s.info() for s in self._streams.values()]
+
+    async def append(
+        self,
+        stream: str,
+        payload: bytes,
+        *,
+        binary: bool = False,
+        producer: str | None = None,
+        seq: int | None = None,
+        key: str | None = None,
+        content_type: str | None = None,
+        create: bool = True,
+    ) -> AppendResult:
+        return self.append_now(
+            stream,
+            payload,
+            binary=binary,
+            producer=producer,
+            seq=seq,
+            key=key,
+            content_type=content_type,
+            create=create,
+        )
+
+    def append_now(
+        self,
+        stream: str,
+        payload: bytes,
+        *,
+        binary: bool = False,
+        producer: str | None = None,
+        seq: int | None = None,
+        key: str | None = None,
+        content_type: str | None = None,
+        create: bool = True,
+    ) -> AppendResult:
+        """Synchronous :meth:`append` (the memory broker never waits)."""
+        state = self._get(stream, create)
+        window: DedupeWindow | None = None
+        if producer is not None and seq is not None:
+            window = state.producers.get(producer)
+            if window is None:
+                window = state.producers[producer] = DedupeWindow(self.dedupe_window)
+            seen, offset = window.lookup(seq)
+            if seen:
+                return AppendResult(offset, state.epoch, duplicate=True)
+        now = time.time()
+        message = StoredMessage(state.next, now, payload, binary, producer, seq, key, content_type)
+        state.next += 1
+        state.messages.append(message)
+        state.bytes += len(payload)
+        state.trim(now)
+        if window is not None:
+            window.remember(seq, message.offset)  # type: ignore[arg-type]
+        for listener in self._listeners.get(stream, ()):
+            listener(stream, state.epoch, message)
+        return AppendResult(message.offset, state.epoch, message=message)
+
+    async def read(self, stream: str, since: int, limit: int) -> ReadResult:
+        return self.read_now(stream, since, limit)
+
+    def read_now(self, stream: str, since: int, limit: int) -> ReadResult:
+        """Synchronous :meth:`read`."""
+        state = self._streams.get(stream)
+        if state is None:
+            raise UnknownStream(f"no stream named {stream!r}")
+        if state.limits.max_age:
+            state.trim(time.time())
+        messages = state.messages
+        first = state.first
+        start = max(since, first) - first
+        count = min(limit, len(messages) - start) if start < len(messages) else 0
+        page = [messages[i] for i in range(start, start + count)] if count > 0 else []
+        return ReadResult(state.epoch, first, state.next, page)
+
+    def listen(self, stream: str, listener: Listener) -> None:
+        self._listeners.setdefault(stream, []).append(listener)
+
+    def unlisten(self, stream: str, listener: Listener) -> None:
+        listeners = self._listeners.get(stream)
+        if listeners and listener in listeners:
+            listeners.remove(listener)
+            if not listeners:
+                del self._listeners[stream]

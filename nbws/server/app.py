@@ -1,0 +1,46 @@
+"""The jupyter-server extension: nbws inside Jupyter, enabled on install."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+
+from ..config import Nbws
+from .context import SETTINGS_KEY, NbwsContext, create_context
+from .jupyter import jupyter_handlers
+
+__all__ = ["NbwsApp"]
+
+
+class NbwsApp(ExtensionApp):
+    """Hosts nbws's streams, echo playground and REST API under Jupyter's ``base_url``.
+
+    Settings are ``c.Nbws.*`` (the same object ``nbws serve`` reads).
+    """
+
+    name = "nbws"
+    description = "Real-time WebSocket streams for Jupyter"
+    load_other_extensions = True
+    classes = [Nbws]
+
+    def initialize_settings(self) -> None:
+        config = Nbws(parent=self)
+        self.context: NbwsContext = create_context(config)
+        self.settings.update({SETTINGS_KEY: self.context})
+        base_url = self.serverapp.base_url if self.serverapp is not None else "/"
+        self.log.info(
+            "nbws: streams at %s (backend %s)", url_path_join(base_url, "nbws/ws"), config.backend
+        )
+
+    def initialize_handlers(self) -> None:
+        for path, handler, kwargs in jupyter_handlers(self.name):
+            self.handlers.append((path, handler, kwargs))
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.context.start()
+
+    async def stop_extension(self) -> None:
+        """Close every nbws connection with 1001 and release the broker."""
+        await self.context.shutdown()

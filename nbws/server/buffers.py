@@ -1,0 +1,236 @@
+"""One bounded outbound buffer per subscriber, with an explicit overflow policy.
+
+Pure bookkeeping: no sockets, no clock. The subscriber (``nbws.server.streams``) offers
+encoded deliveries and takes batches to write when its connection drains. Frames are
+shared between subscribers (encoded once per message), so a buffer holds references; its
+byte count is what those frames would cost to write.
+
+Policies when the buffer is full:
+
+========== =================================================================
+drop-oldest  drop queued messages from the head; a ``dropped`` gap precedes the rest
+drop-newest  drop the incoming message; a ``dropped`` gap precedes the next accepted one
+conflate     a message replaces a queued one with the same key (``conflated`` gap);
+             if still full, drop-oldest
+disconnect   refuse: the subscriber is closed with 1013
+block        accept, report ``full`` so producers' acks are delayed; past twice the
+             bound (producers that ignore acks) refuse like ``disconnect``
+========== =================================================================
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["Delivery", "Gap", "Offer", "Policy", "SubscriberBuffer"]
+
+
+class Policy(str, enum.Enum):
+    """What a full subscriber buffer does."""
+
+    DROP_OLDEST = "drop-oldest"
+    DROP_NEWEST = "drop-newest"
+    CONFLATE = "conflate"
+    DISCONNECT = "disconnect"
+    BLOCK = "block"
+
+
+class Offer(enum.Enum):
+    """Outcome of :meth:`SubscriberBuffer.offer`."""
+
+    ACCEPTED = "accepted"
+    DROPPED = "dropped"
+    FULL = "full"
+    OVERFLOW = "overflow"
+
+
+@dataclass(slots=True)
+class Delivery:
+    """An encoded message waiting for one subscriber (the frame is shared)."""
+
+    offset: int
+    frame: bytes
+    key: str | None = None
+    dead: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Offsets this subscriber will not get: ``start`` inclusive, ``end`` exclusive."""
+
+    start: int
+    end: int
+    count: int
+    reason: str
+
+
+class SubscriberBuffer:
+    """Bounded queue of deliveries for one subscriber.
+
+    Args:
+        policy: what to do when full.
+        max_messages: bound in messages.
+        max_bytes: bound in bytes of encoded frames.
+    """
+
+    def __init__(self, policy: Policy, max_messages: int, max_bytes: int) -> None:
+        self.policy = policy
+        self.max_messages = max(1, max_messages)
+        self.max_bytes = max(1, max_bytes)
+        self._queue: deque[Delivery | Gap] = deque()
+        self._by_key: dict[str, Delivery] = {}
+        self.messages = 0
+        self.bytes = 0
+        self.dropped = 0
+        self.conflated = 0
+        self._head_gap: list[int] | None = None  # [start, count] dropped before the head
+        self._tail_gap: list[int] | None = None  # [start, count, last] dropped incoming
+        self._conflated_gap: list[int] | None = None  # [min, max, count]
+
+    def __len__(self) -> int:
+        return self.messages
+
+    def _full_for(self, size: int) -> bool:
+        return self.messages >= self.max_messages or (
+            self.messages > 0 and self.bytes + size > self.max_bytes
+        )
+
+    @property
+    def full(self) -> bool:
+        """At or over the bound."""
+        return self.messages >= self.max_messages or self.bytes >= self.max_bytes
+
+    @property
+    def has_room(self) -> bool:
+        """Below half the bound: where a ``block`` subscriber stops holding acks back."""
+        return self.messages <= self.max_messages // 2 and self.bytes <= self.max_bytes // 2
+
+    @property
+    def pending(self) -> bool:
+        """Something (a delivery or a gap notice) waits to be written."""
+        return (
+            bool(self._queue)
+            or self._head_gap is not None
+            or self._tail_gap is not None
+            or (self._conflated_gap is not None)
+        )
+
+    def offer(self, delivery: Delivery) -> Offer:
+        """Queue ``delivery`` or apply the policy."""
+        size = len(delivery.frame)
+        policy = self.policy
+        if policy is Policy.CONFLATE and delivery.key is not None:
+            old = self._by_key.get(delivery.key)
+            if old is not None and not old.dead:
+                self._kill(old)
+                self.conflated += 1
+                gap = self._conflated_gap
+                if gap is None:
+                    self._conflated_gap = [old.offset, old.offset, 1]
+                else:
+                    gap[0] = min(gap[0], old.offset)
+                    gap[1] = max(gap[1], old.offset)
+                    gap[2] += 1
+        if self._full_for(size):
+            if policy is Policy.DROP_NEWEST:
+                self.dropped += 1
+                tail = self._tail_gap
+                if tail is None:
+                    self._tail_gap = [delivery.offset, 1, delivery.offset]
+                else:
+                    tail[1] += 1
+                    tail[2] = delivery.offset
+                return Offer.DROPPED
+            if policy is Policy.DISCONNECT:
+                return Offer.OVERFLOW
+            if policy is Policy.BLOCK:
+                if self.messages >= 2 * self.max_messages or self.bytes + size > 2 * self.max_bytes:
+                    return Offer.OVERFLOW
+                self._append(delivery, size)
+                return Offer.FULL
+            while self.messages and self._full_for(size):
+                self._drop_head()
+        self._append(delivery, size)
+        return Offer.ACCEPTED
+
+    def _append(self, delivery: Delivery, size: int) -> None:
+        tail = self._tail_gap
+        if tail is not None:
+            self._queue.append(Gap(tail[0], tail[2] + 1, tail[1], "dropped"))
+            self._tail_gap = None
+        self._queue.append(delivery)
+        self.messages += 1
+        self.bytes += size
+        if delivery.key is not None and self.policy is Policy.CONFLATE:
+            self._by_key[delivery.key] = delivery
+
+    def _kill(self, delivery: Delivery) -> None:
+        delivery.dead = True
+        self.messages -= 1
+        self.bytes -= len(delivery.frame)
+        if delivery.key is not None and self._by_key.get(delivery.key) is delivery:
+            del self._by_key[delivery.key]
+
+    def _drop_head(self) -> None:
+        queue = self._queue
+        while queue:
+            item = queue.popleft()
+            if isinstance(item, Gap):
+                self._merge_head_gap(item.start, item.count)
+                continue
+            if item.dead:
+                continue
+            self._kill(item)
+            self.dropped += 1
+            self._merge_head_gap(item.offset, 1)
+            return
+
+    def _merge_head_gap(self, start: int, count: int) -> None:
+        head = self._head_gap
+        if head is None:
+            self._head_gap = [start, count]
+        else:
+            head[0] = min(head[0], start)
+            head[1] += count
+
+    def take(self, max_bytes: int) -> list[Delivery | Gap]:
+        """Remove and return the next batch (at least one item, about ``max_bytes``).
+
+        Gap notices come first where they belong: dropped-head and conflation gaps before
+        the batch, dropped-tail gaps where the next accepted message follows them.
+        """
+        out: list[Delivery | Gap] = []
+        queue = self._queue
+        if self._conflated_gap is not None:
+            low, high, count = self._conflated_gap
+            out.append(Gap(low, high + 1, count, "conflated"))
+            self._conflated_gap = None
+        if self._head_gap is not None:
+            start, count = self._head_gap
+            end = next((i.offset for i in queue if isinstance(i, Delivery) and not i.dead), None)
+            if end is None:
+                end = next((i.start for i in queue if isinstance(i, Gap)), start + count)
+            out.append(Gap(start, end, count, "dropped"))
+            self._head_gap = None
+        taken = 0
+        while queue and (taken < max_bytes or not out):
+            item = queue.popleft()
+            if isinstance(item, Gap):
+                out.append(item)
+                continue
+            if item.dead:
+                continue
+            size = len(item.frame)
+            self.messages -= 1
+            self.bytes -= size
+            if item.key is not None and self._by_key.get(item.key) is item:
+                del self._by_key[item.key]
+            taken += size
+            out.append(item)
+        if not queue and self._tail_gap is not None:
+            start, count, last = self._tail_gap
+            out.append(Gap(start, last + 1, count, "dropped"))
+            self._tail_gap = None
+        return out

@@ -1,0 +1,104 @@
+"""``/nbws/tap?label=LABEL``: stream the frame tap of connections opened with ``?tap=LABEL``.
+
+The FrameInspector widget opens a tap first and then an echo connection with the same
+label, so it sees every frame from the first one on. When the tapped connection closes the
+tap says so and waits for the next connection with that label (the inspector reconnects
+with other options, e.g. ``?fragment=N``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..errors import ConnectionClosed
+from ..protocol import FrameRecord
+from ..transport import Connection, ConnectionRegistry
+from ..wire import encode_json
+
+__all__ = ["TapEndpoint"]
+
+LABEL_MAX = 64
+
+
+class TapEndpoint:
+    """Serves frame records of labelled connections as JSON text messages."""
+
+    name = "tap"
+
+    def __init__(self, registry: ConnectionRegistry) -> None:
+        self.registry = registry
+
+    def parse_options(self, query: dict[str, str]) -> str:
+        label = query.get("label", "")
+        if not label or len(label) > LABEL_MAX:
+            raise ValueError(f"label is required (1-{LABEL_MAX} characters)")
+        return label
+
+    async def serve(self, conn: Connection, label: str) -> None:
+        reader = asyncio.ensure_future(self._drain_input(conn))
+        try:
+            while conn.open:
+                target = await self.registry.wait_for_label(label, conn.closed)
+                if target is None:
+                    return
+                await self._follow(conn, target)
+        finally:
+            reader.cancel()
+
+    async def _drain_input(self, conn: Connection) -> None:
+        """Read (and ignore) what the tap client sends, so pings and closes are handled."""
+        try:
+            while True:
+                await conn.receive_fragment()
+        except ConnectionClosed:
+            return
+
+    async def _follow(self, conn: Connection, target: Connection) -> None:
+        dropped = 0
+
+        def send(record: FrameRecord) -> None:
+            nonlocal dropped
+            if not conn.open:
+                return
+            if not conn.writable:
+                dropped += 1
+                return
+            if dropped:
+                conn.send_nowait(encode_json({"type": "dropped", "count": dropped}), text=True)
+                dropped = 0
+            conn.send_nowait(encode_json({"type": "frame", **record.as_dict()}), text=True)
+
+        conn.send_nowait(
+            encode_json(
+                {
+                    "type": "attached",
+                    "connection": target.id,
+                    "path": target.path,
+                    "query": target.query,
+                    "subprotocol": target.subprotocol,
+                }
+            ),
+            text=True,
+        )
+        for record in target.tap:
+            send(record)
+        target.tap.watch(send)
+        try:
+            await asyncio.wait([target.closed, conn.closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            target.tap.unwatch(send)
+        if conn.open:
+            session = target.session
+            conn.send_nowait(
+                encode_json(
+                    {
+                        "type": "closed",
+                        "connection": target.id,
+                        "code": session.close_code,
+                        "reason": session.close_reason,
+                        "sent_code": session.sent_close_code,
+                        "sent_reason": session.sent_close_reason,
+                    }
+                ),
+                text=True,
+            )
