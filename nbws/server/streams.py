@@ -192,7 +192,9 @@ class Subscriber:
                     return
                 if self.epoch is not None and page.epoch != self.epoch:
                     self._gap(self.cursor, None, None, "epoch", page.epoch)
+                    self.epoch = page.epoch
                     self.cursor = page.first
+                    continue  # the page was read with the old epoch's cursor
                 self.epoch = page.epoch
                 if self.cursor < page.first:
                     self._gap(
@@ -364,6 +366,7 @@ class Subscriber:
             "dropped": self.buffer.dropped,
             "conflated": self.buffer.conflated,
             "gaps": self.gaps,
+            "blocked": self in self.live.blocked,
         }
 
 
@@ -645,6 +648,7 @@ class StreamHub:
             "rate": live.rate.current() if live else 0.0,
             "subscribers": len(live.subscribers) if live else 0,
             "drops": live.drops if live else 0,
+            "held_acks": len(live.held_acks) if live else 0,
             "limits": {
                 "max_messages": info.limits.max_messages,
                 "max_bytes": info.limits.max_bytes,

@@ -86,6 +86,9 @@ class Connection:
         self._drain_callbacks: list[Callable[[], None]] = []
         self._send_lock = asyncio.Lock()
         self._eof_after_writes = False
+        self._cork: list[bytes] = []
+        self._cork_size = 0
+        self._cork_scheduled = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[None] | None = None
         self._close_callbacks: list[Callable[[Connection], None]] = []
@@ -207,6 +210,8 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the TCP connection now, without waiting for a closing handshake."""
+        if self._cork:
+            self._uncork()  # a close frame queued just before (e.g. 1011) still goes out
         if not self.stream.closed():
             self.stream.close()
         if self._reader is None or self._reader.done():
@@ -221,30 +226,47 @@ class Connection:
     # --- writing -----------------------------------------------------------------------
 
     def _flush(self) -> None:
+        """Move what the session queued into the cork; it is written once per loop turn,
+        so everything queued in one turn (acks, fan-out batches, pongs) costs one send."""
         chunks = self.session.data_to_send()
         if not chunks:
             return
-        eof = False
-        if chunks[-1] == b"":
-            eof = True
-            chunks = [c for c in chunks if c]
-        if chunks:
-            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if eof:
-            self._eof_after_writes = True
-            if self.pending_write == 0:
-                self._half_close()
+        cork = self._cork
+        added = 0
+        for chunk in chunks:
+            if chunk:
+                cork.append(chunk)
+                added += len(chunk)
+            else:
+                self._eof_after_writes = True
+        self._cork_size += added
+        self.pending_write += added
+        if not self._cork_scheduled:
+            self._cork_scheduled = True
+            asyncio.get_running_loop().call_soon(self._uncork)
 
-    def _write(self, data: bytes) -> None:
+    def _uncork(self) -> None:
+        self._cork_scheduled = False
+        cork = self._cork
+        if cork:
+            data = cork[0] if len(cork) == 1 else b"".join(cork)
+            size = self._cork_size
+            self._cork = []
+            self._cork_size = 0
+            self._write(data, size)
+        if self._eof_after_writes and self.pending_write == 0:
+            self._half_close()
+
+    def _write(self, data: bytes, size: int) -> None:
+        """Hand ``data`` (already counted in :attr:`pending_write`) to the stream."""
         stream = self.stream
-        if stream.closed():
-            return
-        size = len(data)
         try:
+            if stream.closed():
+                raise StreamClosedError()
             future = stream.write(data)
         except StreamClosedError:
+            self.pending_write -= size
             return
-        self.pending_write += size
         self.bytes_out += size
         future.add_done_callback(functools.partial(self._written, size))
 
