@@ -46,14 +46,9 @@ class Offer(enum.Enum):
     OVERFLOW = "overflow"
 
 
-@dataclass(slots=True)
-class Delivery:
-    """An encoded message waiting for one subscriber (the frame is shared)."""
-
-    offset: int
-    frame: bytes
-    key: str | None = None
-    dead: bool = False
+Delivery = tuple[int, bytes, "str | None"]
+"""An encoded message: ``(offset, frame, key)``. The same tuple (and frame) is shared by
+every subscriber it is queued for; nothing is copied per subscriber."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +75,8 @@ class SubscriberBuffer:
         self.max_messages = max(1, max_messages)
         self.max_bytes = max(1, max_bytes)
         self._queue: deque[Delivery | Gap] = deque()
-        self._by_key: dict[str, Delivery] = {}
+        self._by_key: dict[str, int] = {}
+        self._dead: set[int] = set()
         self.messages = 0
         self.bytes = 0
         self.dropped = 0
@@ -117,31 +113,51 @@ class SubscriberBuffer:
             or (self._conflated_gap is not None)
         )
 
+    def extend(self, batch: list[Delivery], size: int) -> bool:
+        """Queue a whole batch at once when it fits and no policy has work to do.
+
+        This is the fan-out fast path: one C-level ``deque.extend`` per subscriber per
+        event-loop turn, whatever the number of messages. Returns False (queueing
+        nothing) when the caller must :meth:`offer` item by item instead.
+        """
+        if (
+            self.policy is Policy.CONFLATE
+            or self._tail_gap is not None
+            or self.messages + len(batch) > self.max_messages
+            or self.bytes + size > self.max_bytes
+        ):
+            return False
+        self._queue.extend(batch)
+        self.messages += len(batch)
+        self.bytes += size
+        return True
+
     def offer(self, delivery: Delivery) -> Offer:
         """Queue ``delivery`` or apply the policy."""
-        size = len(delivery.frame)
+        offset, frame, key = delivery
+        size = len(frame)
         policy = self.policy
-        if policy is Policy.CONFLATE and delivery.key is not None:
-            old = self._by_key.get(delivery.key)
-            if old is not None and not old.dead:
-                self._kill(old)
+        if policy is Policy.CONFLATE and key is not None:
+            old = self._by_key.get(key)
+            if old is not None and old not in self._dead:
+                self._kill(old, key)
                 self.conflated += 1
                 gap = self._conflated_gap
                 if gap is None:
-                    self._conflated_gap = [old.offset, old.offset, 1]
+                    self._conflated_gap = [old, old, 1]
                 else:
-                    gap[0] = min(gap[0], old.offset)
-                    gap[1] = max(gap[1], old.offset)
+                    gap[0] = min(gap[0], old)
+                    gap[1] = max(gap[1], old)
                     gap[2] += 1
         if self._full_for(size):
             if policy is Policy.DROP_NEWEST:
                 self.dropped += 1
                 tail = self._tail_gap
                 if tail is None:
-                    self._tail_gap = [delivery.offset, 1, delivery.offset]
+                    self._tail_gap = [offset, 1, offset]
                 else:
                     tail[1] += 1
-                    tail[2] = delivery.offset
+                    tail[2] = offset
                 return Offer.DROPPED
             if policy is Policy.DISCONNECT:
                 return Offer.OVERFLOW
@@ -163,15 +179,20 @@ class SubscriberBuffer:
         self._queue.append(delivery)
         self.messages += 1
         self.bytes += size
-        if delivery.key is not None and self.policy is Policy.CONFLATE:
-            self._by_key[delivery.key] = delivery
+        key = delivery[2]
+        if key is not None and self.policy is Policy.CONFLATE:
+            self._by_key[key] = delivery[0]
 
-    def _kill(self, delivery: Delivery) -> None:
-        delivery.dead = True
-        self.messages -= 1
-        self.bytes -= len(delivery.frame)
-        if delivery.key is not None and self._by_key.get(delivery.key) is delivery:
-            del self._by_key[delivery.key]
+    def _kill(self, offset: int, key: str) -> None:
+        """Mark a queued delivery (found by its key) as replaced."""
+        for item in self._queue:
+            if type(item) is tuple and item[0] == offset:
+                self._dead.add(offset)
+                self.messages -= 1
+                self.bytes -= len(item[1])
+                break
+        if self._by_key.get(key) == offset:
+            del self._by_key[key]
 
     def _drop_head(self) -> None:
         queue = self._queue
@@ -180,11 +201,16 @@ class SubscriberBuffer:
             if isinstance(item, Gap):
                 self._merge_head_gap(item.start, item.count)
                 continue
-            if item.dead:
+            offset, frame, key = item
+            if offset in self._dead:
+                self._dead.discard(offset)
                 continue
-            self._kill(item)
+            self.messages -= 1
+            self.bytes -= len(frame)
+            if key is not None and self._by_key.get(key) == offset:
+                del self._by_key[key]
             self.dropped += 1
-            self._merge_head_gap(item.offset, 1)
+            self._merge_head_gap(offset, 1)
             return
 
     def _merge_head_gap(self, start: int, count: int) -> None:
@@ -203,32 +229,40 @@ class SubscriberBuffer:
         """
         out: list[Delivery | Gap] = []
         queue = self._queue
+        dead = self._dead
         if self._conflated_gap is not None:
             low, high, count = self._conflated_gap
             out.append(Gap(low, high + 1, count, "conflated"))
             self._conflated_gap = None
         if self._head_gap is not None:
             start, count = self._head_gap
-            end = next((i.offset for i in queue if isinstance(i, Delivery) and not i.dead), None)
+            end = next(
+                (i[0] for i in queue if type(i) is tuple and i[0] not in dead),
+                None,
+            )
             if end is None:
                 end = next((i.start for i in queue if isinstance(i, Gap)), start + count)
             out.append(Gap(start, end, count, "dropped"))
             self._head_gap = None
         taken = 0
+        messages = 0
+        by_key = self._by_key
         while queue and (taken < max_bytes or not out):
             item = queue.popleft()
-            if isinstance(item, Gap):
+            if type(item) is not tuple:
                 out.append(item)
                 continue
-            if item.dead:
+            if dead and item[0] in dead:
+                dead.discard(item[0])
                 continue
-            size = len(item.frame)
-            self.messages -= 1
-            self.bytes -= size
-            if item.key is not None and self._by_key.get(item.key) is item:
-                del self._by_key[item.key]
-            taken += size
+            taken += len(item[1])
+            messages += 1
+            key = item[2]
+            if key is not None and by_key and by_key.get(key) == item[0]:
+                del by_key[key]
             out.append(item)
+        self.messages -= messages
+        self.bytes -= taken
         if not queue and self._tail_gap is not None:
             start, count, last = self._tail_gap
             out.append(Gap(start, last + 1, count, "dropped"))

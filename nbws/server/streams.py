@@ -97,6 +97,9 @@ class LiveStream:
         self.subscribers: set[Subscriber] = set()
         self.blocked: set[Subscriber] = set()
         self.held_acks: deque[tuple[Client, bytes]] = deque()
+        self.batch: list[Delivery] = []  # encoded this loop turn, not yet offered
+        self.batch_bytes = 0
+        self.batch_epoch = ""
         self.rate = RateMeter()
         self.drops = 0
         self.messages_in = metrics.MESSAGES_IN.labels(name)
@@ -237,11 +240,10 @@ class Subscriber:
 
     # --- live ---------------------------------------------------------------------------
 
-    def offer(self, offset: int, frame: bytes, key: str | None, epoch: str) -> None:
-        """A live message for this subscriber's stream."""
+    def receive(self, batch: list[Delivery], size: int, epoch: str) -> None:
+        """This loop turn's live messages (in offset order) for this subscriber's stream."""
         if self.mode != Subscriber.LIVE:
-            if offset > self._live_hint:
-                self._live_hint = offset
+            self._live_hint = max(self._live_hint, batch[-1][0])
             return
         if epoch != self.epoch:
             self._gap(self.cursor, None, None, "epoch", epoch)
@@ -249,23 +251,42 @@ class Subscriber:
             self.cursor = 0
             self.start_catch_up()
             return
+        first, last = batch[0][0], batch[-1][0]
+        if (
+            first == self.cursor
+            and last - first == len(batch) - 1
+            and self.buffer.extend(batch, size)
+        ):
+            self.cursor = last + 1
+        else:
+            for item in batch:
+                if not self._offer(item):
+                    return
+        if not self.dirty:
+            self.dirty = True
+            self.hub.mark_dirty(self)
+
+    def _offer(self, item: Delivery) -> bool:
+        """One message through the policy; False once the subscriber is gone."""
+        offset = item[0]
+        if self.mode != Subscriber.LIVE:
+            self._live_hint = max(self._live_hint, offset)
+            return True
         if offset != self.cursor:
             if offset > self.cursor:
                 self._live_hint = offset
                 self.start_catch_up()
-            return
+            return True
         self.cursor = offset + 1
-        outcome = self.buffer.offer(Delivery(offset, frame, key))
+        outcome = self.buffer.offer(item)
         if outcome is Offer.OVERFLOW:
             self.overflow()
-            return
+            return False
         if outcome is Offer.FULL:
             self.live.blocked.add(self)
         elif outcome is Offer.DROPPED:
             self.live.drops += 1
-        if not self.dirty:
-            self.dirty = True
-            self.hub.mark_dirty(self)
+        return True
 
     def overflow(self) -> None:
         buffer = self.buffer
@@ -290,22 +311,23 @@ class Subscriber:
                     conn.when_writable(self._writable_again)
                 break
             items = buffer.take(conn.write_high_water)
-            frames = [
-                item.frame if isinstance(item, Delivery) else self._gap_frame(item)
-                for item in items
-            ]
+            frames = [item[1] if type(item) is tuple else self._gap_frame(item) for item in items]
             data = frames[0] if len(frames) == 1 else b"".join(frames)
             if not conn.send_encoded(data):
                 break
-            delivered = sum(1 for item in items if isinstance(item, Delivery))
+            delivered = len(frames) - self._gaps_in(items)
             self.delivered += delivered
             self.live.messages_out.inc(delivered)
             self.live.bytes_out.inc(len(data))
-        if buffer.dropped + buffer.conflated != dropped_before:
+        if buffer.dropped + buffer.conflated != dropped_before:  # counted for REST
             self.live.drops += buffer.dropped + buffer.conflated - dropped_before
         if self in self.live.blocked and buffer.has_room:
             self.live.blocked.discard(self)
             self.hub.release_acks(self.live)
+
+    @staticmethod
+    def _gaps_in(items: list[Delivery | Gap]) -> int:
+        return sum(1 for item in items if type(item) is not tuple)
 
     def _writable_again(self) -> None:
         self._waiting_writable = False
@@ -378,6 +400,7 @@ class StreamHub:
         self.config = config
         self.streams: dict[str, LiveStream] = {}
         self._dirty: list[Subscriber] = []
+        self._dirty_streams: list[LiveStream] = []
         self._flush_scheduled = False
         self._listeners: dict[str, Callable[[str, str, StoredMessage], None]] = {}
 
@@ -609,22 +632,44 @@ class StreamHub:
     # --- fan-out -----------------------------------------------------------------------
 
     def _on_message(self, stream: str, epoch: str, message: StoredMessage) -> None:
+        """Broker listener: encode once, batch for this loop turn."""
         live = self.streams.get(stream)
         if live is None or not live.subscribers:
             return
+        if live.batch and epoch != live.batch_epoch:
+            self._deliver(live)
         frame = encode_delivery(stream, epoch, message)
-        offset, key = message.offset, message.key
+        live.batch.append((message.offset, frame, message.key))
+        live.batch_bytes += len(frame)
+        live.batch_epoch = epoch
+        if len(live.batch) == 1:
+            self._dirty_streams.append(live)
+            self._schedule_flush()
+
+    def _deliver(self, live: LiveStream) -> None:
+        """Offer the stream's batch to each subscriber (one extend each, usually)."""
+        batch, size, epoch = live.batch, live.batch_bytes, live.batch_epoch
+        if not batch:
+            return
+        live.batch = []
+        live.batch_bytes = 0
         for sub in tuple(live.subscribers):
-            sub.offer(offset, frame, key, epoch)
+            sub.receive(batch, size, epoch)
 
     def mark_dirty(self, sub: Subscriber) -> None:
         self._dirty.append(sub)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_dirty)
 
     def _flush_dirty(self) -> None:
         self._flush_scheduled = False
+        streams, self._dirty_streams = self._dirty_streams, []
+        for live in streams:
+            self._deliver(live)
         dirty, self._dirty = self._dirty, []
         for sub in dirty:
             if sub.mode != Subscriber.CLOSED:
