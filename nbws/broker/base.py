@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import NbwsError
 
@@ -44,9 +44,8 @@ class HistoryLimits:
     max_age: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """One appended message.
+class StoredMessage(NamedTuple):
+    """One appended message (a tuple: cheap to build on the publish path).
 
     Attributes:
         offset: position in the stream (0 for its first message).
@@ -69,8 +68,7 @@ class StoredMessage:
     content_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     """Outcome of an append: the offset, and whether it was a duplicate of an earlier one.
 
     ``offset`` is None only for a duplicate whose original offset is no longer

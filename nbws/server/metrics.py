@@ -1,33 +1,72 @@
 """Prometheus metrics (served by jupyter-server's /metrics, or /metrics in `nbws serve`).
 
-Created once per process in the default registry; per-stream children are cached by the
-hub so hot paths do one ``inc`` without a label lookup.
+Hot paths only bump plain integers on each stream (``LiveStream``); one collector,
+registered once per process, turns them into counters when /metrics is scraped, so
+publishing and fan-out pay nothing for metrics.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "ACK_LATENCY",
-    "BYTES_IN",
-    "BYTES_OUT",
-    "CONNECTIONS",
-    "DROPS",
-    "MESSAGES_IN",
-    "MESSAGES_OUT",
-    "QUEUE_DEPTH",
-]
+from prometheus_client import REGISTRY, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-MESSAGES_IN = Counter("nbws_messages_in", "Messages published to a stream", ["stream"])
-BYTES_IN = Counter("nbws_bytes_in", "Payload bytes published to a stream", ["stream"])
-MESSAGES_OUT = Counter("nbws_messages_out", "Messages delivered to subscribers", ["stream"])
-BYTES_OUT = Counter("nbws_bytes_out", "Frame bytes written to subscribers", ["stream"])
-DROPS = Counter("nbws_drops", "Messages a subscriber did not get (policy)", ["stream", "reason"])
+if TYPE_CHECKING:
+    from .streams import StreamHub
+
+__all__ = ["ACK_LATENCY", "CONNECTIONS", "track_hub"]
+
 CONNECTIONS = Gauge("nbws_connections", "Open nbws WebSocket connections", ["endpoint"])
-QUEUE_DEPTH = Gauge("nbws_queue_depth", "Messages waiting in subscriber buffers", ["stream"])
 ACK_LATENCY = Histogram(
     "nbws_ack_latency_seconds",
-    "Time from receiving a publish to sending its ack",
+    "Time from receiving a publish to queueing its ack",
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
 )
+
+_hubs: weakref.WeakSet[StreamHub] = weakref.WeakSet()
+
+
+def track_hub(hub: StreamHub) -> None:
+    """Include ``hub``'s streams in /metrics for as long as it lives."""
+    _hubs.add(hub)
+
+
+class _StreamCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        families = {
+            "messages_in": CounterMetricFamily(
+                "nbws_messages_in", "Messages published to a stream", labels=["stream"]
+            ),
+            "bytes_in": CounterMetricFamily(
+                "nbws_bytes_in", "Payload bytes published to a stream", labels=["stream"]
+            ),
+            "messages_out": CounterMetricFamily(
+                "nbws_messages_out", "Messages delivered to subscribers", labels=["stream"]
+            ),
+            "bytes_out": CounterMetricFamily(
+                "nbws_bytes_out", "Frame bytes written to subscribers", labels=["stream"]
+            ),
+        }
+        drops = CounterMetricFamily(
+            "nbws_drops", "Messages subscribers did not get, by reason", labels=["stream", "reason"]
+        )
+        depth = GaugeMetricFamily(
+            "nbws_queue_depth", "Messages waiting in subscriber buffers", labels=["stream"]
+        )
+        for hub in list(_hubs):
+            for name, live in hub.streams.items():
+                for attr, family in families.items():
+                    family.add_metric([name], getattr(live, attr))
+                for reason, count in live.drops_by_reason.items():
+                    drops.add_metric([name, reason], count)
+                depth.add_metric([name], sum(s.buffer.messages for s in live.subscribers))
+        yield from families.values()
+        yield drops
+        yield depth
+
+
+REGISTRY.register(_StreamCollector())

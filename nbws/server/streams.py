@@ -102,10 +102,12 @@ class LiveStream:
         self.batch_epoch = ""
         self.rate = RateMeter()
         self.drops = 0
-        self.messages_in = metrics.MESSAGES_IN.labels(name)
-        self.bytes_in = metrics.BYTES_IN.labels(name)
-        self.messages_out = metrics.MESSAGES_OUT.labels(name)
-        self.bytes_out = metrics.BYTES_OUT.labels(name)
+        self.drops_by_reason: dict[str, int] = {}
+        # Plain counters, exported by metrics.py's collector at scrape time.
+        self.messages_in = 0
+        self.bytes_in = 0
+        self.messages_out = 0
+        self.bytes_out = 0
 
 
 class Client:
@@ -214,7 +216,7 @@ class Subscriber:
                 if frames:
                     self.client.send_frame(frames[0] if len(frames) == 1 else b"".join(frames))
                     self.delivered += len(frames)
-                    self.live.messages_out.inc(len(frames))
+                    self.live.messages_out += len(frames)
                 if self.cursor >= limit or not page.messages:
                     if self.until is not None:
                         self._end(max(self.cursor, limit))
@@ -317,8 +319,8 @@ class Subscriber:
                 break
             delivered = len(frames) - self._gaps_in(items)
             self.delivered += delivered
-            self.live.messages_out.inc(delivered)
-            self.live.bytes_out.inc(len(data))
+            self.live.messages_out += delivered
+            self.live.bytes_out += len(data)
         if buffer.dropped + buffer.conflated != dropped_before:  # counted for REST
             self.live.drops += buffer.dropped + buffer.conflated - dropped_before
         if self in self.live.blocked and buffer.has_room:
@@ -336,7 +338,7 @@ class Subscriber:
 
     def _gap_frame(self, gap: Gap) -> bytes:
         self.gaps += 1
-        metrics.DROPS.labels(self.stream, gap.reason).inc(gap.count)
+        self._count_drops(gap.reason, gap.count)
         return _control_frame(
             {
                 "type": "gap",
@@ -349,10 +351,14 @@ class Subscriber:
             }
         )
 
+    def _count_drops(self, reason: str, count: int) -> None:
+        by_reason = self.live.drops_by_reason
+        by_reason[reason] = by_reason.get(reason, 0) + count
+
     def _gap(self, start: int, end: int | None, count: int | None, reason: str, epoch: str) -> None:
         self.gaps += 1
         if count:
-            metrics.DROPS.labels(self.stream, reason).inc(count)
+            self._count_drops(reason, count)
         self.client.send(
             {
                 "type": "gap",
@@ -398,6 +404,10 @@ class StreamHub:
     def __init__(self, broker: Broker, config: Nbws) -> None:
         self.broker = broker
         self.config = config
+        # Read once: traitlets attribute access is too slow for the publish path.
+        self.max_payload = config.max_message_size
+        self.auto_create = config.auto_create_streams
+        metrics.track_hub(self)
         self.streams: dict[str, LiveStream] = {}
         self._dirty: list[Subscriber] = []
         self._dirty_streams: list[LiveStream] = []
@@ -427,7 +437,7 @@ class StreamHub:
         """Append a message and ack (or nack) it to ``client`` when it asked for an ack."""
         started = time.perf_counter()
         acked = producer is not None and seq is not None
-        limit = self.config.max_message_size
+        limit = self.max_payload
         if limit and len(payload) > limit:
             if acked:
                 self._nack(
@@ -449,7 +459,7 @@ class StreamHub:
                 seq=seq,
                 key=key,
                 content_type=content_type,
-                create=self.config.auto_create_streams,
+                create=self.auto_create,
             )
         except UnknownStream:
             if acked:
@@ -480,8 +490,8 @@ class StreamHub:
             if live is None:
                 live = self.live(stream)
             live.rate.tick()
-            live.messages_in.inc()
-            live.bytes_in.inc(len(payload))
+            live.messages_in += 1
+            live.bytes_in += len(payload)
         if not acked:
             return
         ack = _control_frame(
@@ -555,7 +565,7 @@ class StreamHub:
         try:
             info = await self.broker.info(stream)
             if info is None:
-                if not self.config.auto_create_streams:
+                if not self.auto_create:
                     client.send(
                         {
                             "type": "error",

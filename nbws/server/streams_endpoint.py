@@ -99,14 +99,19 @@ class StreamsEndpoint:
         try:
             while True:
                 try:
-                    incoming = await conn.receive_message()
+                    fragment = await conn.receive_fragment()
+                    text, data = fragment.text, fragment.data
+                    if not fragment.last:  # reassemble (bounded by max_message_size)
+                        parts = [data]
+                        while not fragment.last:
+                            fragment = await conn.receive_fragment()
+                            parts.append(fragment.data)
+                        data = b"".join(parts)
                 except ConnectionClosed:
                     return
-                parts = [chunk async for chunk in incoming]
-                data = parts[0] if len(parts) == 1 else b"".join(parts)
                 ref: Any = None
                 try:
-                    if incoming.text:
+                    if text:
                         message = decode_json(data)
                         ref = message.get("id")
                         await self.handle(client, message, None)
