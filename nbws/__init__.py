@@ -6,10 +6,23 @@ from typing import Any
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "stream"]
+
+
+def stream(name: str, url: str | None = None, token: str | None = None, **options: Any) -> Any:
+    """Open a reliable handle on stream ``name`` (see ``nbws.client.Stream``; imported
+    on first use so ``import nbws`` stays cheap)."""
+    from .client import stream as open_stream
+
+    return open_stream(name, url, token, **options)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server.app import NbwsApp
 
     return [{"module": "nbws", "app": NbwsApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension is (``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "nbws"}]

@@ -1,0 +1,306 @@
+"""What the client sends and receives on ``nbws/ws``, built with the codec in ``nbws.wire``.
+
+Outgoing: a :class:`JsonItem` (payload serialised once, in the publishing thread) or a
+:class:`BinaryItem` (a replayable :class:`BinarySource`, read in chunks so a large payload
+is never held whole). Both are re-encoded with the same ``(producer, seq)`` on every
+retransmission. Incoming: :func:`parse` turns a received message into a dict plus the
+binary payload, and :func:`to_message` / :func:`to_gap` build what users iterate over.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+
+from ..wire import binary_prefix, decode_json, encode_json, split_binary
+
+__all__ = [
+    "BinaryItem",
+    "BinarySource",
+    "Gap",
+    "JsonItem",
+    "Message",
+    "open_source",
+    "parse",
+    "publish_frame",
+    "publish_prefix",
+    "to_gap",
+    "to_message",
+]
+
+SPOOL_MEMORY = 8 * 1024 * 1024
+"""Bytes of a one-shot iterator kept in memory (beyond that, on disk) for retransmission."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a stream, as a subscriber receives it.
+
+    Attributes:
+        stream: stream name.
+        offset: position in the stream (within ``epoch``).
+        epoch: the stream's epoch (offsets are comparable only within one epoch).
+        time: when the server appended it (seconds since the Unix epoch).
+        payload: the JSON value, or ``bytes`` for a binary message.
+        key: the conflation key, if the publisher gave one.
+        producer: the publisher's producer id (acked publishes only).
+        seq: the publisher's sequence number (acked publishes only).
+        content_type: a binary message's content type, if given.
+    """
+
+    stream: str
+    offset: int
+    epoch: str
+    time: float
+    payload: Any
+    key: str | None = None
+    producer: str | None = None
+    seq: int | None = None
+    content_type: str | None = None
+
+    kind = "message"
+
+    @property
+    def binary(self) -> bool:
+        return isinstance(self.payload, bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Offsets ``start`` (inclusive) to ``end`` (exclusive) that will not be delivered.
+
+    ``reason`` is ``history`` (older than the stream holds), ``epoch`` (history was lost;
+    ``start``/``end`` refer to the old epoch), ``dropped`` (the subscriber's buffer was
+    full) or ``conflated``. ``end`` and ``count`` may be None when unknown.
+    """
+
+    stream: str
+    start: int | None
+    end: int | None
+    count: int | None
+    reason: str
+    epoch: str | None
+
+    kind = "gap"
+
+
+@dataclass(slots=True)
+class JsonItem:
+    """A JSON publish waiting in the outbox: the payload already serialised."""
+
+    payload: bytes
+    key: str | None = None
+
+
+@dataclass(slots=True)
+class BinaryItem:
+    """A binary publish waiting in the outbox."""
+
+    source: BinarySource
+    content_type: str | None = None
+    key: str | None = None
+    chunk_size: int = 64 * 1024
+    progress: Any = None  # a tqdm-like bar (update/close), or None
+    sent_bytes: int = field(default=0)
+
+
+def publish_frame(stream: str, producer: str, seq: int, item: JsonItem) -> bytes:
+    """The text message of a JSON publish (the payload bytes are embedded, not re-encoded)."""
+    message: dict[str, Any] = {
+        "type": "publish", "stream": stream, "producer": producer, "seq": seq,
+    }
+    if item.key is not None:
+        message["key"] = item.key
+    message["payload"] = orjson.Fragment(item.payload)
+    return encode_json(message)
+
+
+def publish_prefix(stream: str, producer: str, seq: int, item: BinaryItem) -> bytes:
+    """The bytes that precede a binary publish's payload (length + JSON header)."""
+    header: dict[str, Any] = {"type": "publish", "stream": stream, "producer": producer, "seq": seq}
+    if item.key is not None:
+        header["key"] = item.key
+    if item.content_type is not None:
+        header["content_type"] = item.content_type
+    return binary_prefix(header)
+
+
+# --- binary sources ---------------------------------------------------------------------
+
+
+class BinarySource:
+    """A payload that can be read from its start again (once per transmission).
+
+    ``size`` is the total in bytes when known up front, else None.
+    """
+
+    size: int | None = None
+
+    def chunks(self, chunk_size: int) -> Iterator[bytes]:
+        """A fresh pass over the payload, ``chunk_size`` bytes at a time."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the source holds (called once the message is acked or failed)."""
+
+
+class _BytesSource(BinarySource):
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self.data = memoryview(data).cast("B")
+        self.size = len(self.data)
+
+    def chunks(self, chunk_size: int) -> Iterator[bytes]:
+        data = self.data
+        for start in range(0, len(data), chunk_size):
+            yield bytes(data[start : start + chunk_size])
+
+    def close(self) -> None:
+        self.data.release()
+
+
+class _FileSource(BinarySource):
+    """A seekable binary file: re-read from where it was when published."""
+
+    def __init__(self, file: IO[bytes], *, owned: bool) -> None:
+        self.file = file
+        self.owned = owned
+        self.start = file.tell()
+        end = file.seek(0, io.SEEK_END)
+        file.seek(self.start)
+        self.size = end - self.start
+
+    def chunks(self, chunk_size: int) -> Iterator[bytes]:
+        self.file.seek(self.start)
+        while True:
+            chunk = self.file.read(chunk_size)
+            if not chunk:
+                return
+            yield bytes(chunk)
+
+    def close(self) -> None:
+        if self.owned:
+            self.file.close()
+
+
+class _SpooledSource(BinarySource):
+    """A one-shot iterator, copied to a spool as it is consumed so it can be replayed."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.iterator: Iterator[bytes] | None = iter(chunks)
+        self.spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=SPOOL_MEMORY
+        )
+        self.spooled = 0
+
+    def chunks(self, chunk_size: int) -> Iterator[bytes]:
+        spool = self.spool
+        position = 0
+        while position < self.spooled:
+            spool.seek(position)
+            chunk = spool.read(min(chunk_size, self.spooled - position))
+            position += len(chunk)
+            yield chunk
+        while self.iterator is not None:
+            try:
+                chunk = next(self.iterator)
+            except StopIteration:
+                self.iterator = None
+                self.size = self.spooled
+                return
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                kind = type(chunk).__name__
+                raise TypeError(f"publish_bytes iterables must yield bytes, not {kind}")
+            data = bytes(chunk)
+            if not data:
+                continue
+            spool.seek(self.spooled)
+            spool.write(data)
+            self.spooled += len(data)
+            for start in range(0, len(data), chunk_size):
+                yield data[start : start + chunk_size]
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+def _read_chunks(file: IO[bytes], chunk_size: int) -> Iterator[bytes]:
+    while True:
+        chunk = file.read(chunk_size)
+        if not chunk:
+            return
+        yield chunk
+
+
+def open_source(data: Any, chunk_size: int) -> BinarySource:
+    """A replayable source for ``publish_bytes``.
+
+    Accepts bytes-like objects, a path (``str`` or ``os.PathLike``: opened, and closed once
+    acked), a binary file object (seekable ones are re-read on retransmission; others
+    are spooled), or an iterable of bytes (spooled: memory up to 8 MiB, then a temp file).
+
+    Raises:
+        TypeError: anything else (including text files and ``str`` chunks).
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return _BytesSource(data)
+    if isinstance(data, (str, os.PathLike)):
+        return _FileSource(open(data, "rb"), owned=True)
+    if hasattr(data, "read"):
+        if isinstance(data, io.TextIOBase):
+            raise TypeError("publish_bytes needs a binary file (opened with 'rb')")
+        seekable = getattr(data, "seekable", None)
+        if callable(seekable) and seekable():
+            return _FileSource(data, owned=False)
+        return _SpooledSource(_read_chunks(data, chunk_size))
+    if isinstance(data, Iterable):
+        return _SpooledSource(data)
+    raise TypeError(f"publish_bytes takes bytes, a path, a binary file or an iterable of bytes, "
+                    f"not {type(data).__name__}")
+
+
+# --- incoming --------------------------------------------------------------------------
+
+
+def parse(data: str | bytes) -> tuple[dict[str, Any], bytes | None]:
+    """A received message: text is a JSON control message; binary is header + payload.
+
+    Raises:
+        InvalidPayload / PolicyViolation: the server sent something malformed.
+    """
+    if isinstance(data, str):
+        return decode_json(data), None
+    header, payload = split_binary(data)
+    return header, bytes(payload)
+
+
+def to_message(header: dict[str, Any], payload: bytes | None) -> Message:
+    """Build a :class:`Message` from a ``message`` (header, binary payload or None)."""
+    return Message(
+        stream=header["stream"],
+        offset=header["offset"],
+        epoch=header.get("epoch", ""),
+        time=header.get("time", 0.0),
+        payload=payload if payload is not None else header.get("payload"),
+        key=header.get("key"),
+        producer=header.get("producer"),
+        seq=header.get("seq"),
+        content_type=header.get("content_type"),
+    )
+
+
+def to_gap(header: dict[str, Any]) -> Gap:
+    """Build a :class:`Gap` from a ``gap`` notice."""
+    return Gap(
+        stream=header.get("stream", ""),
+        start=header.get("from"),
+        end=header.get("to"),
+        count=header.get("count"),
+        reason=header.get("reason", ""),
+        epoch=header.get("epoch"),
+    )
