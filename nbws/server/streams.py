@@ -313,7 +313,7 @@ class Subscriber:
                     conn.when_writable(self._writable_again)
                 break
             items = buffer.take(conn.write_high_water)
-            frames = [item[1] if type(item) is tuple else self._gap_frame(item) for item in items]
+            frames = [self._gap_frame(item) if isinstance(item, Gap) else item[1] for item in items]
             data = frames[0] if len(frames) == 1 else b"".join(frames)
             if not conn.send_encoded(data):
                 break
