@@ -20,6 +20,7 @@ __all__ = [
     "BrokerUnavailable",
     "HistoryLimits",
     "Listener",
+    "PayloadTooLarge",
     "ReadResult",
     "StoredMessage",
     "StreamInfo",
@@ -29,6 +30,11 @@ __all__ = [
 
 class UnknownStream(NbwsError):
     """The stream does not exist and the broker was told not to create it."""
+
+
+class PayloadTooLarge(NbwsError):
+    """The payload is larger than the stream's history may hold (``max_bytes``), so it
+    could never be replayed: refused with an ``oversize`` nack."""
 
 
 class BrokerUnavailable(NbwsError):
@@ -159,6 +165,7 @@ class Broker(Protocol):
 
         Raises:
             UnknownStream: the stream does not exist and ``create`` is False.
+            PayloadTooLarge: the payload is over the stream's history ``max_bytes``.
             BrokerUnavailable: the backing store is unreachable.
         """
 

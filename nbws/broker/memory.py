@@ -17,6 +17,7 @@ from .base import (
     AppendResult,
     HistoryLimits,
     Listener,
+    PayloadTooLarge,
     ReadResult,
     StoredMessage,
     StreamInfo,
@@ -160,6 +161,11 @@ class MemoryBroker:
     ) -> AppendResult:
         """Synchronous :meth:`append` (the memory broker never waits)."""
         state = self._get(stream, create)
+        if state.limits.max_bytes and len(payload) > state.limits.max_bytes:
+            raise PayloadTooLarge(
+                f"payload of {len(payload)} bytes is over this stream's history bound of "
+                f"{state.limits.max_bytes} bytes"
+            )
         window: DedupeWindow | None = None
         if producer is not None and seq is not None:
             window = state.producers.get(producer)

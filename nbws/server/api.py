@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from tornado.web import HTTPError, RequestHandler
 
-from ..broker import HistoryLimits, UnknownStream, default_limits
+from ..broker import HistoryLimits, PayloadTooLarge, UnknownStream, default_limits
 from ..wire import valid_stream_name
 from .context import SETTINGS_KEY, NbwsContext
 
@@ -179,6 +179,8 @@ class MessagesMixin(_ApiMixin):
             )
         except UnknownStream:
             raise HTTPError(404, f"no stream named {name!r}") from None
+        except PayloadTooLarge as exc:
+            raise HTTPError(413, str(exc)) from None
         self.reply({"stream": name, "offset": result.offset, "epoch": result.epoch}, 201)
 
 

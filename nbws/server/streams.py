@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from ..broker import Broker, BrokerUnavailable, StoredMessage, UnknownStream
+from ..broker import Broker, BrokerUnavailable, PayloadTooLarge, StoredMessage, UnknownStream
 from ..config import Nbws
 from ..errors import CloseCode
 from ..protocol import encode_frame, encode_message
@@ -405,7 +405,6 @@ class StreamHub:
         self.broker = broker
         self.config = config
         # Read once: traitlets attribute access is too slow for the publish path.
-        self.max_payload = config.max_message_size
         self.auto_create = config.auto_create_streams
         metrics.track_hub(self)
         self.streams: dict[str, LiveStream] = {}
@@ -437,19 +436,6 @@ class StreamHub:
         """Append a message and ack (or nack) it to ``client`` when it asked for an ack."""
         started = time.perf_counter()
         acked = producer is not None and seq is not None
-        limit = self.max_payload
-        if limit and len(payload) > limit:
-            if acked:
-                self._nack(
-                    client,
-                    stream,
-                    producer,
-                    seq,
-                    "oversize",
-                    f"payload of {len(payload)} bytes is over the {limit}-byte limit",
-                    False,
-                )
-            return
         try:
             result = await self.broker.append(
                 stream,
@@ -480,6 +466,10 @@ class StreamHub:
                         "message": f"no stream named {stream!r}",
                     }
                 )
+            return
+        except PayloadTooLarge as exc:
+            if acked:
+                self._nack(client, stream, producer, seq, "oversize", str(exc), False)
             return
         except BrokerUnavailable as exc:
             if acked:

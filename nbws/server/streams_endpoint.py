@@ -94,6 +94,7 @@ class StreamsEndpoint:
                 "connection": conn.id,
                 "max_message_size": self.config.max_message_size,
                 "heartbeat_interval": self.config.heartbeat_interval,
+                "dedupe_window": self.config.dedupe_window,
             }
         )
         try:

@@ -278,3 +278,29 @@ async def test_publish_binary_frames_are_fragmented_when_large(connect):
     frames = [f async for f in sub.ws.recv_streaming()]
     assert len(frames) >= 3
     assert json.loads("".join(frames))["payload"] == big
+
+
+async def test_payload_larger_than_history_bound_is_nacked_oversize(connect, target):
+    stream = unique()
+    code, _ = await target.rest("POST", f"nbws/api/streams/{stream}", {"max_bytes": 1000})
+    assert code == 201
+    pub = await connect()
+    await pub.send(type="publish", stream=stream, producer="p", seq=0, payload="x" * 2000)
+    nack = await pub.expect("nack")
+    assert (nack["code"], nack["retry"], nack["seq"]) == ("oversize", False, 0)
+    assert "1000" in nack["reason"]
+    ack = (await pub.publish_acked(stream, "p", range(1, 2)))[0]
+    assert ack["offset"] == 0  # the refused one took no offset
+
+
+async def test_unknown_stream_is_nacked_when_auto_create_is_off(nbws_server):
+    nbws_server.server.context.hub.auto_create = False
+    async with websockets.connect(nbws_server.url("/nbws/ws"), subprotocols=["nbws.v1"]) as ws:
+        assert json.loads(await ws.recv())["dedupe_window"] == 4096
+        await ws.send(json.dumps({"type": "publish", "stream": "nope", "producer": "p",
+                                  "seq": 0, "payload": 1}))
+        nack = json.loads(await ws.recv())
+        assert (nack["type"], nack["code"], nack["retry"]) == ("nack", "unknown-stream", False)
+        await ws.send(json.dumps({"type": "subscribe", "stream": "nope", "id": 3}))
+        error = json.loads(await ws.recv())
+        assert (error["type"], error["code"], error["ref"]) == ("error", "unknown-stream", 3)
