@@ -92,6 +92,13 @@ class RateMeter:
 class LiveStream:
     """This process's view of one stream: local subscribers, held acks, counters."""
 
+    @property
+    def drops(self) -> int:
+        """Messages subscribers of this stream did not get (policy drops, conflation)."""
+        return self.departed_drops + sum(
+            s.buffer.dropped + s.buffer.conflated for s in self.subscribers
+        )
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.subscribers: set[Subscriber] = set()
@@ -101,7 +108,7 @@ class LiveStream:
         self.batch_bytes = 0
         self.batch_epoch = ""
         self.rate = RateMeter()
-        self.drops = 0
+        self.departed_drops = 0  # drops of subscribers that have left
         self.drops_by_reason: dict[str, int] = {}
         # Plain counters, exported by metrics.py's collector at scrape time.
         self.messages_in = 0
@@ -286,8 +293,6 @@ class Subscriber:
             return False
         if outcome is Offer.FULL:
             self.live.blocked.add(self)
-        elif outcome is Offer.DROPPED:
-            self.live.drops += 1
         return True
 
     def overflow(self) -> None:
@@ -305,7 +310,6 @@ class Subscriber:
         self.dirty = False
         conn = self.client.conn
         buffer = self.buffer
-        dropped_before = buffer.dropped + buffer.conflated
         while buffer.pending:
             if not conn.writable:
                 if conn.open and not self._waiting_writable:
@@ -321,8 +325,6 @@ class Subscriber:
             self.delivered += delivered
             self.live.messages_out += delivered
             self.live.bytes_out += len(data)
-        if buffer.dropped + buffer.conflated != dropped_before:  # counted for REST
-            self.live.drops += buffer.dropped + buffer.conflated - dropped_before
         if self in self.live.blocked and buffer.has_room:
             self.live.blocked.discard(self)
             self.hub.release_acks(self.live)
@@ -612,7 +614,9 @@ class StreamHub:
         live = self.streams.get(sub.stream)
         if live is None:
             return
-        live.subscribers.discard(sub)
+        if sub in live.subscribers:
+            live.subscribers.discard(sub)
+            live.departed_drops += sub.buffer.dropped + sub.buffer.conflated
         if sub in live.blocked:
             live.blocked.discard(sub)
             self.release_acks(live)

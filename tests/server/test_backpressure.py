@@ -75,6 +75,7 @@ async def test_drop_policies_bound_the_buffer_and_report_gaps(target, connect, s
     state = await subscription(target, stream, policy)
     assert state["queue_messages"] <= BOUND
     assert state["dropped"] > 0
+    assert (await target.stream_info(stream))["drops"] == state["dropped"]
 
     messages = await slow.read_until(
         lambda m: m.get("offset") == COUNT - 1 or (m["type"] == "gap" and m["to"] == COUNT)

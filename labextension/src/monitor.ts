@@ -1,0 +1,280 @@
+/**
+ * Live health of one stream: rate, offsets, lag, gap/drop notices, subscribers and
+ * their policies. Rate and notices come from this view's own subscription; the
+ * server-side numbers from `GET nbws/api/streams/{name}`, polled once a second.
+ */
+
+import { animationFrameScheduler, Coalescer } from './coalesce';
+import { requestJson, streamPath } from './connection';
+import { count, el, StatusLine } from './dom';
+import { formatRate, formatValue, GapMessage, StreamMessage, SubscribedReply } from './protocol';
+import { StreamSubscription } from './subscription';
+
+/** One subscription as `GET nbws/api/streams/{name}` describes it. */
+export interface SubscriptionInfo {
+  connection: string;
+  remote?: string;
+  policy: string;
+  mode?: string;
+  lag: number;
+  queue_messages: number;
+  delivered: number;
+  dropped: number;
+  conflated?: number;
+  gaps?: number;
+}
+
+/** `GET nbws/api/streams[/{name}]` entry. */
+export interface StreamInfo {
+  name: string;
+  epoch: string;
+  first: number;
+  next: number;
+  history_messages: number;
+  history_bytes: number;
+  rate: number;
+  subscribers: number;
+  drops: number;
+  subscriptions?: SubscriptionInfo[];
+}
+
+const MAX_NOTICES = 20;
+const POLL_MS = 1000;
+
+export class StreamMonitor {
+  readonly node: HTMLDivElement;
+  private readonly statusLine: StatusLine;
+  private readonly cells = new Map<string, HTMLElement>();
+  private readonly notices: HTMLOListElement;
+  private readonly subscriptionsTable: HTMLTableSectionElement;
+  private readonly lastMessage: HTMLDivElement;
+  private subscription: StreamSubscription | null = null;
+  private coalescer: Coalescer<StreamMessage>;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private lastTick = 0;
+  private lastReceived = 0;
+  private policy = '';
+  private info: StreamInfo | null = null;
+  private infoError = '';
+  private noticeCount = 0;
+  private connection = '';
+  private fetching = false;
+  private fetchedAt = -Infinity;
+  private disposed = false;
+
+  constructor(private stream: string) {
+    this.node = el('div', 'nbws-view nbws-monitor');
+    this.statusLine = new StatusLine(`StreamMonitor · ${stream}`);
+    const grid = el('dl', 'nbws-monitor-grid');
+    const stats: [string, string][] = [
+      ['rate', 'rate (this view)'],
+      ['server_rate', 'rate (server)'],
+      ['offset', 'last offset'],
+      ['next', 'next offset'],
+      ['lag', 'lag'],
+      ['history', 'history'],
+      ['subscribers', 'subscribers'],
+      ['policy', 'policy'],
+      ['drops', 'drops (all subscribers)'],
+      ['gaps', 'gap notices (this view)'],
+      ['epoch', 'epoch']
+    ];
+    for (const [key, label] of stats) {
+      const value = el('dd', 'nbws-monitor-value', '–');
+      value.dataset.stat = key;
+      grid.append(el('dt', undefined, label), value);
+      this.cells.set(key, value);
+    }
+    this.lastMessage = el('div', 'nbws-monitor-last');
+    const table = el('table', 'nbws-monitor-subs');
+    const head = el('thead');
+    const headRow = el('tr');
+    for (const title of ['connection', 'policy', 'lag', 'queued', 'delivered', 'dropped']) {
+      headRow.appendChild(el('th', undefined, title));
+    }
+    head.appendChild(headRow);
+    this.subscriptionsTable = el('tbody');
+    table.append(head, this.subscriptionsTable);
+    this.notices = el('ol', 'nbws-monitor-notices');
+    this.node.append(
+      this.statusLine.node,
+      grid,
+      this.lastMessage,
+      el('div', 'nbws-monitor-heading', 'subscriptions'),
+      table,
+      el('div', 'nbws-monitor-heading', 'gap and drop notices'),
+      this.notices
+    );
+    this.coalescer = new Coalescer<StreamMessage>({
+      capacity: 1,
+      schedule: animationFrameScheduler(),
+      render: batch => {
+        const last = batch.items[batch.items.length - 1];
+        this.lastMessage.textContent = `last message: offset ${last.offset} · ${formatValue(
+          last.binary ? last.data : last.payload,
+          300
+        )}`;
+        this.set('offset', String(last.offset));
+        // The server's numbers are older than this message: refresh them now, at most
+        // four times a second, instead of waiting for the next poll.
+        if (this.info !== null && last.offset >= this.info.next) {
+          void this.refreshInfo(250);
+        }
+      }
+    });
+  }
+
+  start(): void {
+    this.subscription?.dispose();
+    this.subscription = new StreamSubscription(
+      this.stream,
+      { since: null },
+      {
+        message: m => this.coalescer.push(m),
+        gap: g => this.onGap(g),
+        subscribed: reply => this.onSubscribed(reply),
+        control: message => {
+          if (message.type === 'welcome') {
+            this.connection = String(message.connection ?? '');
+          }
+        },
+        status: s => this.statusLine.set(s)
+      }
+    );
+    this.subscription.start();
+    this.lastTick = performance.now();
+    this.lastReceived = 0;
+    if (this.timer === null) {
+      this.timer = setInterval(() => void this.tick(), POLL_MS);
+    }
+    void this.tick();
+  }
+
+  /** Watch another stream. */
+  setStream(stream: string): void {
+    if (stream !== this.stream) {
+      this.stream = stream;
+      this.statusLine.node.firstChild!.textContent = `StreamMonitor · ${stream}`;
+      this.notices.replaceChildren();
+      this.noticeCount = 0;
+      this.start();
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.subscription?.dispose();
+    this.coalescer.dispose();
+    if (this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private set(key: string, text: string): void {
+    const cell = this.cells.get(key);
+    if (cell) {
+      cell.textContent = text;
+    }
+  }
+
+  private onSubscribed(reply: SubscribedReply): void {
+    this.policy = reply.policy;
+    this.set('policy', `${reply.policy} (this view, buffer ${count(reply.max_messages)} messages)`);
+    this.set('epoch', reply.epoch);
+  }
+
+  private onGap(gap: GapMessage): void {
+    this.noticeCount += 1;
+    const range = gap.to === null ? `from ${gap.from}` : `${gap.from}-${gap.to - 1}`;
+    const item = el(
+      'li',
+      undefined,
+      `${new Date().toLocaleTimeString()} gap (${gap.reason}): offsets ${range}, ${gap.count ?? '?'} messages`
+    );
+    this.notices.prepend(item);
+    while (this.notices.childElementCount > MAX_NOTICES) {
+      this.notices.lastElementChild?.remove();
+    }
+    this.set('gaps', count(this.noticeCount));
+  }
+
+  private async tick(): Promise<void> {
+    if (this.disposed) {
+      return;
+    }
+    const now = performance.now();
+    const received = this.coalescer.totalReceived;
+    const seconds = (now - this.lastTick) / 1000;
+    if (seconds > 0.2) {
+      this.set('rate', `${formatRate((received - this.lastReceived) / seconds)} msg/s`);
+      this.lastTick = now;
+      this.lastReceived = received;
+    }
+    await this.refreshInfo(0);
+  }
+
+  /** `GET nbws/api/streams/{name}`, unless one ran less than `minInterval` ms ago. */
+  private async refreshInfo(minInterval: number): Promise<void> {
+    const now = performance.now();
+    if (this.fetching || now - this.fetchedAt < minInterval) {
+      return;
+    }
+    this.fetching = true;
+    this.fetchedAt = now;
+    try {
+      const response = await requestJson<StreamInfo>(streamPath(this.stream));
+      if (response.ok && response.body) {
+        this.info = response.body;
+        this.infoError = '';
+      } else if (response.status === 404) {
+        this.info = null;
+        this.infoError = `stream "${this.stream}" does not exist`;
+      } else {
+        this.infoError = `stream info: HTTP ${response.status}`;
+      }
+    } catch {
+      this.infoError = 'stream info: server gone';
+    }
+    this.fetching = false;
+    if (!this.disposed) {
+      this.showInfo();
+    }
+  }
+
+  private showInfo(): void {
+    const info = this.info;
+    this.node.dataset.infoError = this.infoError;
+    if (info === null) {
+      this.set('server_rate', this.infoError || '–');
+      return;
+    }
+    const last = this.subscription?.resume.lastOffset ?? null;
+    this.set('server_rate', `${formatRate(info.rate)} msg/s`);
+    this.set('next', String(info.next));
+    const subs = info.subscriptions ?? [];
+    const mine = subs.find(s => s.connection === this.connection);
+    const lag = mine !== undefined ? mine.lag : last === null ? 0 : Math.max(0, info.next - 1 - last);
+    this.set('lag', `${count(lag)} messages`);
+    this.set('history', `offsets ${info.first}-${info.next - 1} (${count(info.history_messages)} messages, ${count(info.history_bytes)} bytes)`);
+    this.set('subscribers', count(info.subscribers));
+    this.set('drops', count(info.drops));
+    this.set('epoch', info.epoch);
+    const others = subs.filter(s => s.connection !== this.connection).map(s => s.policy);
+    if (subs.length > 0) {
+      const own = this.policy ? [`${this.policy} (this view)`] : [];
+      const rest = [...new Set(others)].map(p => `${p} (${others.filter(o => o === p).length} other)`);
+      this.set('policy', [...own, ...rest].join(', '));
+    }
+    this.subscriptionsTable.replaceChildren(
+      ...subs.map(s => {
+        const row = el('tr');
+        row.classList.toggle('nbws-mod-self', s.connection === this.connection);
+        for (const value of [s.connection, s.policy, s.lag, s.queue_messages, s.delivered, s.dropped]) {
+          row.appendChild(el('td', undefined, typeof value === 'number' ? count(value) : String(value)));
+        }
+        return row;
+      })
+    );
+  }
+}
