@@ -13,6 +13,7 @@ __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from traitlets import TraitError
     from traitlets.config import Config
 
     from .config import Nbws
@@ -24,17 +25,20 @@ def _serve(args: argparse.Namespace) -> int:
         if not key or not _:
             print(f"nbws serve: --set takes NAME=VALUE, not {item!r}", file=sys.stderr)
             return 2
-        try:
-            cfg.Nbws[key] = eval_literal(value)
-        except ValueError as exc:
-            print(f"nbws serve: {exc}", file=sys.stderr)
+        if key not in Nbws.class_trait_names(config=True):
+            print(f"nbws serve: --set {key}: no such option", file=sys.stderr)
             return 2
+        cfg.Nbws[key] = eval_literal(value)
     if args.allow_origin:
         cfg.Nbws.allow_origins = list(args.allow_origin)
     if args.redis:
         cfg.Nbws.backend = "redis"
         cfg.Nbws.redis_url = args.redis
-    config = Nbws(config=cfg)
+    try:
+        config = Nbws(config=cfg)
+    except (TraitError, ValueError) as exc:
+        print(f"nbws serve: --set: {exc}", file=sys.stderr)
+        return 2
     token: str | None = None if args.no_token else args.token or new_token()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -11,7 +11,7 @@ class RateLimiter:
     Pure: the caller passes ``now`` (seconds, any monotonic origin), so tests are exact.
     """
 
-    __slots__ = ("burst", "rate", "_stamp", "_tokens")
+    __slots__ = ("_stamp", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: int = 0) -> None:
         if rate <= 0:

@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import codecs
 import logging
+import struct
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from websockets.exceptions import InvalidState as _WsInvalidState
+from websockets.exceptions import PayloadTooBig
 from websockets.exceptions import ProtocolError as _WsProtocolError
-from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.base import Extension, ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
+from websockets.typing import ExtensionName, Subprotocol
 
 from ..errors import CloseCode, InvalidState, truncate_reason
 from .events import CloseReceived, Event, Fragment, Ping, Pong
@@ -52,6 +55,9 @@ if _wire_logger.level == logging.NOTSET:
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+_HEADER_7 = struct.Struct("!BB")
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
 
 
 def encode_frame(
@@ -62,11 +68,24 @@ def encode_frame(
     This is the encode-once half of fan-out: the same bytes can be handed to many
     sessions' :meth:`Session.send_encoded`.
     """
-    opcode = _CONT if continuation else _TEXT if text else _BINARY
-    return Frame(opcode, payload, fin).serialize(mask=False, extensions=[])
+    # The RFC 6455 header of an unmasked frame, built directly: this runs once per
+    # published message and per ack, where websockets' general serialiser (masking,
+    # extensions, checks) costs several times more. tests/test_session.py checks that
+    # both produce the same bytes.
+    first = (0x80 if fin else 0x00) | (0 if continuation else 1 if text else 2)
+    length = len(payload)
+    if length < 126:
+        header = _HEADER_7.pack(first, length)
+    elif length < 65536:
+        header = _HEADER_16.pack(first, 126, length)
+    else:
+        header = _HEADER_64.pack(first, 127, length)
+    return header + payload if type(payload) is bytes else header + bytes(payload)
 
 
-def encode_message(payload: bytes | memoryview, *, text: bool, fragment_size: int = 1 << 20) -> bytes:
+def encode_message(
+    payload: bytes | memoryview, *, text: bool, fragment_size: int = 1 << 20
+) -> bytes:
     """Serialise a whole message, as consecutive fragments when it is over ``fragment_size``.
 
     The fragments are one contiguous byte string, so writing it in one go can never
@@ -111,6 +130,121 @@ def _deflate_factory(settings: Mapping[str, Any]) -> ServerExtensionFactory:
     return ServerPerMessageDeflateFactory(**settings)
 
 
+class _InboundCheck(Extension):
+    """Checks each inbound data frame while websockets parses it.
+
+    websockets calls ``decode`` on every frame (after decompression) before it parses the
+    next one, so a failure raised here stops the parser at once: no later frame of the
+    same read is processed (RFC 6455 section 7.1.7). Never negotiated; frames pass through
+    unchanged.
+
+    - UTF-8: text is decoded incrementally, so invalid data fails the connection (1007)
+      at the first bad byte, also across fragment boundaries.
+    - Size: websockets refuses a frame from its header when it is over
+      ``max_fragment_size``, which is set here before every frame to what the message may
+      still grow by, capped by the frame limit. The message part is never set below 125
+      bytes, because a control frame between fragments is not part of the message; a
+      data frame within those 125 bytes is refused here (1009) once read.
+
+    Frames that break framing rules (RSV bits, a message inside a message, a continuation
+    without a start) are left alone: websockets refuses them next (1002).
+    """
+
+    name = ExtensionName("nbws-inbound-check")
+
+    def __init__(
+        self, protocol: ServerProtocol, max_message_size: int | None, max_frame_size: int | None
+    ) -> None:
+        self._protocol = protocol
+        self._max_message = max_message_size
+        self._max_frame = max_frame_size
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._in_message = False
+        self._size = 0  # bytes of the message in flight
+        self.rejected: Frame | None = None  # the frame that failed, for the tap
+        self._allow()
+
+    def _allow(self) -> None:
+        """Set the header-checked limit for the next frame."""
+        limit = None if self._max_message is None else max(self._max_message - self._size, 125)
+        if self._max_frame is not None:
+            limit = self._max_frame if limit is None else min(limit, self._max_frame)
+        self._protocol.max_fragment_size = limit
+
+    def _check_size(self, size: int) -> None:
+        if self._max_frame is not None and size > self._max_frame:
+            raise PayloadTooBig(size, self._max_frame)
+        if self._max_message is not None and self._size + size > self._max_message:
+            raise PayloadTooBig(size, self._max_message - self._size)
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        opcode = frame.opcode
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            return frame
+        try:
+            if opcode is _TEXT or opcode is _BINARY:
+                if self._in_message:
+                    return frame
+                self._size = 0
+                self._check_size(len(frame.data))
+                if opcode is _TEXT:
+                    if frame.fin:
+                        bytes(frame.data).decode("utf-8")
+                    else:
+                        self._decoder = _utf8_decoder()
+                        self._decoder.decode(frame.data, False)
+                self._in_message = not frame.fin
+                self._size = 0 if frame.fin else len(frame.data)
+                self._allow()
+            elif opcode is _CONT and self._in_message:
+                self._check_size(len(frame.data))
+                if self._decoder is not None:
+                    self._decoder.decode(frame.data, frame.fin)
+                if frame.fin:
+                    self._in_message = False
+                    self._decoder = None
+                    self._size = 0
+                else:
+                    self._size += len(frame.data)
+                self._allow()
+        except UnicodeDecodeError as exc:
+            self.rejected = frame
+            raise UnicodeDecodeError(
+                "utf-8",
+                exc.object,
+                exc.start,
+                exc.end,
+                f"invalid UTF-8 in text message: {exc.reason}",
+            ) from None
+        except PayloadTooBig:
+            self.rejected = frame
+            raise
+        return frame
+
+    def encode(self, frame: Frame) -> Frame:
+        return frame
+
+
+class _WireView(Extension):
+    """Wraps the outermost negotiated extension to note, while the tap is watched, each
+    inbound frame's RSV bits and payload length as they were on the wire (decoding a
+    compressed frame clears RSV1 and changes the length)."""
+
+    def __init__(self, inner: Extension, tap: FrameTap) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.tap = tap
+        self.seen: deque[tuple[tuple[bool, bool, bool], int]] = deque()
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        if self.tap.active:
+            self.seen.append(((frame.rsv1, frame.rsv2, frame.rsv3), len(frame.data)))
+        return self.inner.decode(frame, max_size=max_size)
+
+    def encode(self, frame: Frame) -> Frame:
+        return self.inner.encode(frame)
+
+
 class Session:
     """One server-side WebSocket connection's protocol state.
 
@@ -142,15 +276,21 @@ class Session:
             extensions=extensions,
             subprotocols=[Subprotocol(s) for s in subprotocols],
             select_subprotocol=_select_in_server_order,
-            max_size=(max_message_size or None, max_frame_size or None),
+            max_size=(None, None),  # see below
             logger=_wire_logger,
         )
+        # Sizes are checked from each frame header by websockets, with limits that
+        # _InboundCheck sets frame by frame.
+        self._inbound = _InboundCheck(
+            self._protocol, max_message_size or None, max_frame_size or None
+        )
         self._rate = RateLimiter(rate_limit, rate_limit_burst) if rate_limit > 0 else None
-        self._decoder: codecs.IncrementalDecoder | None = None
         self._in_text = False
+        self._negotiated: list[Extension] = []
         self._events: list[Event] = []
         self._out: list[bytes] = []
         self.tap = tap if tap is not None else FrameTap(0)
+        self._wire: _WireView | None = None
         self._clock = clock
         self.request: Request | None = None
 
@@ -185,6 +325,13 @@ class Session:
         response = protocol.accept(request)
         if response.status_code == 101:
             protocol.send_response(response)
+            self._negotiated = list(protocol.extensions)
+            if protocol.extensions:
+                # Extensions decode in reverse order: the last one sees the wire frame...
+                self._wire = _WireView(protocol.extensions[-1], self.tap)
+                protocol.extensions[-1] = self._wire
+            # ...and the first one sees it decoded.
+            protocol.extensions.insert(0, self._inbound)
             # Taken now so that a tap already watching never parses the HTTP response
             # as frames.
             self._out.extend(protocol.data_to_send())
@@ -205,12 +352,12 @@ class Session:
     @property
     def compressed(self) -> bool:
         """True when permessage-deflate was negotiated."""
-        return bool(self._protocol.extensions)
+        return bool(self._negotiated)
 
     @property
     def extensions_header(self) -> str:
         """Names of negotiated extensions, for logs."""
-        return ", ".join(ext.name for ext in self._protocol.extensions)
+        return ", ".join(ext.name for ext in self._negotiated)
 
     @property
     def sending_fragmented(self) -> bool:
@@ -261,12 +408,18 @@ class Session:
             now: current time in seconds (drives the rate limit).
         """
         protocol = self._protocol
+        if self._wire is not None:
+            self._wire.seen.clear()  # left over only from a frame that failed to decode
         protocol.receive_data(data)
         frames = protocol.events_received()
         if frames:
             self._process(frames, now)
-            if self.tap.active:
-                self._record_out_last()  # pongs and close echoes queued by the parser
+        if self.tap.active:
+            rejected = self._inbound.rejected
+            if rejected is not None:
+                self._inbound.rejected = None
+                self._record_in(rejected)
+            self._record_out_last()  # pongs, close echoes and failures queued by the parser
 
     def receive_eof(self) -> None:
         """The peer closed its side of the TCP connection."""
@@ -291,16 +444,11 @@ class Session:
                         f"rate limit exceeded: more than {self._rate.rate:g} messages/s",
                     )
                     return
-                text = opcode is _TEXT
+                text = opcode is _TEXT  # UTF-8 was checked while parsing (_InboundCheck)
                 self._in_text = text
-                if text and not self._check_utf8(frame.data, first=True, last=frame.fin):
-                    return
                 append(Fragment(text, frame.data, True, frame.fin))
             elif opcode is _CONT:
-                text = self._in_text
-                if text and not self._check_utf8(frame.data, first=False, last=frame.fin):
-                    return
-                append(Fragment(text, frame.data, False, frame.fin))
+                append(Fragment(self._in_text, frame.data, False, frame.fin))
             elif opcode is _PING:
                 append(Ping(frame.data))
             elif opcode is _PONG:
@@ -309,26 +457,6 @@ class Session:
                 rcvd = self._protocol.close_rcvd
                 if rcvd is not None:
                     append(CloseReceived(int(rcvd.code), rcvd.reason))
-
-    def _check_utf8(self, data: bytes, *, first: bool, last: bool) -> bool:
-        """Validate text as it arrives; fail the connection with 1007 at the first bad byte."""
-        try:
-            if first and last:
-                self._decoder = None
-                data.decode("utf-8")
-                return True
-            if first:
-                self._decoder = _utf8_decoder()
-            decoder = self._decoder
-            assert decoder is not None
-            decoder.decode(data, last)
-            if last:
-                self._decoder = None
-            return True
-        except UnicodeDecodeError as exc:
-            self._decoder = None
-            self.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 in text message: {exc.reason}")
-            return False
 
     # --- sending -------------------------------------------------------------------------
 
@@ -379,7 +507,9 @@ class Session:
         if self.tap.active:
             self._record_out_last()
 
-    def _send(self, method: Callable[[bytes, bool], None], opcode: Opcode, data: bytes, fin: bool) -> None:
+    def _send(
+        self, method: Callable[[bytes, bool], None], opcode: Opcode, data: bytes, fin: bool
+    ) -> None:
         try:
             method(data, fin)
         except _WsInvalidState as exc:
@@ -399,7 +529,7 @@ class Session:
         protocol = self._protocol
         return (
             protocol.state is State.OPEN
-            and not protocol.extensions
+            and not self._negotiated
             and not protocol.expect_continuation_frame
         )
 
@@ -437,15 +567,18 @@ class Session:
     # --- frame tap ---------------------------------------------------------------------
 
     def _record_in(self, frame: Frame) -> None:
+        rsv, length = (frame.rsv1, frame.rsv2, frame.rsv3), len(frame.data)
+        if self._wire is not None and self._wire.seen:
+            rsv, length = self._wire.seen.popleft()
         self.tap.record(
             FrameRecord(
                 time=self._clock(),
                 direction="in",
                 opcode=int(frame.opcode),
                 fin=frame.fin,
-                rsv=(frame.rsv1, frame.rsv2, frame.rsv3),
+                rsv=rsv,
                 masked=True,
-                length=len(frame.data),
+                length=length,
                 preview=bytes(frame.data[:PREVIEW_BYTES]),
             )
         )
@@ -462,7 +595,9 @@ class Session:
         """Record every frame in ``chunk`` (one frame, or several joined ones)."""
         position, end = 0, len(chunk)
         while position < end:
-            opcode, fin, rsv, masked, length, header = parse_frame_header(chunk[position : position + 14])
+            opcode, fin, rsv, masked, length, header = parse_frame_header(
+                chunk[position : position + 14]
+            )
             start = position + header
             self.tap.record(
                 FrameRecord(
@@ -500,4 +635,3 @@ def serialize_request(method: str, uri: str, headers: Sequence[tuple[str, str]])
         if name.lower() in keep:
             lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["FrameRecord", "FrameTap", "OPCODE_NAMES", "parse_frame_header"]
+__all__ = ["OPCODE_NAMES", "FrameRecord", "FrameTap", "parse_frame_header"]
 
 OPCODE_NAMES: dict[int, str] = {
     0x0: "CONT",
@@ -35,10 +35,11 @@ class FrameRecord:
         direction: "in" (from the peer) or "out" (to the peer).
         opcode: the frame's opcode (0x0-0xF).
         fin: FIN bit.
-        rsv: the three reserved bits (RSV1 is set on compressed frames).
+        rsv: the three reserved bits as on the wire (RSV1 is set on compressed frames).
         masked: whether the frame on the wire was masked.
-        length: payload length (after decompression for inbound compressed frames).
-        preview: the first bytes of the (unmasked) payload.
+        length: payload length on the wire (the compressed size for compressed frames).
+        preview: the first bytes of the (unmasked) payload; for inbound compressed
+            frames, of the decompressed payload.
     """
 
     time: float

@@ -13,8 +13,9 @@ drop-newest  drop the incoming message; a ``dropped`` gap precedes the next acce
 conflate     a message replaces a queued one with the same key (``conflated`` gap);
              if still full, drop-oldest
 disconnect   refuse: the subscriber is closed with 1013
-block        accept, report ``full`` so producers' acks are delayed; past twice the
-             bound (producers that ignore acks) refuse like ``disconnect``
+block        accept, report ``full`` so producers' acks are delayed; past
+             max(2 x bound, bound + 1024) messages or 2 x the byte bound (producers that
+             ignore acks) refuse like ``disconnect``
 ========== =================================================================
 """
 
@@ -24,7 +25,10 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["Delivery", "Gap", "Offer", "Policy", "SubscriberBuffer"]
+__all__ = ["BLOCK_SLACK", "Delivery", "Gap", "Offer", "Policy", "SubscriberBuffer"]
+
+BLOCK_SLACK = 1024
+"""Messages a full ``block`` subscriber still accepts beyond its bound (acks in flight)."""
 
 
 class Policy(str, enum.Enum):
@@ -81,6 +85,10 @@ class SubscriberBuffer:
         self.bytes = 0
         self.dropped = 0
         self.conflated = 0
+        # `block` holds acks once full, but messages already in flight still arrive: room
+        # for them (a reliable client's window), refusing only producers that ignore acks.
+        self.block_cap_messages = max(2 * self.max_messages, self.max_messages + BLOCK_SLACK)
+        self.block_cap_bytes = 2 * self.max_bytes
         self._head_gap: list[int] | None = None  # [start, count] dropped before the head
         self._tail_gap: list[int] | None = None  # [start, count, last] dropped incoming
         self._conflated_gap: list[int] | None = None  # [min, max, count]
@@ -162,7 +170,9 @@ class SubscriberBuffer:
             if policy is Policy.DISCONNECT:
                 return Offer.OVERFLOW
             if policy is Policy.BLOCK:
-                if self.messages >= 2 * self.max_messages or self.bytes + size > 2 * self.max_bytes:
+                if self.messages >= self.block_cap_messages or (
+                    self.bytes + size > self.block_cap_bytes
+                ):
                     return Offer.OVERFLOW
                 self._append(delivery, size)
                 return Offer.FULL

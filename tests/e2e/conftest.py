@@ -25,7 +25,9 @@ FAILED = pytest.StashKey[bool]()
 expect.set_options(timeout=20_000)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: the sync API keeps an event loop running in the main thread
+# while it is open, which would break every asyncio test collected after this package.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
@@ -40,14 +42,14 @@ def _no_stale_failure_screenshots() -> None:
         old.unlink()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = launch_chromium(playwright)
     yield browser
     browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """``jupyter lab`` with a token, temp runtime/config/data dirs and an empty root; the server
     pings after 1 s of silence, so heartbeats show up in the FrameInspector."""
