@@ -49,3 +49,8 @@ def test_notebook_runs_top_to_bottom(path, jupyter_server, tmp_path):
             if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
         ]
         assert len(widgets) == 3  # LiveTable, LiveChart, StreamMonitor
+    if path.stem == "04_protocol_explorer":
+        assert "invalid UTF-8: (1007" in text and "unmasked frame: (1002" in text
+        assert " PASS, 0 FAIL, " in text  # the scenario table's summary line
+    if path.stem == "06_pandas":
+        assert "2 messages acked" in text
