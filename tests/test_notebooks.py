@@ -52,5 +52,9 @@ def test_notebook_runs_top_to_bottom(path, jupyter_server, tmp_path):
     if path.stem == "04_protocol_explorer":
         assert "invalid UTF-8: (1007" in text and "unmasked frame: (1002" in text
         assert " PASS, 0 FAIL, " in text  # the scenario table's summary line
+    if path.stem == "02_reliable_streaming":
+        assert "acked 10000/10000" in text and "0 lost, 0 duplicated, in order: True" in text
+    if path.stem == "03_backpressure":
+        assert "every buffer stayed within its bound; every drop was reported" in text
     if path.stem == "06_pandas":
         assert "2 messages acked" in text
