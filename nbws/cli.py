@@ -86,10 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log connections")
     serve.set_defaults(func=_serve)
+    bench = sub.add_parser("bench", help="measure nbws against baselines side by side",
+                           add_help=False)
+    bench.set_defaults(func=None)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser: nbws bench [--quick] [--only NAME] ...
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -1,0 +1,118 @@
+"""Run the scenarios, print the table, write JSON and a ratio plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import time
+from dataclasses import asdict
+
+from .scenarios import SCENARIOS, Row
+
+__all__ = ["run"]
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on."""
+    with open("/proc/meminfo") as fh:
+        mem_kib = int(fh.readline().split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def table(rows: list[Row]) -> str:
+    header = ("scenario", "metric", "nbws", "baseline", "baseline value", "ratio", "target")
+    lines = [
+        (
+            r.scenario,
+            r.metric,
+            f"{r.nbws:,.0f}",
+            r.baseline_name,
+            f"{r.baseline:,.0f}",
+            f"{r.ratio:.1f}x",
+            r.target,
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=False)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))]
+    out.append("  ".join("-" * w for w in widths))
+    out += [
+        "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=False)) for line in lines
+    ]
+    for r in rows:
+        for key, value in r.extra.items():
+            out.append(f"  {r.scenario}: {key} = {value}")
+    return "\n".join(out)
+
+
+def plot(rows: list[Row], path: pathlib.Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.5))
+    labels = [f"{r.scenario}\nvs {r.baseline_name}" for r in rows]
+    ax.barh(labels, [r.ratio for r in rows], color="#4a7bd0")
+    ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("nbws / baseline (higher is better)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbws bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"run only this scenario ({', '.join(SCENARIOS)}); repeatable",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON here")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default="bench-results",
+        help="directory for results.json and ratios.png (default: bench-results)",
+    )
+    args = parser.parse_args(argv)
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for name, scenario in SCENARIOS.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"running {name} ...", flush=True)
+        rows += scenario(args.quick)
+    print()
+    print(table(rows))
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": machine(),
+        "quick": args.quick,
+        "seconds": round(time.perf_counter() - started, 1),
+        "results": [{**asdict(r), "ratio": r.ratio} for r in rows],
+    }
+    text = json.dumps(report, indent=2)
+    (out / "results.json").write_text(text)
+    if args.json:
+        pathlib.Path(args.json).write_text(text)
+    if plot(rows, out / "ratios.png"):
+        print(f"\nplot: {out / 'ratios.png'}")
+    print(f"results: {out / 'results.json'} ({report['seconds']} s)")
+    return 0

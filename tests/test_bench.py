@@ -1,0 +1,55 @@
+"""`nbws bench --quick` works on a fresh install and reports ratios (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.timeout(240)
+def test_quick_bench_prints_ratios_and_writes_json(tmp_path):
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbws.cli",
+            "bench",
+            "--quick",
+            "--out",
+            str(out),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for scenario in ("fan-out", "echo", "acked publish", "fragmented streaming"):
+        assert scenario in result.stdout
+    assert "ratio" in result.stdout and "x  " in result.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["quick"] is True and report["machine"]["cpus"]
+    assert {r["scenario"] for r in report["results"]} == {
+        "fan-out",
+        "echo",
+        "acked publish",
+        "fragmented streaming",
+    }
+    for row in report["results"]:
+        assert row["nbws"] > 0 and row["baseline"] > 0 and row["ratio"] > 0
+    assert (out / "results.json").exists() and (out / "ratios.png").exists()
+
+
+def test_bench_rejects_unknown_scenarios():
+    result = subprocess.run(
+        [sys.executable, "-m", "nbws.cli", "bench", "--only", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "invalid choice" in result.stderr
