@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from redis_support import RedisProcess
 from traitlets.config import Config
 
 from nbws.config import Nbws
@@ -232,3 +233,26 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One real `redis-server` for the session (tests use unique stream names)."""
+    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Any) -> Iterator[RedisProcess]:
+    """A `redis-server` of this test alone: it may stop, kill or pause it."""
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.resume() if server.process and server.process.poll() is None else None
+        server.kill()

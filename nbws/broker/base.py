@@ -18,6 +18,7 @@ __all__ = [
     "AppendResult",
     "Broker",
     "BrokerUnavailable",
+    "HealthListener",
     "HistoryLimits",
     "Listener",
     "PayloadTooLarge",
@@ -121,6 +122,9 @@ class StreamInfo:
 Listener = Callable[[str, str, StoredMessage], None]
 """Called as ``listener(stream, epoch, message)`` for each message appended, in offset order."""
 
+HealthListener = Callable[[bool, str | None], None]
+"""Called as ``callback(healthy, reason)`` when a broker's health changes."""
+
 
 class Broker(Protocol):
     """Storage and ordering of stream messages (see module docstring)."""
@@ -136,6 +140,10 @@ class Broker(Protocol):
     @property
     def healthy(self) -> bool:
         """False while the backing store is unreachable."""
+
+    def on_health_change(self, callback: HealthListener) -> None:
+        """Call ``callback(healthy, reason)`` whenever :attr:`healthy` changes (so the
+        hub can tell connected clients with a ``status`` message)."""
 
     async def create(self, stream: str, limits: HistoryLimits | None = None) -> StreamInfo:
         """Create ``stream`` (or update its limits) and return its info."""

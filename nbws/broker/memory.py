@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .base import (
     AppendResult,
+    HealthListener,
     HistoryLimits,
     Listener,
     PayloadTooLarge,
@@ -98,6 +99,9 @@ class MemoryBroker:
     @property
     def healthy(self) -> bool:
         return True
+
+    def on_health_change(self, callback: HealthListener) -> None:
+        """Never called: memory is always available."""
 
     def _get(self, stream: str, create: bool) -> _Stream:
         state = self._streams.get(stream)

@@ -239,6 +239,7 @@ class Subscriber:
         except BrokerUnavailable as exc:
             self.client.send({"type": "status", "state": "degraded", "reason": str(exc)})
             self.mode = Subscriber.LIVE
+            self.hub.stalled.add(self)  # caught up again when the broker is back
         except Exception:  # pragma: no cover - logged, the connection is failed
             log.exception("replay failed for %s", self.stream)
             conn.fail(CloseCode.INTERNAL_ERROR, "replay failed")
@@ -414,6 +415,10 @@ class StreamHub:
         self._dirty_streams: list[LiveStream] = []
         self._flush_scheduled = False
         self._listeners: dict[str, Callable[[str, str, StoredMessage], None]] = {}
+        # Connections that published or subscribed: told of broker health changes.
+        self.clients: set[Client] = set()
+        self.stalled: set[Subscriber] = set()
+        broker.on_health_change(self._health_changed)
 
     def live(self, name: str) -> LiveStream:
         state = self.streams.get(name)
@@ -438,6 +443,7 @@ class StreamHub:
         """Append a message and ack (or nack) it to ``client`` when it asked for an ack."""
         started = time.perf_counter()
         acked = producer is not None and seq is not None
+        self.clients.add(client)
         try:
             result = await self.broker.append(
                 stream,
@@ -551,6 +557,7 @@ class StreamHub:
         ref: Any = None,
     ) -> Subscriber | None:
         """Subscribe ``client`` to ``stream``; sends ``subscribed`` then replays from ``since``."""
+        self.clients.add(client)
         old = client.subscriptions.get(stream)
         if old is not None:
             self.unsubscribe(old)
@@ -608,6 +615,7 @@ class StreamHub:
     def unsubscribe(self, sub: Subscriber) -> None:
         """Remove ``sub``; release held acks it was blocking."""
         sub.close()
+        self.stalled.discard(sub)
         client = sub.client
         if client.subscriptions.get(sub.stream) is sub:
             del client.subscriptions[sub.stream]
@@ -627,11 +635,27 @@ class StreamHub:
 
     def drop_client(self, client: Client) -> None:
         """Forget every subscription of a closed connection."""
+        self.clients.discard(client)
         for sub in list(client.subscriptions.values()):
             self.unsubscribe(sub)
         for live in self.streams.values():
             if live.held_acks:
                 live.held_acks = deque(item for item in live.held_acks if item[0] is not client)
+
+    # --- broker health -------------------------------------------------------------------
+
+    def _health_changed(self, healthy: bool, reason: str | None) -> None:
+        """Tell every client; once the broker is back, resume replays it interrupted."""
+        status: dict[str, Any] = {"type": "status", "state": "ok" if healthy else "degraded"}
+        if not healthy:
+            status["reason"] = reason or "broker unavailable"
+        for client in tuple(self.clients):
+            client.send(status)
+        if healthy:
+            stalled, self.stalled = self.stalled, set()
+            for sub in stalled:
+                if sub.mode == Subscriber.LIVE:
+                    sub.start_catch_up()
 
     # --- fan-out -----------------------------------------------------------------------
 

@@ -1,0 +1,648 @@
+"""The scale-out broker: history in Redis Streams, shared by every server process.
+
+Theory of operation.
+
+- **Appends** are one Lua script each (``redis_scripts.APPEND``): duplicate check by
+  (producer, seq) → next offset → ``XADD`` with the id derived from the offset → trim →
+  remember seq → offset. Redis runs scripts one at a time, so offsets are gap-free and
+  monotonic across processes and a retransmit that lands on another process is still
+  recognised. A publish is acked only after the script has returned.
+- **Reads** ``since`` an offset are one ``XRANGE`` from the id of that offset.
+- **Fan-out**: one reader task per process sends one ``XREAD BLOCK`` over every stream
+  this process listens to (from the last id it delivered) plus a private wake-up key
+  that :meth:`listen` pokes, and calls the listeners in offset order. After a failure it
+  reconnects with backoff and resumes from the last id, so listeners see every message
+  exactly once. :meth:`listen` starts from the newest position this process has seen of
+  the stream (the hub's ``info`` just before), so it may also deliver a few messages
+  appended just before the call; the hub skips offsets behind a subscriber's cursor.
+- **Failure**: every command has a short socket timeout; a connection error, timeout or
+  a refusal such as ``OOM``/``READONLY``/``LOADING`` raises :class:`BrokerUnavailable`
+  (the hub nacks with ``retry: true``) and makes :attr:`healthy` False until Redis
+  answers again; health changes are reported to :meth:`on_health_change` callbacks.
+
+See docs/architecture.md ("Redis backend") and docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import redis_scripts
+from .base import (
+    AppendResult,
+    BrokerUnavailable,
+    HealthListener,
+    HistoryLimits,
+    Listener,
+    PayloadTooLarge,
+    ReadResult,
+    StoredMessage,
+    StreamInfo,
+    UnknownStream,
+)
+from .memory import new_epoch
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger("nbws.broker.redis")
+
+T = TypeVar("T")
+
+# Replies that mean "Redis cannot take this now" rather than "this command is wrong".
+_UNAVAILABLE_REPLIES = (
+    "OOM",
+    "READONLY",
+    "BUSY",
+    "LOADING",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MISCONF",
+)
+_NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+FLAG_BINARY = 1
+FLAG_PRODUCER = 2
+FLAG_KEY = 4
+FLAG_CONTENT_TYPE = 8
+
+MAX_TIPS = 10_000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _id_major(entry_id: bytes | str) -> int:
+    return int(_text(entry_id).partition("-")[0])
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"broker unavailable: {text}"
+
+
+def _message(
+    o: bytes, t: bytes, f: bytes, p: bytes, r: bytes, s: bytes, k: bytes, y: bytes
+) -> StoredMessage:
+    flags = int(f)
+    return StoredMessage(
+        int(o),
+        int(t) / 1_000_000,
+        p,
+        bool(flags & FLAG_BINARY),
+        r.decode() if flags & FLAG_PRODUCER else None,
+        int(s) if flags & FLAG_PRODUCER else None,
+        k.decode() if flags & FLAG_KEY else None,
+        y.decode() if flags & FLAG_CONTENT_TYPE else None,
+    )
+
+
+def _from_script(fields: Sequence[bytes]) -> StoredMessage:
+    """An entry's fields as a script returns them: ``[name, value, ...]`` in fixed order."""
+    return _message(
+        fields[1], fields[5], fields[9], fields[11], fields[13], fields[15], fields[17], fields[19]
+    )
+
+
+def _from_xread(fields: dict[bytes, bytes]) -> tuple[str, StoredMessage]:
+    """(epoch, message) of an entry as redis-py parses ``XREAD`` (a field dict)."""
+    g = fields.get
+    message = _message(
+        fields[b"o"],
+        fields[b"t"],
+        fields[b"f"],
+        fields[b"p"],
+        g(b"r", b""),
+        g(b"s", b""),
+        g(b"k", b""),
+        g(b"y", b""),
+    )
+    return fields[b"e"].decode(), message
+
+
+class _Keys:
+    """Redis key names of one stream (see ``redis_scripts``)."""
+
+    __slots__ = ("forgotten", "log", "meta", "producers", "seen_prefix")
+
+    def __init__(self, prefix: str, name: str) -> None:
+        base = f"{prefix}:{{{name}}}"
+        self.meta = f"{base}:meta"
+        self.log = f"{base}:log"
+        self.producers = f"{base}:producers"
+        self.forgotten = f"{base}:forgotten"
+        self.seen_prefix = f"{base}:seen:"
+
+
+class _Listened:
+    """A stream the reader follows: its listeners and the last id delivered."""
+
+    __slots__ = ("epoch", "key", "last_id", "listeners")
+
+    def __init__(self, key: str, last_id: str, epoch: str | None) -> None:
+        self.key = key
+        self.last_id = last_id
+        self.epoch = epoch
+        self.listeners: list[Listener] = []
+
+
+class RedisBroker:
+    """Broker on Redis Streams (``c.Nbws.backend = "redis"``); needs Redis 6.2 or later.
+
+    Args:
+        url: Redis URL (``redis://[:password@]host:port/db``, ``rediss://`` for TLS).
+        default_limits: history limits of streams created without their own.
+        dedupe_window: sequence numbers remembered per (stream, producer).
+        prefix: prefix of every key nbws writes.
+        command_timeout: seconds a command may take before it fails as unavailable.
+        connect_timeout: seconds to connect.
+        block: seconds each ``XREAD BLOCK`` waits (also how soon a silent Redis is noticed).
+        read_count: entries per stream per ``XREAD``.
+        backoff: first and longest wait (seconds) between reconnects of the reader.
+        max_connections: connections for commands (appends beyond wait their turn).
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        default_limits: HistoryLimits | None = None,
+        dedupe_window: int = 4096,
+        *,
+        prefix: str = "nbws",
+        command_timeout: float = 2.0,
+        connect_timeout: float = 1.0,
+        block: float = 1.0,
+        read_count: int = 512,
+        backoff: tuple[float, float] = (0.05, 2.0),
+        max_connections: int = 32,
+    ) -> None:
+        self.url = url
+        self.default_limits = default_limits or HistoryLimits()
+        self.dedupe_window = max(1, dedupe_window)
+        self.prefix = prefix
+        self.command_timeout = command_timeout
+        self.connect_timeout = connect_timeout
+        self.block = block
+        self.max_connections = max_connections
+        self.read_count = read_count
+        self.backoff = backoff
+        self._registry = f"{prefix}:streams"
+        self._wake_key = f"{prefix}:wake:{uuid.uuid4().hex}"
+        self._wake_id = "0-0"
+        self._keys: OrderedDict[str, _Keys] = OrderedDict()
+        self._tips: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._listened: dict[str, _Listened] = {}
+        self._by_key: dict[str, str] = {}
+        self._health_listeners: list[HealthListener] = []
+        self._commands_ok = True
+        self._reader_ok = True
+        self._reason: str | None = None
+        self._client: Redis | None = None
+        self._reader_client: Redis | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._resync = False
+        self._closed = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._scripts: dict[str, Any] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _new_client(self, socket_timeout: float, max_connections: int) -> Redis:
+        # A blocking pool: a burst of appends waits for a connection (up to the command
+        # timeout) instead of failing, and Redis sees a bounded number of clients.
+        pool = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=max_connections,
+            timeout=self.command_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            retry=Retry(NoBackoff(), 0),  # never retried behind our back: see _command
+            decode_responses=False,
+            protocol=2,  # the same reply shapes whatever redis-py's default
+        )
+        return Redis(connection_pool=pool)
+
+    async def start(self) -> None:
+        """Create the clients and start the reader; a Redis that is down is not an error
+        (the broker reports itself unhealthy and keeps trying)."""
+        if self._client is not None:
+            return
+        self._closed = False
+        self._client = self._new_client(self.command_timeout, self.max_connections)
+        self._reader_client = self._new_client(self.block + self.command_timeout, 2)
+        for name in ("APPEND", "READ", "INFO", "CREATE", "DELETE", "STATE"):
+            self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
+        try:
+            await self._command(self._client.ping)
+        except BrokerUnavailable as exc:
+            log.warning("Redis at %s is not reachable yet: %s", self.url, exc)
+        self._reader = asyncio.ensure_future(self._read_loop())
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [t for t in (self._reader, *self._background) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._reader = None
+        self._background.clear()
+        for client in (self._client, self._reader_client):
+            if client is not None:
+                closer = getattr(client, "aclose", None) or client.close
+                with contextlib.suppress(Exception):
+                    await closer()
+        self._client = self._reader_client = None
+        self._listened.clear()
+        self._by_key.clear()
+
+    # --- health ----------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        return self._commands_ok and self._reader_ok
+
+    @property
+    def reason(self) -> str | None:
+        """Why the broker is unhealthy (None while healthy)."""
+        return None if self.healthy else self._reason
+
+    def on_health_change(self, callback: HealthListener) -> None:
+        self._health_listeners.append(callback)
+
+    def _health(
+        self, *, commands: bool | None = None, reader: bool | None = None, reason: str | None = None
+    ) -> None:
+        before = self.healthy
+        if commands is not None:
+            self._commands_ok = commands
+        if reader is not None:
+            self._reader_ok = reader
+        if reason is not None:
+            self._reason = reason
+        after = self.healthy
+        if after == before:
+            return
+        if after:
+            log.warning("Redis at %s is reachable again", self.url)
+        else:
+            log.warning("Redis at %s is unavailable: %s", self.url, self._reason)
+        for callback in list(self._health_listeners):
+            try:
+                callback(after, None if after else self._reason)
+            except Exception:  # pragma: no cover - a callback bug must not stop the broker
+                log.exception("health callback failed")
+
+    async def _command(self, call: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """Run one command; network trouble and refusals become BrokerUnavailable.
+
+        With ``retry``, a connection error is retried once on a fresh connection (idle
+        pooled connections go stale when Redis restarts). Appends without (producer, seq)
+        are not retried: the first attempt may have run, and nothing could tell.
+        """
+        client = self._client
+        if client is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            try:
+                result = await call()
+            except _NETWORK_ERRORS as exc:
+                stale = isinstance(exc, RedisConnectionError) and not isinstance(
+                    exc, BusyLoadingError
+                )
+                if stale:
+                    with contextlib.suppress(Exception):
+                        await client.connection_pool.disconnect(inuse_connections=False)
+                if stale and attempt + 1 < attempts:
+                    continue
+                self._health(commands=False, reason=_reason(exc))
+                raise BrokerUnavailable(_reason(exc)) from exc
+            except ResponseError as exc:
+                if str(exc).startswith(_UNAVAILABLE_REPLIES):
+                    self._health(commands=False, reason=_reason(exc))
+                    raise BrokerUnavailable(_reason(exc)) from exc
+                raise
+            if not self._commands_ok:
+                self._health(commands=True)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _script(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], *, retry: bool = True
+    ) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        return await self._command(lambda: script(keys=keys, args=args), retry=retry)
+
+    # --- keys and positions ------------------------------------------------------------------
+
+    def _stream_keys(self, stream: str) -> _Keys:
+        keys = self._keys.get(stream)
+        if keys is None:
+            keys = self._keys[stream] = _Keys(self.prefix, stream)
+            if len(self._keys) > MAX_TIPS:
+                self._keys.popitem(last=False)
+        return keys
+
+    def _seen(self, stream: str, epoch: str, base: int, next_offset: int) -> None:
+        """Remember the newest position seen of ``stream``: where :meth:`listen` starts."""
+        tips = self._tips
+        old = tips.get(stream)
+        major = base + next_offset
+        if old is None or old[0] != epoch or old[1] < major:
+            tips[stream] = (epoch, major)
+            tips.move_to_end(stream)
+            if len(tips) > MAX_TIPS:
+                tips.popitem(last=False)
+
+    def _limits_args(self, limits: HistoryLimits) -> list[Any]:
+        return [limits.max_messages, limits.max_bytes, repr(float(limits.max_age))]
+
+    def _info(self, stream: str, reply: Sequence[Any]) -> StreamInfo:
+        # {'ok', epoch, first, next, bytes, created, mm, mb, ma, base}
+        epoch = _text(reply[1])
+        first, next_offset = int(reply[2]), int(reply[3])
+        self._seen(stream, epoch, int(reply[9]), next_offset)
+        return StreamInfo(
+            name=stream,
+            epoch=epoch,
+            first=first,
+            next=next_offset,
+            history_messages=next_offset - first,
+            history_bytes=int(reply[4]),
+            limits=HistoryLimits(int(reply[6]), int(reply[7]), float(reply[8])),
+            created=float(reply[5]),
+        )
+
+    # --- streams ---------------------------------------------------------------------------
+
+    async def create(self, stream: str, limits: HistoryLimits | None = None) -> StreamInfo:
+        keys = self._stream_keys(stream)
+        chosen = limits or self.default_limits
+        reply = await self._script(
+            "CREATE",
+            [keys.meta, keys.log, self._registry],
+            [stream, new_epoch(), *self._limits_args(chosen), "1" if limits else "0"],
+        )
+        return self._info(stream, reply)
+
+    async def delete(self, stream: str) -> bool:
+        keys = self._stream_keys(stream)
+        existed = await self._script(
+            "DELETE",
+            [keys.meta, keys.log, self._registry, keys.producers, keys.forgotten],
+            [stream, keys.seen_prefix],
+        )
+        return bool(existed)
+
+    async def info(self, stream: str) -> StreamInfo | None:
+        keys = self._stream_keys(stream)
+        reply = await self._script("INFO", [keys.meta, keys.log], [])
+        if reply[0] != b"ok":
+            return None
+        return self._info(stream, reply)
+
+    async def streams(self) -> list[StreamInfo]:
+        client = self._client
+        if client is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        names = await self._command(lambda: client.smembers(self._registry))
+        infos = await asyncio.gather(*(self.info(_text(n)) for n in sorted(names)))
+        return [info for info in infos if info is not None]
+
+    # --- append / read -----------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream: str,
+        payload: bytes,
+        *,
+        binary: bool = False,
+        producer: str | None = None,
+        seq: int | None = None,
+        key: str | None = None,
+        content_type: str | None = None,
+        create: bool = True,
+    ) -> AppendResult:
+        keys = self._stream_keys(stream)
+        acked = producer is not None and seq is not None
+        flags = (
+            (FLAG_BINARY if binary else 0)
+            | (FLAG_PRODUCER if acked else 0)
+            | (FLAG_KEY if key is not None else 0)
+            | (FLAG_CONTENT_TYPE if content_type is not None else 0)
+        )
+        limits = self.default_limits
+        reply = await self._script(
+            "APPEND",
+            [
+                keys.meta,
+                keys.log,
+                self._registry,
+                keys.producers,
+                keys.forgotten,
+                keys.seen_prefix + (producer if acked else ""),  # type: ignore[operator]
+            ],
+            [
+                stream,
+                payload,
+                flags,
+                producer if acked else "",
+                seq if acked else "",
+                key or "",
+                content_type or "",
+                "1" if create else "0",
+                new_epoch(),
+                limits.max_messages,
+                limits.max_bytes,
+                repr(float(limits.max_age)),
+                self.dedupe_window,
+            ],
+            retry=acked,
+        )
+        status = reply[0]
+        if status == b"ok":
+            epoch, offset, base = _text(reply[1]), int(reply[2]), int(reply[4])
+            self._seen(stream, epoch, base, offset + 1)
+            message = StoredMessage(
+                offset,
+                int(reply[3]) / 1_000_000,
+                payload,
+                binary,
+                producer if acked else None,
+                seq if acked else None,
+                key,
+                content_type,
+            )
+            return AppendResult(offset, epoch, message=message)
+        if status == b"duplicate":
+            original = reply[2]
+            return AppendResult(
+                int(float(original)) if original is not None else None,
+                _text(reply[1]),
+                duplicate=True,
+            )
+        if status == b"unknown":
+            raise UnknownStream(f"no stream named {stream!r}")
+        raise PayloadTooLarge(
+            f"payload of {len(payload)} bytes is over this stream's history bound of "
+            f"{int(reply[1])} bytes"
+        )
+
+    async def read(self, stream: str, since: int, limit: int) -> ReadResult:
+        keys = self._stream_keys(stream)
+        reply = await self._script("READ", [keys.meta, keys.log], [since, limit])
+        if reply[0] != b"ok":
+            raise UnknownStream(f"no stream named {stream!r}")
+        epoch, first, next_offset = _text(reply[1]), int(reply[2]), int(reply[3])
+        self._seen(stream, epoch, int(reply[4]), next_offset)
+        messages = [_from_script(entry[1]) for entry in reply[5]]
+        return ReadResult(epoch, first, next_offset, messages)
+
+    # --- listening -------------------------------------------------------------------------
+
+    def listen(self, stream: str, listener: Listener) -> None:
+        state = self._listened.get(stream)
+        if state is None:
+            tip = self._tips.get(stream)
+            keys = self._stream_keys(stream)
+            # Without a known position, start at the oldest entry the stream holds
+            # (never later than now; the log holds only the current epoch).
+            last_id, epoch = (f"{tip[1]}-0", tip[0]) if tip else ("0-0", None)
+            state = self._listened[stream] = _Listened(keys.log, last_id, epoch)
+            self._by_key[keys.log] = stream
+            self._wake()
+        state.listeners.append(listener)
+
+    def unlisten(self, stream: str, listener: Listener) -> None:
+        state = self._listened.get(stream)
+        if state is None or listener not in state.listeners:
+            return
+        state.listeners.remove(listener)
+        if not state.listeners:
+            del self._listened[stream]
+            self._by_key.pop(state.key, None)
+
+    def _wake(self) -> None:
+        """Make the reader's pending ``XREAD`` return so it picks up a new stream now."""
+        client = self._client
+        if client is None or self._closed:
+            return
+
+        async def poke() -> None:
+            with contextlib.suppress(*_NETWORK_ERRORS, ResponseError):
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.xadd(self._wake_key, {"w": "1"}, maxlen=1, approximate=False)
+                    pipe.pexpire(self._wake_key, 60_000)
+                    await pipe.execute()
+
+        task = asyncio.ensure_future(poke())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _read_loop(self) -> None:
+        """The one reader of this process (see module docstring)."""
+        delay = self.backoff[0]
+        while not self._closed:
+            try:
+                if self._resync:
+                    await self._resynchronise()
+                reply = await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except (*_NETWORK_ERRORS, ResponseError) as exc:
+                if self._closed:
+                    return
+                self._health(reader=False, reason=_reason(exc))
+                self._resync = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff[1])
+                continue
+            if not self._reader_ok:
+                self._health(reader=True)
+            delay = self.backoff[0]
+            self._dispatch(reply)
+
+    async def _read_once(self) -> Any:
+        client = self._reader_client
+        assert client is not None
+        keys = [self._wake_key]
+        ids = [self._wake_id]
+        for state in self._listened.values():
+            keys.append(state.key)
+            ids.append(state.last_id)
+        return await client.execute_command(  # type: ignore[no-untyped-call]
+            "XREAD",
+            "COUNT",
+            self.read_count,
+            "BLOCK",
+            int(self.block * 1000),
+            "STREAMS",
+            *keys,
+            *ids,
+        )
+
+    async def _resynchronise(self) -> None:
+        """After a reconnect (or for a stream listened without a known position): a stream
+        whose epoch changed meanwhile (deleted, or Redis lost its data) is followed from
+        the start of its new epoch, which may have ids below the last one delivered."""
+        client = self._reader_client
+        assert client is not None
+        states = list(self._listened.values())
+        if states:
+            script = self._scripts["STATE"]
+            metas = [self._stream_keys(self._by_key[s.key]).meta for s in states]
+            replies = await script(keys=metas, args=[], client=client)
+            for state, (epoch, base, first) in zip(states, replies, strict=True):
+                now_epoch = _text(epoch) if epoch is not None else None
+                if now_epoch is not None and now_epoch == state.epoch:
+                    continue
+                start = int(base) + int(first) if now_epoch is not None else 0
+                if _id_major(state.last_id) > start:
+                    state.last_id = f"{start}-0"
+                state.epoch = now_epoch
+        self._resync = False
+
+    def _dispatch(self, reply: Any) -> None:
+        if not reply:
+            return
+        items: Iterable[Any] = reply.items() if isinstance(reply, dict) else reply
+        for key, entries in items:
+            key_text = _text(key)
+            if key_text == self._wake_key:
+                if entries:
+                    self._wake_id = _text(entries[-1][0])
+                continue
+            stream = self._by_key.get(key_text)
+            state = self._listened.get(stream) if stream is not None else None
+            if state is None or stream is None:
+                continue
+            for entry_id, fields in entries:
+                state.last_id = _text(entry_id)
+                epoch, message = _from_xread(fields)
+                state.epoch = epoch
+                for listener in tuple(state.listeners):
+                    try:
+                        listener(stream, epoch, message)
+                    except Exception:  # pragma: no cover - a listener bug stays local
+                        log.exception("listener of %s failed", stream)

@@ -1,0 +1,246 @@
+"""The broker contract, one suite for both backends.
+
+Every test runs against the in-memory broker and against the Redis broker on a real
+`redis-server`. ``peer`` is a second broker on the same store: for Redis another
+instance (as another server process would have), for memory the same object, so what
+one process appends the other reads, listens to and deduplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from broker_support import Collector, memory_broker, redis_broker, started, unique_prefix
+
+from nbws.broker import (
+    Broker,
+    HistoryLimits,
+    PayloadTooLarge,
+    UnknownStream,
+)
+
+LIMITS = HistoryLimits(max_messages=1000, max_bytes=1 << 20, max_age=0.0)
+WINDOW = 8
+
+
+@dataclass
+class Pair:
+    kind: str
+    broker: Broker
+    peer: Broker
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+    if request.param == "memory":
+        broker = memory_broker(LIMITS, WINDOW)
+        async with started(broker):
+            yield Pair("memory", broker, broker)
+        return
+    url = request.getfixturevalue("redis_server").url
+    prefix = unique_prefix()
+    broker = redis_broker(url, prefix, default_limits=LIMITS, dedupe_window=WINDOW)
+    peer = redis_broker(url, prefix, default_limits=LIMITS, dedupe_window=WINDOW)
+    async with started(broker, peer):
+        yield Pair("redis", broker, peer)
+
+
+async def append_json(broker: Broker, stream: str, n: int, **kw: Any) -> list[int]:
+    offsets = []
+    for i in range(n):
+        result = await broker.append(stream, b'{"i":%d}' % i, **kw)
+        assert result.offset is not None
+        offsets.append(result.offset)
+    return offsets
+
+
+async def test_create_and_info(pair: Pair) -> None:
+    info = await pair.broker.create("s")
+    assert (info.name, info.first, info.next, info.history_messages) == ("s", 0, 0, 0)
+    assert info.limits == LIMITS
+    other = await pair.peer.info("s")
+    assert other is not None and other.epoch == info.epoch
+    custom = HistoryLimits(max_messages=5, max_bytes=100, max_age=2.5)
+    again = await pair.peer.create("s", custom)
+    assert again.epoch == info.epoch and again.limits == custom
+    assert [s.name for s in await pair.broker.streams()] == ["s"]
+
+
+async def test_unknown_streams(pair: Pair) -> None:
+    assert await pair.broker.info("nope") is None
+    with pytest.raises(UnknownStream):
+        await pair.broker.append("nope", b"1", create=False)
+    with pytest.raises(UnknownStream):
+        await pair.broker.read("nope", 0, 10)
+    assert not await pair.broker.delete("nope")
+    assert await pair.broker.streams() == []
+
+
+async def test_offsets_are_gap_free_and_shared(pair: Pair) -> None:
+    first = await append_json(pair.broker, "s", 3)
+    second = await append_json(pair.peer, "s", 3)
+    assert first + second == [0, 1, 2, 3, 4, 5]
+    page = await pair.peer.read("s", 0, 100)
+    assert [m.offset for m in page.messages] == list(range(6))
+    assert [m.payload for m in page.messages] == [b'{"i":%d}' % (i % 3) for i in range(6)]
+    assert (page.first, page.next) == (0, 6)
+
+
+async def test_concurrent_appends_get_distinct_offsets(pair: Pair) -> None:
+    results = await asyncio.gather(
+        *(b.append("s", b"%d" % i) for i in range(200) for b in (pair.broker, pair.peer))
+    )
+    assert sorted(r.offset for r in results) == list(range(400))  # type: ignore[type-var]
+
+
+async def test_read_pages_and_bounds(pair: Pair) -> None:
+    await append_json(pair.broker, "s", 10)
+    page = await pair.broker.read("s", 4, 3)
+    assert [m.offset for m in page.messages] == [4, 5, 6]
+    assert (await pair.broker.read("s", 10, 5)).messages == []
+    assert (await pair.broker.read("s", 99, 5)).messages == []
+    assert (await pair.broker.read("s", 0, 0)).messages == []
+
+
+async def test_message_fields_round_trip(pair: Pair) -> None:
+    before = time.time()
+    result = await pair.broker.append(
+        "s", b"\x00\xffraw", binary=True, producer="p1", seq=7, key="k", content_type="x/y"
+    )
+    plain = await pair.broker.append("s", b'"text"')
+    assert result.message is not None and plain.message is not None
+    page = await pair.peer.read("s", 0, 10)
+    assert page.messages == [result.message, plain.message]
+    stored = page.messages[0]
+    assert stored.payload == b"\x00\xffraw" and stored.binary
+    assert (stored.producer, stored.seq, stored.key, stored.content_type) == ("p1", 7, "k", "x/y")
+    assert before - 1 <= stored.time <= time.time() + 1
+    assert page.messages[1][3:] == (False, None, None, None, None)
+
+
+async def test_duplicates_are_suppressed_across_peers(pair: Pair) -> None:
+    a = await pair.broker.append("s", b"1", producer="p", seq=1)
+    b = await pair.peer.append("s", b"1", producer="p", seq=1)  # a retransmit elsewhere
+    assert (a.offset, a.duplicate) == (0, False)
+    assert (b.offset, b.duplicate, b.epoch) == (0, True, a.epoch)
+    c = await pair.peer.append("s", b"1", producer="other", seq=1)
+    assert (c.offset, c.duplicate) == (1, False)
+    page = await pair.broker.read("s", 0, 10)
+    assert [m.producer for m in page.messages] == ["p", "other"]
+
+
+async def test_dedupe_window_forgets_oldest_but_still_refuses_them(pair: Pair) -> None:
+    for seq in range(WINDOW + 4):
+        await pair.broker.append("s", b"x", producer="p", seq=seq)
+    remembered = await pair.peer.append("s", b"x", producer="p", seq=WINDOW + 3)
+    assert remembered.duplicate and remembered.offset == WINDOW + 3
+    forgotten = await pair.peer.append("s", b"x", producer="p", seq=0)
+    assert forgotten.duplicate and forgotten.offset is None
+    assert (await pair.broker.info("s")).next == WINDOW + 4  # type: ignore[union-attr]
+
+
+async def test_history_bound_by_messages(pair: Pair) -> None:
+    await pair.broker.create("s", HistoryLimits(max_messages=5, max_bytes=0))
+    await append_json(pair.broker, "s", 12)
+    page = await pair.peer.read("s", 0, 100)
+    assert [m.offset for m in page.messages] == [7, 8, 9, 10, 11]
+    assert (page.first, page.next) == (7, 12)
+    info = await pair.peer.info("s")
+    assert info is not None and info.history_messages == 5
+
+
+async def test_history_bound_by_bytes(pair: Pair) -> None:
+    await pair.broker.create("s", HistoryLimits(max_messages=100, max_bytes=100))
+    for i in range(10):
+        await pair.broker.append("s", bytes([65 + i]) * 30)
+    page = await pair.peer.read("s", 0, 100)
+    assert [m.offset for m in page.messages] == [7, 8, 9]  # 90 bytes fit, 120 do not
+    info = await pair.broker.info("s")
+    assert info is not None and info.history_bytes == 90 and info.first == 7
+    with pytest.raises(PayloadTooLarge):
+        await pair.peer.append("s", b"x" * 101)
+    assert (await pair.broker.info("s")).next == 10  # type: ignore[union-attr]
+
+
+async def test_history_bound_by_age(pair: Pair) -> None:
+    await pair.broker.create("s", HistoryLimits(max_messages=100, max_bytes=0, max_age=0.3))
+    await append_json(pair.broker, "s", 3)
+    assert len((await pair.peer.read("s", 0, 10)).messages) == 3
+    await asyncio.sleep(0.4)  # the behaviour under test is the passing of time
+    await pair.broker.append("s", b"new")
+    page = await pair.peer.read("s", 0, 10)
+    assert [m.payload for m in page.messages] == [b"new"] and page.first == 3
+
+
+async def test_shrinking_limits_trims_at_once(pair: Pair) -> None:
+    await append_json(pair.broker, "s", 20)
+    info = await pair.peer.create("s", HistoryLimits(max_messages=4, max_bytes=0))
+    assert (info.first, info.next, info.history_messages) == (16, 20, 4)
+
+
+async def test_delete_starts_a_new_epoch(pair: Pair) -> None:
+    await append_json(pair.broker, "s", 5)
+    old = await pair.broker.info("s")
+    assert await pair.peer.delete("s")
+    assert await pair.broker.info("s") is None
+    assert await pair.broker.streams() == []
+    again = await pair.broker.append("s", b"1", producer="p", seq=0)
+    assert again.offset == 0 and not again.duplicate  # the dedupe window went too
+    assert old is not None and again.epoch != old.epoch
+    page = await pair.peer.read("s", 0, 10)
+    assert [m.payload for m in page.messages] == [b"1"] and page.epoch == again.epoch
+
+
+async def test_listeners_get_every_append_in_order(pair: Pair) -> None:
+    await pair.broker.create("s")
+    here, there = Collector(), Collector()
+    pair.broker.listen("s", here)
+    pair.peer.listen("s", there)
+    if pair.kind == "redis":
+        await pair.broker.append("warm", b"x")  # the readers are running
+    results = await asyncio.gather(
+        *(b.append("s", b"%d" % i) for i in range(100) for b in (pair.broker, pair.peer))
+    )
+    await here.wait_for(200)
+    await there.wait_for(200)
+    assert here.offsets == list(range(200)) == there.offsets
+    assert {e for e, _ in here.items} == {results[0].epoch}
+    by_offset = {r.offset: r.message for r in results}
+    assert [m for _, m in here.items] == [by_offset[o] for o in range(200)]
+
+
+async def test_listener_sees_new_epoch_after_delete(pair: Pair) -> None:
+    got = Collector()
+    pair.broker.listen("s", got)
+    first = await pair.peer.append("s", b"a")
+    await got.wait_for(1)
+    await pair.peer.delete("s")
+    second = await pair.peer.append("s", b"b")
+    await got.wait_for(2)
+    assert [(e, m.offset, m.payload) for e, m in got.items] == [
+        (first.epoch, 0, b"a"),
+        (second.epoch, 0, b"b"),
+    ]
+
+
+async def test_unlisten_stops_delivery(pair: Pair) -> None:
+    stopped, kept = Collector(), Collector()
+    pair.broker.listen("s", stopped)
+    pair.broker.listen("s", kept)
+    await pair.peer.append("s", b"1")
+    await stopped.wait_for(1)
+    await kept.wait_for(1)
+    pair.broker.unlisten("s", stopped)
+    await pair.peer.append("s", b"2")
+    await kept.wait_for(2)
+    assert stopped.offsets == [0] and kept.offsets == [0, 1]
+
+
+async def test_healthy_while_the_store_is_up(pair: Pair) -> None:
+    await pair.broker.append("s", b"1")
+    assert pair.broker.healthy and pair.peer.healthy
