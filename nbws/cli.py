@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log connections")
     serve.set_defaults(func=_serve)
-    bench = sub.add_parser("bench", help="measure nbws against baselines side by side",
-                           add_help=False)
+    bench = sub.add_parser(
+        "bench", help="measure nbws against baselines side by side", add_help=False
+    )
     bench.set_defaults(func=None)
     return parser
 

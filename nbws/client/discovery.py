@@ -137,6 +137,7 @@ def discover(
         return Endpoint(normalize_url(env_url), token or env_token, "NBWS_URL")
     tried.append("NBWS_URL is not set")
     raise ServerNotFound(
-        "cannot find an nbws server: " + "; ".join(tried)
+        "cannot find an nbws server: "
+        + "; ".join(tried)
         + ". Pass url=... (e.g. url='http://127.0.0.1:8765/' for `nbws serve`) or set NBWS_URL."
     )

@@ -113,7 +113,10 @@ class BinaryItem:
 def publish_frame(stream: str, producer: str, seq: int, item: JsonItem) -> bytes:
     """The text message of a JSON publish (the payload bytes are embedded, not re-encoded)."""
     message: dict[str, Any] = {
-        "type": "publish", "stream": stream, "producer": producer, "seq": seq,
+        "type": "publish",
+        "stream": stream,
+        "producer": producer,
+        "seq": seq,
     }
     if item.key is not None:
         message["key"] = item.key
@@ -260,8 +263,10 @@ def open_source(data: Any, chunk_size: int) -> BinarySource:
         return _SpooledSource(_read_chunks(data, chunk_size))
     if isinstance(data, Iterable):
         return _SpooledSource(data)
-    raise TypeError(f"publish_bytes takes bytes, a path, a binary file or an iterable of bytes, "
-                    f"not {type(data).__name__}")
+    raise TypeError(
+        f"publish_bytes takes bytes, a path, a binary file or an iterable of bytes, "
+        f"not {type(data).__name__}"
+    )
 
 
 # --- incoming --------------------------------------------------------------------------

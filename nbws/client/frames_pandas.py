@@ -82,4 +82,3 @@ def messages_to_df(messages: list[Message]) -> Any:
     if not frames:
         return pd.DataFrame(index=pd.Index([], name="offset", dtype="int64"))
     return pd.concat(frames)
-

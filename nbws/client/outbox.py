@@ -61,8 +61,15 @@ class Outbox:
 
     # --- publishing threads --------------------------------------------------------------
 
-    def put(self, item: Any, size: int, *, block: bool = True, timeout: float | None = None,
-            deadline: object = DEFAULT_DEADLINE) -> Receipt:
+    def put(
+        self,
+        item: Any,
+        size: int,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        deadline: object = DEFAULT_DEADLINE,
+    ) -> Receipt:
         """Add a message; wait for room if the outbox is full and ``block``.
 
         Raises:
@@ -224,4 +231,3 @@ class Outbox:
         for receipt, error in errors:
             if receipt is not None and not receipt.done():
                 receipt.set_exception(error)
-

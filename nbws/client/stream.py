@@ -79,8 +79,10 @@ class StreamOptions:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - names)
         if unknown:
-            raise TypeError(f"unknown stream option(s) {', '.join(unknown)}; valid options: "
-                            f"{', '.join(sorted(names))}")
+            raise TypeError(
+                f"unknown stream option(s) {', '.join(unknown)}; valid options: "
+                f"{', '.join(sorted(names))}"
+            )
         return cls(**options)
 
 
@@ -117,15 +119,20 @@ class _Publisher:
     live: set[_Publisher] = set()
     lock = threading.Lock()
 
-    def __init__(self, name: str, endpoint: Endpoint, producer: str, options: StreamOptions,
-                 io: IOThread) -> None:
+    def __init__(
+        self, name: str, endpoint: Endpoint, producer: str, options: StreamOptions, io: IOThread
+    ) -> None:
         self.name = name
         self.io = io
         self.options = options
         window: Window[Any] = Window(
-            producer, window=options.window, ack_timeout=options.ack_timeout,
-            retransmit=options.retransmit, max_messages=options.outbox_max_messages,
-            max_bytes=options.outbox_max_bytes, deadline=options.deadline,
+            producer,
+            window=options.window,
+            ack_timeout=options.ack_timeout,
+            retransmit=options.retransmit,
+            max_messages=options.outbox_max_messages,
+            max_bytes=options.outbox_max_bytes,
+            deadline=options.deadline,
         )
         self.outbox = Outbox(window)
         self.outbox.on_release = _release
@@ -176,8 +183,11 @@ def _collected(publisher: _Publisher) -> None:
 
 
 def link_options(options: StreamOptions) -> LinkOptions:
-    return LinkOptions(backoff_initial=options.backoff_initial, backoff_max=options.backoff_max,
-                       open_timeout=options.open_timeout)
+    return LinkOptions(
+        backoff_initial=options.backoff_initial,
+        backoff_max=options.backoff_max,
+        open_timeout=options.open_timeout,
+    )
 
 
 class Stream:
@@ -191,11 +201,13 @@ class Stream:
         **options: see :class:`StreamOptions`.
     """
 
-    def __init__(self, name: str, url: str | None = None, token: str | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, name: str, url: str | None = None, token: str | None = None, **options: Any
+    ) -> None:
         if not valid_stream_name(name):
-            raise ValueError(f"invalid stream name {name!r}: use 1-200 characters of "
-                             "A-Z a-z 0-9 . _ : / -")
+            raise ValueError(
+                f"invalid stream name {name!r}: use 1-200 characters of A-Z a-z 0-9 . _ : / -"
+            )
         self.name = name
         self.options = StreamOptions.from_kwargs(options)
         self.endpoint = discover(url, token)
@@ -208,8 +220,9 @@ class Stream:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return (f"<nbws.Stream {self.name!r} {state} at {self.endpoint.url} "
-                f"producer={self.producer}>")
+        return (
+            f"<nbws.Stream {self.name!r} {state} at {self.endpoint.url} producer={self.producer}>"
+        )
 
     @property
     def url(self) -> str:
@@ -217,8 +230,9 @@ class Stream:
 
     # --- publishing ----------------------------------------------------------------------
 
-    def _put(self, item: Any, size: int, block: bool, timeout: float | None,
-             deadline: object) -> Receipt:
+    def _put(
+        self, item: Any, size: int, block: bool, timeout: float | None, deadline: object
+    ) -> Receipt:
         if self._closed:
             raise StreamClosed(f"stream handle {self.name!r} is closed")
         publisher = self._publisher
@@ -227,8 +241,15 @@ class Stream:
             block = False  # waiting for room in the I/O thread would deadlock
         return publisher.outbox.put(item, size, block=block, timeout=timeout, deadline=deadline)
 
-    def publish(self, obj: Any, *, key: str | None = None, block: bool = True,
-                timeout: float | None = None, deadline: Any = DEFAULT_DEADLINE) -> Receipt:
+    def publish(
+        self,
+        obj: Any,
+        *,
+        key: str | None = None,
+        block: bool = True,
+        timeout: float | None = None,
+        deadline: Any = DEFAULT_DEADLINE,
+    ) -> Receipt:
         """Queue one JSON message; returns at once with its :class:`Receipt`.
 
         Args:
@@ -282,8 +303,11 @@ class Stream:
             raise ValueError("chunk_size must be positive")
         source = open_source(data, size_chunk)
         long = source.size is None or source.size > size_chunk
-        bar = _progress_bar(self.name, source.size, progress) if progress or (
-            progress is None and long) else None
+        bar = (
+            _progress_bar(self.name, source.size, progress)
+            if progress or (progress is None and long)
+            else None
+        )
         item = BinaryItem(source, content_type, key, size_chunk, bar)
         try:
             return self._put(item, source.size or 0, block, timeout, deadline)
@@ -293,8 +317,9 @@ class Stream:
                 bar.close()
             raise
 
-    async def publish_async(self, obj: Any, *, key: str | None = None,
-                            timeout: float | None = None) -> int | None:
+    async def publish_async(
+        self, obj: Any, *, key: str | None = None, timeout: float | None = None
+    ) -> int | None:
         """Publish and wait for the ack without blocking the caller's event loop.
 
         Returns:
@@ -337,8 +362,14 @@ class Stream:
             return self._put(JsonItem(payload, key), len(payload), block, timeout, DEFAULT_DEADLINE)
         if encoding == "arrow":
             data = frames_pandas.df_to_arrow(df, index=index)
-            return self.publish_bytes(data, content_type=ARROW_STREAM, key=key, block=block,
-                                      timeout=timeout, progress=False)
+            return self.publish_bytes(
+                data,
+                content_type=ARROW_STREAM,
+                key=key,
+                block=block,
+                timeout=timeout,
+                progress=False,
+            )
         raise ValueError(f"unknown encoding {encoding!r}: use 'json', 'arrow' or 'auto'")
 
     def flush(self, timeout: float | None = None) -> None:
@@ -362,26 +393,38 @@ class Stream:
                 f"within {timeout} s ({stats.in_flight} in flight, {stats.queued} queued; "
                 f"{stats.reconnects} reconnects; last error: {stats.last_error or 'none'})"
                 + (f"; {count} failed" if count else ""),
-                failures, stats.outbox_messages,
+                failures,
+                stats.outbox_messages,
             )
         if count:
             shown = "; ".join(str(f) for f in failures[:5])
             more = f" (and {count - 5} more)" if count > 5 else ""
-            raise FlushError(f"stream {self.name!r}: {count} messages failed: {shown}{more}",
-                             failures, 0)
+            raise FlushError(
+                f"stream {self.name!r}: {count} messages failed: {shown}{more}", failures, 0
+            )
 
     def stats(self) -> StreamStats:
         """Counters of this handle's publishing (sent, acked, retransmitted, ...)."""
         window = self._publisher.outbox.stats()
         link = self._publisher.link
         return StreamStats(
-            stream=self.name, producer=self.producer, url=self.endpoint.url,
-            connected=link.connected, sent=window.sent, acked=window.acked,
-            duplicates=window.duplicates, retransmitted=window.retransmitted,
-            failed=window.failed, expired=window.expired, in_flight=window.in_flight,
-            queued=window.queued, outbox_messages=window.outbox_messages,
-            outbox_bytes=window.outbox_bytes, reconnects=link.reconnects,
-            last_error=link.last_error, latency_p50=window.latency_p50,
+            stream=self.name,
+            producer=self.producer,
+            url=self.endpoint.url,
+            connected=link.connected,
+            sent=window.sent,
+            acked=window.acked,
+            duplicates=window.duplicates,
+            retransmitted=window.retransmitted,
+            failed=window.failed,
+            expired=window.expired,
+            in_flight=window.in_flight,
+            queued=window.queued,
+            outbox_messages=window.outbox_messages,
+            outbox_bytes=window.outbox_bytes,
+            reconnects=link.reconnects,
+            last_error=link.last_error,
+            latency_p50=window.latency_p50,
             latency_p99=window.latency_p99,
         )
 
@@ -419,9 +462,19 @@ class Stream:
         if self._closed:
             raise StreamClosed(f"stream handle {self.name!r} is closed")
         sub = Subscription(
-            self.endpoint, self.name, link_options(self.options), since=since, until=until,
-            epoch=epoch, policy=policy, max_messages=max_messages, max_bytes=max_bytes,
-            queue_size=queue_size, on_gap=on_gap, yield_gaps=yield_gaps, idle_timeout=idle_timeout,
+            self.endpoint,
+            self.name,
+            link_options(self.options),
+            since=since,
+            until=until,
+            epoch=epoch,
+            policy=policy,
+            max_messages=max_messages,
+            max_bytes=max_bytes,
+            queue_size=queue_size,
+            on_gap=on_gap,
+            yield_gaps=yield_gaps,
+            idle_timeout=idle_timeout,
         )
         self._subscriptions.add(sub)
         return sub
@@ -436,8 +489,9 @@ class Stream:
         Raises:
             TimeoutError: the server sent nothing for ``timeout`` seconds.
         """
-        sub = self.subscribe(since, until=LIVE_END if until is None else until,
-                             yield_gaps=True, queue_size=100_000)
+        sub = self.subscribe(
+            since, until=LIVE_END if until is None else until, yield_gaps=True, queue_size=100_000
+        )
         out: list[Message] = []
         try:
             while True:
@@ -508,8 +562,15 @@ def _progress_bar(name: str, size: int | None, progress: bool | None) -> Any:
         if progress:
             warnings.warn("progress=True needs tqdm (pip install tqdm)", stacklevel=3)
         return None
-    return tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=f"nbws {name}", delay=0.0 if progress else 1.0, leave=bool(progress))
+    return tqdm(
+        total=size,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"nbws {name}",
+        delay=0.0 if progress else 1.0,
+        leave=bool(progress),
+    )
 
 
 def stream(name: str, url: str | None = None, token: str | None = None, **options: Any) -> Stream:
@@ -531,5 +592,6 @@ def _report_at_exit() -> None:
                 f"{stats.outbox_messages} unacknowledged messages ({stats.in_flight} in flight, "
                 f"{stats.queued} queued) that were not delivered; last error: "
                 f"{publisher.link.last_error or 'none'}",
-                RuntimeWarning, stacklevel=1,
+                RuntimeWarning,
+                stacklevel=1,
             )

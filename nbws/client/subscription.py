@@ -63,8 +63,16 @@ class Subscription:
         self._io = io_thread()
         self._channel = Channel(self._io.loop, queue_size)
         self._link = SubscriberLink(
-            endpoint, stream, self._channel, options, since=since, until=until, epoch=epoch,
-            policy=policy, max_messages=max_messages, max_bytes=max_bytes,
+            endpoint,
+            stream,
+            self._channel,
+            options,
+            since=since,
+            until=until,
+            epoch=epoch,
+            policy=policy,
+            max_messages=max_messages,
+            max_bytes=max_bytes,
         )
         self._closed = False
         self._link.start(self._io)
@@ -101,8 +109,10 @@ class Subscription:
         return self._link.connected
 
     def __repr__(self) -> str:
-        return (f"<Subscription {self.stream!r} cursor={self.cursor} epoch={self.epoch} "
-                f"gaps={len(self.gaps)} reconnects={self.reconnects}>")
+        return (
+            f"<Subscription {self.stream!r} cursor={self.cursor} epoch={self.epoch} "
+            f"gaps={len(self.gaps)} reconnects={self.reconnects}>"
+        )
 
     # --- reading -------------------------------------------------------------------------
 
@@ -115,7 +125,9 @@ class Subscription:
                 warnings.warn(
                     f"nbws: {item.count if item.count is not None else 'some'} messages of "
                     f"{self.stream!r} skipped (offsets {item.start} to {item.end}, reason "
-                    f"{item.reason})", GapWarning, stacklevel=3,
+                    f"{item.reason})",
+                    GapWarning,
+                    stacklevel=3,
                 )
             return item if self.yield_gaps else None
         return item

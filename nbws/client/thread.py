@@ -283,8 +283,9 @@ class _Link:
 class PublisherLink(_Link):
     """The connection of one stream handle: sends from the outbox, applies acks."""
 
-    def __init__(self, endpoint: Endpoint, stream: str, producer: str, outbox: Outbox,
-                 options: LinkOptions) -> None:
+    def __init__(
+        self, endpoint: Endpoint, stream: str, producer: str, outbox: Outbox, options: LinkOptions
+    ) -> None:
         super().__init__(endpoint, stream, options)
         self.producer = producer
         self.outbox = outbox
@@ -297,6 +298,7 @@ class PublisherLink(_Link):
         self._kick = asyncio.Event()
         loop = asyncio.get_running_loop()
         kick = self._kick
+
         def wakeup() -> None:
             loop.call_soon_threadsafe(kick.set)
 
@@ -359,8 +361,12 @@ class PublisherLink(_Link):
                 if isinstance(item, JsonItem):
                     frame = publish_frame(stream, producer, entry.seq, item)
                     if limit is not None and len(frame) > limit:
-                        outbox.fail(entry.seq, "too-big", f"the publish is {len(frame)} bytes, "
-                                    f"over the server's max_message_size of {limit}")
+                        outbox.fail(
+                            entry.seq,
+                            "too-big",
+                            f"the publish is {len(frame)} bytes, "
+                            f"over the server's max_message_size of {limit}",
+                        )
                         continue
                     await ws.send(frame, text=True)
                 else:
@@ -371,8 +377,12 @@ class PublisherLink(_Link):
         prefix = publish_prefix(self.stream, self.producer, entry.seq, item)
         source, limit, chunk_size = item.source, self.max_message_size, item.chunk_size
         if source.size is not None and limit is not None and len(prefix) + source.size > limit:
-            self.outbox.fail(entry.seq, "too-big", f"the payload is {source.size} bytes, over the "
-                             f"server's max_message_size of {limit}")
+            self.outbox.fail(
+                entry.seq,
+                "too-big",
+                f"the payload is {source.size} bytes, over the "
+                f"server's max_message_size of {limit}",
+            )
             return
         bar = item.progress
         if bar is not None and bar.n:
@@ -417,8 +427,12 @@ class PublisherLink(_Link):
                 if message.get("producer") == producer:
                     seq = message.get("seq")
                     if isinstance(seq, int):
-                        outbox.ack(seq, message.get("offset"), message.get("epoch"),
-                                   bool(message.get("duplicate")))
+                        outbox.ack(
+                            seq,
+                            message.get("offset"),
+                            message.get("epoch"),
+                            bool(message.get("duplicate")),
+                        )
                         progress[0] = True
                         kick.set()
             elif kind == "nack":
@@ -475,7 +489,9 @@ class SubscriberLink(_Link):
         """The subscribe request: first as asked, then resuming at the cursor."""
         since = self.since if self.cursor is None else self.cursor
         request: dict[str, Any] = {
-            "type": "subscribe", "id": self.connections, "stream": self.stream,
+            "type": "subscribe",
+            "id": self.connections,
+            "stream": self.stream,
         }
         if since is not None:
             request["since"] = since

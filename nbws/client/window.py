@@ -34,6 +34,7 @@ __all__ = ["DEFAULT_DEADLINE", "Entry", "Window", "WindowStats", "percentile"]
 
 T = TypeVar("T")
 
+
 class _DefaultDeadline:
     def __repr__(self) -> str:
         return "<default deadline>"

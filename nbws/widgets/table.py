@@ -27,8 +27,12 @@ class LiveTable(StreamWidget):
     _model_name = Unicode("LiveTableModel").tag(sync=True)
     _view_name = Unicode("LiveTableView").tag(sync=True)
 
-    columns = List(Unicode(), default_value=None, allow_none=True,
-                   help="Fields to show; None: offset and every payload field.").tag(sync=True)
+    columns = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help="Fields to show; None: offset and every payload field.",
+    ).tag(sync=True)
     max_rows = Int(1000, help="Rows kept and replayed.").tag(sync=True)
     height = Int(320, help="Height of the scrolling area in pixels.").tag(sync=True)
 

@@ -281,8 +281,9 @@ class _Link:
         _reset(self.client)
         _reset(self.server)
 
-    async def pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   *, upstream: bool) -> None:
+    async def pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
         try:
             while not self.dead:
                 data = await reader.read(65536)

@@ -55,8 +55,9 @@ def test_chaos_100k_publishes_exactly_once_in_order() -> None:
     with (
         serving("history_max_messages=200000", "history_max_bytes=268435456") as server,
         ChaosProxy(server.port, seed=1, kill_after=(100_000, 600_000)) as pub_proxy,
-        ChaosProxy(server.port, seed=2, kill_after=(200_000, 1_000_000),
-                   modes=("downstream-cut",)) as sub_proxy,
+        ChaosProxy(
+            server.port, seed=2, kill_after=(200_000, 1_000_000), modes=("downstream-cut",)
+        ) as sub_proxy,
     ):
         options = {"backoff_initial": 0.05, "backoff_max": 0.2}
         reader = nbws.stream(name("chaos"), url=f"http://127.0.0.1:{sub_proxy.port}/", **options)
@@ -104,6 +105,8 @@ def test_chaos_100k_publishes_exactly_once_in_order() -> None:
     assert stats.reconnects >= sum(pub_kills.values()) - 1
     assert stats.retransmitted > 0 and stats.duplicates > 0
     assert sub_reconnects >= 1
-    print(f"\nchaos: {expected} messages in {elapsed:.1f} s; publisher kills {dict(pub_kills)}, "
-          f"subscriber kills {dict(sub_kills)}; reconnects {stats.reconnects}, "
-          f"retransmitted {stats.retransmitted}, duplicates acked {stats.duplicates}")
+    print(
+        f"\nchaos: {expected} messages in {elapsed:.1f} s; publisher kills {dict(pub_kills)}, "
+        f"subscriber kills {dict(sub_kills)}; reconnects {stats.reconnects}, "
+        f"retransmitted {stats.retransmitted}, duplicates acked {stats.duplicates}"
+    )

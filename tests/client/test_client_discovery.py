@@ -13,8 +13,14 @@ from nbws.client.errors import ServerNotFound
 
 def write_runtime_file(folder: Path, pid: int, **info: object) -> Path:
     data = {
-        "base_url": "/", "hostname": "127.0.0.1", "port": 8888, "secure": False, "sock": "",
-        "token": "tok", "url": "http://127.0.0.1:8888/", "pid": pid,
+        "base_url": "/",
+        "hostname": "127.0.0.1",
+        "port": 8888,
+        "secure": False,
+        "sock": "",
+        "token": "tok",
+        "url": "http://127.0.0.1:8888/",
+        "pid": pid,
     }
     data.update(info)
     path = folder / f"jpserver-{pid}.json"

@@ -272,8 +272,14 @@ def test_nack_fails_the_future_with_the_server_code() -> None:
 
 
 def test_outbox_full_raises_with_block_false_and_after_timeout() -> None:
-    stream = nbws.stream(name(), url=f"http://127.0.0.1:{closed_port()}/", outbox_max_messages=3,
-                         deadline=None, backoff_initial=0.05, backoff_max=0.1)
+    stream = nbws.stream(
+        name(),
+        url=f"http://127.0.0.1:{closed_port()}/",
+        outbox_max_messages=3,
+        deadline=None,
+        backoff_initial=0.05,
+        backoff_max=0.1,
+    )
     for i in range(3):
         stream.publish(i)
     with pytest.raises(OutboxFull):
@@ -366,8 +372,13 @@ def test_a_full_block_subscriber_holds_acks_so_publish_blocks() -> None:
 
 
 def test_deadline_exceeded_fails_messages_and_flush_raises() -> None:
-    stream = nbws.stream(name(), url=f"http://127.0.0.1:{closed_port()}/", deadline=0.3,
-                         backoff_initial=0.05, backoff_max=0.1)
+    stream = nbws.stream(
+        name(),
+        url=f"http://127.0.0.1:{closed_port()}/",
+        deadline=0.3,
+        backoff_initial=0.05,
+        backoff_max=0.1,
+    )
     receipts = [stream.publish(i) for i in range(3)]
     with pytest.raises(FlushError, match="3 messages failed") as info:
         stream.flush(timeout=10)
@@ -382,8 +393,13 @@ def test_deadline_exceeded_fails_messages_and_flush_raises() -> None:
 
 
 def test_flush_timeout_names_what_is_pending_and_close_fails_the_rest() -> None:
-    stream = nbws.stream(name(), url=f"http://127.0.0.1:{closed_port()}/", deadline=None,
-                         backoff_initial=0.05, backoff_max=0.1)
+    stream = nbws.stream(
+        name(),
+        url=f"http://127.0.0.1:{closed_port()}/",
+        deadline=None,
+        backoff_initial=0.05,
+        backoff_max=0.1,
+    )
     receipts = [stream.publish(i) for i in range(2)]
     wait_until(lambda: stream.stats().last_error is not None, what="a failed connection attempt")
     pending = r"2 messages not acknowledged within 0.2 s.*Refused"
@@ -413,8 +429,9 @@ def test_wrong_token_is_reported_as_the_last_error() -> None:
 def test_queue_before_open_then_delivered(server: RunningServer) -> None:
     with ChaosProxy(server.port) as proxy:
         proxy.refuse = True  # the server is "down"
-        stream = nbws.stream(name(), url=f"http://127.0.0.1:{proxy.port}/", backoff_initial=0.05,
-                             backoff_max=0.2)
+        stream = nbws.stream(
+            name(), url=f"http://127.0.0.1:{proxy.port}/", backoff_initial=0.05, backoff_max=0.2
+        )
         receipts = [stream.publish(i) for i in range(100)]
         wait_until(lambda: proxy.stats.refused >= 2, what="refused connection attempts")
         assert stream.stats().acked == 0

@@ -16,15 +16,26 @@ from nbws.wire import encode_value, split_binary
 def test_json_publish_embeds_the_serialised_payload() -> None:
     item = JsonItem(encode_value({"p": [1, 2.5, "é"]}), key="k")
     message = orjson.loads(publish_frame("s", "prod", 7, item))
-    assert message == {"type": "publish", "stream": "s", "producer": "prod", "seq": 7,
-                       "key": "k", "payload": {"p": [1, 2.5, "é"]}}
+    assert message == {
+        "type": "publish",
+        "stream": "s",
+        "producer": "prod",
+        "seq": 7,
+        "key": "k",
+        "payload": {"p": [1, 2.5, "é"]},
+    }
 
 
 def test_binary_publish_prefix_is_the_wire_header() -> None:
     item = BinaryItem(open_source(b"", 10), content_type="image/png")
     header, rest = split_binary(publish_prefix("s", "prod", 3, item) + b"DATA")
-    assert header == {"type": "publish", "stream": "s", "producer": "prod", "seq": 3,
-                      "content_type": "image/png"}
+    assert header == {
+        "type": "publish",
+        "stream": "s",
+        "producer": "prod",
+        "seq": 3,
+        "content_type": "image/png",
+    }
     assert bytes(rest) == b"DATA"
 
 

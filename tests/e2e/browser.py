@@ -100,8 +100,9 @@ def run_cell(page: Page, index: int) -> list[dict[str, Any]]:
     for output in outputs:
         if output.get("output_type") == "error":
             trace = "\n".join(output.get("traceback", []))
-            raise AssertionError(f"cell {index} failed: {output.get('ename')}: "
-                                 f"{output.get('evalue')}\n{trace}")
+            raise AssertionError(
+                f"cell {index} failed: {output.get('ename')}: {output.get('evalue')}\n{trace}"
+            )
     return outputs
 
 

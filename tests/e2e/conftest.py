@@ -53,8 +53,11 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """``jupyter lab`` with a token, temp runtime/config/data dirs and an empty root; the server
     pings after 1 s of silence, so heartbeats show up in the FrameInspector."""
-    server = start_lab(tmp_path_factory.mktemp("lab"), token=secrets.token_hex(16),
-                       args=("--Nbws.heartbeat_interval=1",))
+    server = start_lab(
+        tmp_path_factory.mktemp("lab"),
+        token=secrets.token_hex(16),
+        args=("--Nbws.heartbeat_interval=1",),
+    )
     yield server
     server.stop()
 

@@ -72,7 +72,8 @@ class LabServer:
     def publish(self, stream: str, payload: Any) -> int:
         """Append one message through the REST API (a publisher outside the kernel)."""
         status, body = self.api(
-            "POST", f"nbws/api/streams/{urllib.parse.quote(stream, safe='')}/messages",
+            "POST",
+            f"nbws/api/streams/{urllib.parse.quote(stream, safe='')}/messages",
             {"payload": payload},
         )
         assert status == 201, (status, body)
@@ -101,7 +102,11 @@ def start_lab(base: Path, *, token: str, args: tuple[str, ...] = ()) -> LabServe
     config = base / "config"
     _write_json(config / "labconfig" / "page_config.json", PAGE_CONFIG)
     _write_json(
-        config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+        config
+        / "lab"
+        / "user-settings"
+        / "@jupyterlab"
+        / "apputils-extension"
         / "notification.jupyterlab-settings",
         NOTIFICATION_SETTINGS,
     )
@@ -115,8 +120,11 @@ def write_notebook(root: Path, name: str, cells: list[str]) -> str:
     """Write a notebook of code cells; returns its path relative to the root."""
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     path = root / name
     nbformat.write(notebook, str(path))
     return name

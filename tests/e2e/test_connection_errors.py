@@ -25,8 +25,9 @@ MISSING = "errors-missing"
 @pytest.fixture
 def strict_lab(tmp_path: Path) -> Iterator[LabServer]:
     """A lab whose unknown streams are refused (no auto-creation)."""
-    server = start_lab(tmp_path, token=secrets.token_hex(16),
-                       args=("--Nbws.auto_create_streams=False",))
+    server = start_lab(
+        tmp_path, token=secrets.token_hex(16), args=("--Nbws.auto_create_streams=False",)
+    )
     yield server
     server.stop()
 
@@ -48,11 +49,15 @@ def test_views_explain_why_they_cannot_receive(page: Page, strict_lab: LabServer
     status, _ = lab.api("POST", f"nbws/api/streams/{STREAM}", {})
     assert status == 201
     lab.publish(STREAM, {"note": "before-errors"})
-    name = write_notebook(lab.root, "errors.ipynb", [
-        f"from nbws.widgets import LiveTable\nLiveTable({STREAM!r})",
-        f"LiveTable({MISSING!r})",
-        f"LiveTable({STREAM!r}, max_rows=10)",
-    ])
+    name = write_notebook(
+        lab.root,
+        "errors.ipynb",
+        [
+            f"from nbws.widgets import LiveTable\nLiveTable({STREAM!r})",
+            f"LiveTable({MISSING!r})",
+            f"LiveTable({STREAM!r}, max_rows=10)",
+        ],
+    )
     page.goto(lab.url("api/status"))  # the token in the URL sets the login cookie
     page.add_init_script(_DROP_TOKEN)
     open_notebook(page, lab, name, token=False)

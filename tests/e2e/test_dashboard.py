@@ -18,16 +18,19 @@ XSS = '<img src=x onerror="window.__nbwsXss=1">'
 
 
 def _notebook(lab: LabServer) -> str:
-    return write_notebook(lab.root, "dashboard.ipynb", [
-        f"import math, time\nimport nbws\nprices_stream = nbws.stream({STREAM!r})",
-        f"""
+    return write_notebook(
+        lab.root,
+        "dashboard.ipynb",
+        [
+            f"import math, time\nimport nbws\nprices_stream = nbws.stream({STREAM!r})",
+            f"""
 from nbws.widgets import LiveChart, LiveTable, StreamMonitor
 table = LiveTable({STREAM!r}, columns=["offset", "symbol", "price", "note"], max_rows=200)
 chart = LiveChart({STREAM!r}, x="offset", y=["price", "average"], window=300, title="price")
 monitor = StreamMonitor({STREAM!r})
 display(table, chart, monitor)
 """,
-        """
+            """
 price, prices = 100.0, []
 for i in range(120):
     price += 3 * math.sin(i / 7) + (i % 5 - 2) * 0.4
@@ -38,16 +41,19 @@ for payload in prices:
     prices_stream.publish(payload)
 prices_stream.flush(timeout=30)
 """,
-        f"prices_stream.publish({{'symbol': 'XSS', 'note': {XSS!r}}})\n"
-        "prices_stream.flush(timeout=30)",
-        "time.sleep(120)",
-    ])
+            f"prices_stream.publish({{'symbol': 'XSS', 'note': {XSS!r}}})\n"
+            "prices_stream.flush(timeout=30)",
+            "time.sleep(120)",
+        ],
+    )
 
 
 def _kernel_id(page: Page) -> str:
-    return str(page.evaluate(
-        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id"
-    ))
+    return str(
+        page.evaluate(
+            "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id"
+        )
+    )
 
 
 def _kernel_state(lab: LabServer, kernel: str) -> str:
@@ -132,21 +138,41 @@ def _publish_burst(lab: LabServer, stream: str, count: int) -> None:
     with connect(lab.jupyter.ws_url("nbws/ws"), subprotocols=["nbws.v1"]) as ws:
         assert json.loads(ws.recv())["type"] == "welcome"
         for i in range(count - 1):
-            ws.send(json.dumps({"type": "publish", "stream": stream,
-                                "payload": {"v": i % 97, "note": f"burst-{i}"}}))
-        ws.send(json.dumps({"type": "publish", "stream": stream, "producer": "burst",
-                            "seq": 1, "payload": {"v": 0, "note": f"burst-{count - 1}"}}))
+            ws.send(
+                json.dumps(
+                    {
+                        "type": "publish",
+                        "stream": stream,
+                        "payload": {"v": i % 97, "note": f"burst-{i}"},
+                    }
+                )
+            )
+        ws.send(
+            json.dumps(
+                {
+                    "type": "publish",
+                    "stream": stream,
+                    "producer": "burst",
+                    "seq": 1,
+                    "payload": {"v": 0, "note": f"burst-{count - 1}"},
+                }
+            )
+        )
         while json.loads(ws.recv(timeout=30))["type"] != "ack":
             pass
 
 
 def test_a_burst_is_coalesced_into_bounded_views(page: Page, lab: LabServer) -> None:
     stream = "e2e-burst"
-    name = write_notebook(lab.root, "burst.ipynb", [
-        "from nbws.widgets import LiveChart, LiveTable\n"
-        f"display(LiveTable({stream!r}, max_rows=100), "
-        f"LiveChart({stream!r}, x='offset', y='v', window=500))",
-    ])
+    name = write_notebook(
+        lab.root,
+        "burst.ipynb",
+        [
+            "from nbws.widgets import LiveChart, LiveTable\n"
+            f"display(LiveTable({stream!r}, max_rows=100), "
+            f"LiveChart({stream!r}, x='offset', y='v', window=500))",
+        ],
+    )
     open_notebook(page, lab, name)
     run_cell(page, 0)
     table, chart = page.locator(".nbws-table"), page.locator(".nbws-chart")
@@ -165,9 +191,11 @@ def test_a_burst_is_coalesced_into_bounded_views(page: Page, lab: LabServer) -> 
         )
     assert table.get_attribute("data-rows") == "100"
     assert table.locator(".nbws-row").count() <= 100  # virtualised: only rows in view exist
-    print(f"table: received {table.get_attribute('data-received')}, "
-          f"skipped unseen {table.get_attribute('data-skipped')}, "
-          f"missed (gaps) {table.get_attribute('data-missed')}")
+    print(
+        f"table: received {table.get_attribute('data-received')}, "
+        f"skipped unseen {table.get_attribute('data-skipped')}, "
+        f"missed (gaps) {table.get_attribute('data-missed')}"
+    )
     screenshot(page.locator(".jp-Cell").nth(0), "burst")
 
 
@@ -187,9 +215,13 @@ def test_a_dropped_connection_resumes_after_the_last_offset(page: Page, lab: Lab
     stream = "e2e-resume"
     for i in range(5):
         lab.publish(stream, {"note": f"before-{i}"})
-    name = write_notebook(lab.root, "resume.ipynb", [
-        f"from nbws.widgets import LiveTable\nLiveTable({stream!r}, max_rows=50)",
-    ])
+    name = write_notebook(
+        lab.root,
+        "resume.ipynb",
+        [
+            f"from nbws.widgets import LiveTable\nLiveTable({stream!r}, max_rows=50)",
+        ],
+    )
     page.add_init_script(_TRACK_SOCKETS)
     open_notebook(page, lab, name)
     run_cell(page, 0)

@@ -8,7 +8,7 @@ from playwright.sync_api import Locator, Page, expect
 from .browser import open_notebook, run_cell, screenshot
 from .lab import LabServer, write_notebook
 
-XSS = "<img src=x onerror=\"window.__nbwsXss=1\">"
+XSS = '<img src=x onerror="window.__nbwsXss=1">'
 
 
 def _frames(view: Locator, direction: str, opcode: str, fin: bool) -> Locator:
@@ -19,9 +19,13 @@ def _frames(view: Locator, direction: str, opcode: str, fin: bool) -> Locator:
 
 
 def test_browser_inspector_shows_a_fragmented_echo(page: Page, lab: LabServer) -> None:
-    name = write_notebook(lab.root, "inspector.ipynb", [
-        "from nbws.widgets import FrameInspector\nFrameInspector(endpoint='echo')",
-    ])
+    name = write_notebook(
+        lab.root,
+        "inspector.ipynb",
+        [
+            "from nbws.widgets import FrameInspector\nFrameInspector(endpoint='echo')",
+        ],
+    )
     open_notebook(page, lab, name)
     run_cell(page, 0)
     view = page.locator(".nbws-inspector")
@@ -77,11 +81,15 @@ def test_browser_inspector_shows_a_fragmented_echo(page: Page, lab: LabServer) -
 
 def test_kernel_inspector_sends_fragments_and_pings(page: Page, lab: LabServer) -> None:
     url = f"ws://127.0.0.1:{lab.port}/nbws/echo?token={lab.token}"
-    name = write_notebook(lab.root, "inspector-kernel.ipynb", [
-        "from nbws.explore import connect\nfrom nbws.widgets import inspect_connection\n"
-        f"conn = connect({url!r})\ninspector = inspect_connection(conn)\ndisplay(inspector)",
-        "records = conn.fragments('hello kernel', 3)",
-    ])
+    name = write_notebook(
+        lab.root,
+        "inspector-kernel.ipynb",
+        [
+            "from nbws.explore import connect\nfrom nbws.widgets import inspect_connection\n"
+            f"conn = connect({url!r})\ninspector = inspect_connection(conn)\ndisplay(inspector)",
+            "records = conn.fragments('hello kernel', 3)",
+        ],
+    )
     open_notebook(page, lab, name)
     run_cell(page, 0)
     view = page.locator(".nbws-inspector")
@@ -105,6 +113,6 @@ def test_kernel_inspector_sends_fragments_and_pings(page: Page, lab: LabServer) 
     view.get_by_label("reason").fill("bye")
     view.get_by_role("button", name="Close").click()
     expect(_frames(view, "in", "CLOSE", True).locator(".nbws-frame-payload")).to_have_text(
-        "1000 normal closure \"bye\""
+        '1000 normal closure "bye"'
     )
     screenshot(view, "frame-inspector-kernel")

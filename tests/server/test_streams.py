@@ -297,8 +297,11 @@ async def test_unknown_stream_is_nacked_when_auto_create_is_off(nbws_server):
     nbws_server.server.context.hub.auto_create = False
     async with websockets.connect(nbws_server.url("/nbws/ws"), subprotocols=["nbws.v1"]) as ws:
         assert json.loads(await ws.recv())["dedupe_window"] == 4096
-        await ws.send(json.dumps({"type": "publish", "stream": "nope", "producer": "p",
-                                  "seq": 0, "payload": 1}))
+        await ws.send(
+            json.dumps(
+                {"type": "publish", "stream": "nope", "producer": "p", "seq": 0, "payload": 1}
+            )
+        )
         nack = json.loads(await ws.recv())
         assert (nack["type"], nack["code"], nack["retry"]) == ("nack", "unknown-stream", False)
         await ws.send(json.dumps({"type": "subscribe", "stream": "nope", "id": 3}))

@@ -17,9 +17,16 @@ from nbws.widgets.inspector import record_dict
 
 
 def record(direction: str, opcode: int, preview: bytes = b"x", fin: bool = True) -> FrameRecord:
-    return FrameRecord(time=1.0, direction=direction, opcode=opcode, fin=fin,
-                       rsv=(False, False, False), masked=direction == "out",
-                       length=len(preview), preview=preview)
+    return FrameRecord(
+        time=1.0,
+        direction=direction,
+        opcode=opcode,
+        fin=fin,
+        rsv=(False, False, False),
+        masked=direction == "out",
+        length=len(preview),
+        preview=preview,
+    )
 
 
 class StandIn:
@@ -194,8 +201,9 @@ def test_real_raw_connection_frames_reach_the_view(serve_process: Any) -> None:
         click(widget, {"action": "fragments", "data": "hello kernel", "n": 3})
         sent.wait(lambda: any(f["direction"] == "in" for f in sent.frames()))
         frames = sent.frames()
-        sent_frames = [(f["opcode_name"], f["fin"], f["masked"]) for f in frames
-                       if f["direction"] == "out"]
+        sent_frames = [
+            (f["opcode_name"], f["fin"], f["masked"]) for f in frames if f["direction"] == "out"
+        ]
         assert sent_frames == [("TEXT", False, True), ("CONT", False, True), ("CONT", True, True)]
         echo = [f for f in frames if f["direction"] == "in"]
         assert [(f["opcode_name"], f["preview"], f["masked"]) for f in echo] == [
@@ -204,8 +212,11 @@ def test_real_raw_connection_frames_reach_the_view(serve_process: Any) -> None:
         click(widget, {"action": "ping", "data": "are you there"})
         sent.wait(lambda: any(f["opcode_name"] == "PONG" for f in sent.frames()))
         click(widget, {"action": "close", "code": 1000, "reason": "bye"})
-        sent.wait(lambda: any(f["opcode_name"] == "CLOSE" and f["direction"] == "in"
-                              for f in sent.frames()))
+        sent.wait(
+            lambda: any(
+                f["opcode_name"] == "CLOSE" and f["direction"] == "in" for f in sent.frames()
+            )
+        )
         sent.wait(lambda: any(s["state"] == "closed" for s in sent.of("state")))
     finally:
         widget.close()

@@ -20,8 +20,9 @@ BUILT = ROOT / "nbws" / "labextension"
 
 
 def _build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nbws_labextension_build",
-                                                  LABEXTENSION / "build.py")
+    spec = importlib.util.spec_from_file_location(
+        "nbws_labextension_build", LABEXTENSION / "build.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -15,8 +15,9 @@ LABEXTENSION = Path(__file__).resolve().parents[2] / "labextension"
 
 
 def _build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nbws_labextension_build",
-                                                  LABEXTENSION / "build.py")
+    spec = importlib.util.spec_from_file_location(
+        "nbws_labextension_build", LABEXTENSION / "build.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -29,7 +30,10 @@ def test_typescript_unit_tests_pass() -> None:
     _build_script().ensure_node_modules()
     result = subprocess.run(
         ["npm", "test", "--silent", "--", "--ci"],
-        cwd=LABEXTENSION, capture_output=True, text=True, timeout=240,
+        cwd=LABEXTENSION,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
