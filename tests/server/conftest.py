@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 import websockets
+from conftest import make_config
 from tornado.httpclient import AsyncHTTPClient
 from websockets.frames import Frame, Opcode
+
+from nbws.server.standalone import StandaloneServer
 
 
 @dataclass
@@ -50,14 +53,33 @@ class Target:
         return data  # type: ignore[no-any-return]
 
 
-@pytest.fixture(params=["jupyter", "standalone"])
-async def target(request: pytest.FixtureRequest, nbws_server: Any) -> AsyncIterator[Target]:
-    """Each streams test runs against `jupyter server` (extension) and `nbws serve`."""
-    if request.param == "jupyter":
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Targets of a module's tests: ``TARGETS`` in the module, else Jupyter and standalone."""
+    if "target" in metafunc.fixturenames:
+        kinds = getattr(metafunc.module, "TARGETS", ("jupyter", "standalone"))
+        metafunc.parametrize("target_kind", kinds)
+
+
+@pytest.fixture
+async def target(
+    request: pytest.FixtureRequest, target_kind: str, server_options: dict[str, Any]
+) -> AsyncIterator[Target]:
+    """Each streams test runs against `jupyter server` (extension) and `nbws serve`; modules
+    with ``"redis"`` in ``TARGETS`` also against `nbws serve` on a real Redis."""
+    if target_kind == "jupyter":
         jp = request.getfixturevalue("jupyter_server")
         yield Target("jupyter", "127.0.0.1", jp.port, jp.base_url, jp.token)
-    else:
-        yield Target("standalone", "127.0.0.1", nbws_server.port, "/", nbws_server.token)
+        return
+    options = dict(server_options)
+    if target_kind == "redis":
+        options.update(backend="redis", redis_url=request.getfixturevalue("redis_server").url)
+    token = options.pop("token", None)
+    server = StandaloneServer(make_config(**options), host="127.0.0.1", port=0, token=token)
+    port = await server.start()
+    try:
+        yield Target(target_kind, "127.0.0.1", port, "/", token)
+    finally:
+        await server.stop()
 
 
 def unique(prefix: str = "s") -> str:

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+# The whole suite also runs on the Redis broker: same behaviour, many processes possible.
+TARGETS = ("jupyter", "standalone", "redis")
+
 pytestmark = pytest.mark.timeout(180)
 
 BOUND = 20  # messages in the stalled subscriber's buffer

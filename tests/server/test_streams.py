@@ -14,6 +14,9 @@ def unique() -> str:
     return f"s-{uuid.uuid4().hex[:10]}"
 
 
+# The whole suite also runs on the Redis broker: same behaviour, many processes possible.
+TARGETS = ("jupyter", "standalone", "redis")
+
 pytestmark = pytest.mark.timeout(120)
 
 
