@@ -132,7 +132,20 @@ class Nbws(Configurable):
 
     redis_url = Unicode(
         "redis://127.0.0.1:6379/0",
-        help="Redis URL used when backend = 'redis'.",
+        help="Redis URL used when backend = 'redis' (rediss:// for TLS, "
+        "redis://:password@host:port/db with a password).",
+    ).tag(config=True)
+
+    redis_prefix = Unicode(
+        "nbws",
+        help="Prefix of every Redis key nbws writes. Processes that share streams must use "
+        "the same prefix; different prefixes keep deployments apart on one Redis.",
+    ).tag(config=True)
+
+    redis_command_timeout = Float(
+        2.0,
+        help="Seconds a Redis command may take before it counts as a failure: the publish "
+        "is nacked with retry and health shows degraded until Redis answers again.",
     ).tag(config=True)
 
     auto_create_streams = Bool(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from redis_support import RedisProcess
+from redis_support import RedisProcess, data_directory
 from traitlets.config import Config
 
 from nbws.config import Nbws
@@ -238,21 +239,24 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
     """One real `redis-server` for the session (tests use unique stream names)."""
-    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    server = RedisProcess(data_directory(tmp_path_factory.mktemp("redis")), fsync="everysec")
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 @pytest.fixture
 def own_redis(tmp_path: Any) -> Iterator[RedisProcess]:
     """A `redis-server` of this test alone: it may stop, kill or pause it."""
-    server = RedisProcess(tmp_path / "redis")
+    server = RedisProcess(data_directory(tmp_path / "redis"))
     server.start()
     try:
         yield server
     finally:
-        server.resume() if server.process and server.process.poll() is None else None
+        if server.process is not None and server.process.poll() is None:
+            server.resume()
         server.kill()
+        shutil.rmtree(server.directory, ignore_errors=True)

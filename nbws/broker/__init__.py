@@ -48,6 +48,12 @@ def create_broker(config: Nbws) -> Broker:
     if config.backend == "redis":
         from .redis import RedisBroker  # optional dependency
 
-        broker: Broker = RedisBroker(config.redis_url, default_limits(config), config.dedupe_window)
+        broker: Broker = RedisBroker(
+            config.redis_url,
+            default_limits(config),
+            config.dedupe_window,
+            prefix=config.redis_prefix,
+            command_timeout=config.redis_command_timeout,
+        )
         return broker
     raise ValueError(f"unknown nbws backend {config.backend!r}: use 'memory' or 'redis'")

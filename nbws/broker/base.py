@@ -130,6 +130,9 @@ class Broker(Protocol):
     """Storage and ordering of stream messages (see module docstring)."""
 
     name: str
+    concurrent_appends: bool
+    """True when appends may be awaited concurrently and are still applied in call order
+    (the endpoint then keeps many of one connection's publishes in flight)."""
 
     async def start(self) -> None:
         """Connect to the backing store (idempotent)."""

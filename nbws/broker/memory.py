@@ -81,6 +81,7 @@ class MemoryBroker:
     """
 
     name = "memory"
+    concurrent_appends = False  # appends complete without waiting: nothing to overlap
 
     def __init__(
         self, default_limits: HistoryLimits | None = None, dedupe_window: int = 4096

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -54,6 +54,7 @@ from .base import (
     UnknownStream,
 )
 from .memory import new_epoch
+from .redis_appends import AppendQueue, AppendRequest
 
 __all__ = ["RedisBroker"]
 
@@ -178,6 +179,7 @@ class RedisBroker:
     """
 
     name = "redis"
+    concurrent_appends = True  # ordered by the append queue (redis_appends)
 
     def __init__(
         self,
@@ -221,6 +223,7 @@ class RedisBroker:
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
         self._scripts: dict[str, Any] = {}
+        self._appends: AppendQueue | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -253,10 +256,14 @@ class RedisBroker:
             await self._command(self._client.ping)
         except BrokerUnavailable as exc:
             log.warning("Redis at %s is not reachable yet: %s", self.url, exc)
+        self._appends = AppendQueue(self._execute_appends)
         self._reader = asyncio.ensure_future(self._read_loop())
 
     async def close(self) -> None:
         self._closed = True
+        if self._appends is not None:
+            await self._appends.close()
+            self._appends = None
         tasks = [t for t in (self._reader, *self._background) if t is not None]
         for task in tasks:
             task.cancel()
@@ -453,15 +460,14 @@ class RedisBroker:
             | (FLAG_CONTENT_TYPE if content_type is not None else 0)
         )
         limits = self.default_limits
-        reply = await self._script(
-            "APPEND",
+        request = AppendRequest(
             [
                 keys.meta,
                 keys.log,
                 self._registry,
                 keys.producers,
                 keys.forgotten,
-                keys.seen_prefix + (producer if acked else ""),  # type: ignore[operator]
+                keys.seen_prefix + (producer if producer is not None else ""),
             ],
             [
                 stream,
@@ -478,8 +484,13 @@ class RedisBroker:
                 repr(float(limits.max_age)),
                 self.dedupe_window,
             ],
-            retry=acked,
+            (stream, producer) if producer is not None and seq is not None else None,
+            seq if seq is not None else 0,
         )
+        appends = self._appends
+        if appends is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        reply = await appends.submit(request)
         status = reply[0]
         if status == b"ok":
             epoch, offset, base = _text(reply[1]), int(reply[2]), int(reply[4])
@@ -508,6 +519,39 @@ class RedisBroker:
             f"payload of {len(payload)} bytes is over this stream's history bound of "
             f"{int(reply[1])} bytes"
         )
+
+    async def _execute_appends(self, batch: list[AppendRequest]) -> list[Any]:
+        """Send a batch of appends as one pipeline (see ``redis_appends``)."""
+        client = self._client
+        if client is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        sha = self._scripts["APPEND"].sha
+
+        async def run() -> list[Any]:
+            for attempt in range(2):
+                async with client.pipeline(transaction=False) as pipe:
+                    for request in batch:
+                        pipe.execute_command(
+                            "EVALSHA", sha, len(request.keys), *request.keys, *request.args
+                        )
+                    replies: list[Any] = await pipe.execute(raise_on_error=False)
+                if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                    await client.script_load(redis_scripts.APPEND)  # Redis lost its scripts
+                    continue
+                return replies
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        # A stale connection is retried on a fresh one only when every append in the
+        # batch is idempotent (acked: a second run is recognised as a duplicate).
+        replies = await self._command(run, retry=all(r.producer is not None for r in batch))
+        return [self._refusal(r) if isinstance(r, ResponseError) else r for r in replies]
+
+    def _refusal(self, error: ResponseError) -> Exception:
+        """A per-append error reply: "cannot now" replies become BrokerUnavailable."""
+        if str(error).startswith(_UNAVAILABLE_REPLIES):
+            self._health(commands=False, reason=_reason(error))
+            return BrokerUnavailable(_reason(error))
+        return error
 
     async def read(self, stream: str, since: int, limit: int) -> ReadResult:
         keys = self._stream_keys(stream)

@@ -123,6 +123,8 @@ class Client:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.subscriptions: dict[str, Subscriber] = {}
+        # Publishes whose append is still in flight (brokers with concurrent appends).
+        self.in_flight: set[asyncio.Future[None]] = set()
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a control message (dropped silently once the connection is closing)."""

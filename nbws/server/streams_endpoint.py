@@ -8,6 +8,9 @@ that is not JSON closes with 1007; a malformed binary header, or more than
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -23,7 +26,10 @@ from .streams import Client, StreamHub
 
 __all__ = ["BadRequest", "StreamsEndpoint"]
 
+log = logging.getLogger("nbws.streams")
+
 MAX_BAD_REQUESTS = 100
+MAX_PUBLISHES_IN_FLIGHT = 1024  # per connection, with a broker that pipelines appends
 MAX_KEY_LENGTH = 256
 MAX_PRODUCER_LENGTH = 256
 MAX_CONTENT_TYPE_LENGTH = 256
@@ -67,6 +73,17 @@ def _optional_str(message: dict[str, Any], name: str, limit: int) -> str | None:
     if len(value) > limit:
         raise BadRequest(f"'{name}' is longer than {limit} characters")
     return value
+
+
+def _publish_done(in_flight: set[asyncio.Future[None]]) -> Callable[[asyncio.Future[None]], None]:
+    """Done-callback of a publish in flight: forget it; log what the hub did not handle."""
+
+    def done(task: asyncio.Future[None]) -> None:
+        in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("publish failed", exc_info=task.exception())
+
+    return done
 
 
 class StreamsEndpoint:
@@ -131,16 +148,32 @@ class StreamsEndpoint:
                     )
         finally:
             gauge.dec()
+            if client.in_flight:  # appends already sent complete (their acks go nowhere)
+                await asyncio.gather(*client.in_flight, return_exceptions=True)
             self.hub.drop_client(client)
 
     async def handle(self, client: Client, message: dict[str, Any], payload: bytes | None) -> None:
         """Act on one control message (``payload`` is set for a binary message)."""
         kind = message.get("type")
         if kind == "publish":
-            await self._publish(client, message, payload)
-        elif payload is not None:
+            publishing = self._publish(client, message, payload)
+            if not self.hub.broker.concurrent_appends:
+                await publishing
+                return
+            # The broker keeps appends in call order: start this one and read on, so one
+            # connection keeps many appends in flight (bounded), each acked when done.
+            in_flight = client.in_flight
+            if len(in_flight) >= MAX_PUBLISHES_IN_FLIGHT:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.ensure_future(publishing)
+            in_flight.add(task)
+            task.add_done_callback(_publish_done(in_flight))
+            return
+        if payload is not None:
             raise BadRequest("only publish may be sent as a binary message")
-        elif kind == "subscribe":
+        if client.in_flight:  # a request sees the effect of the publishes sent before it
+            await asyncio.gather(*client.in_flight, return_exceptions=True)
+        if kind == "subscribe":
             await self._subscribe(client, message)
         elif kind == "unsubscribe":
             stream = _stream(message)
@@ -160,9 +193,10 @@ class StreamsEndpoint:
         else:
             raise BadRequest(f"unknown message type {kind!r}", "unknown-type")
 
-    async def _publish(
+    def _publish(
         self, client: Client, message: dict[str, Any], payload: bytes | None
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
+        """Check a publish (BadRequest at once) and return the append still to await."""
         stream = _stream(message)
         producer = _optional_str(message, "producer", MAX_PRODUCER_LENGTH)
         seq = _optional_int(message, "seq", minimum=0)
@@ -177,7 +211,7 @@ class StreamsEndpoint:
             binary = False
         else:
             body, binary = payload, True
-        await self.hub.publish(
+        return self.hub.publish(
             client,
             stream,
             body,
