@@ -8,6 +8,17 @@ import sys
 
 import pytest
 
+SCENARIOS = (
+    "fan-out",
+    "echo",
+    "acked publish",
+    "fragmented streaming",
+    "latency",
+    "idle connections",
+    "polling vs WebSocket",
+    "acked vs widget updates",
+)
+
 
 @pytest.mark.timeout(240)
 def test_quick_bench_prints_ratios_and_writes_json(tmp_path):
@@ -29,17 +40,12 @@ def test_quick_bench_prints_ratios_and_writes_json(tmp_path):
         timeout=230,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for scenario in ("fan-out", "echo", "acked publish", "fragmented streaming"):
+    for scenario in SCENARIOS:
         assert scenario in result.stdout
     assert "ratio" in result.stdout and "x  " in result.stdout
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["quick"] is True and report["machine"]["cpus"]
-    assert {r["scenario"] for r in report["results"]} == {
-        "fan-out",
-        "echo",
-        "acked publish",
-        "fragmented streaming",
-    }
+    assert {r["scenario"] for r in report["results"]} == set(SCENARIOS)
     for row in report["results"]:
         assert row["nbws"] > 0 and row["baseline"] > 0 and row["ratio"] > 0
     assert (out / "results.json").exists() and (out / "ratios.png").exists()

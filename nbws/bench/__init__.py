@@ -1,8 +1,9 @@
 """``nbws bench``: nbws measured side by side with baselines on this machine.
 
 Absolute numbers drift between machines; the ratios are what to compare. Servers run in
-their own processes (``nbws serve``, a plain tornado app, a raw TCP echo), clients in this
-one; everything is on loopback and bounded in count and time.
+their own processes (``nbws serve``, a plain tornado app, a raw TCP echo, a Jupyter server,
+Jupyter kernels), and so do publishers where a scenario times publish to receipt; the
+other clients run in this one. Everything is on loopback and bounded in count and time.
 """
 
 from __future__ import annotations

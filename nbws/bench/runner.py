@@ -10,7 +10,8 @@ import platform
 import time
 from dataclasses import asdict
 
-from .scenarios import SCENARIOS, Row
+from .base import Row
+from .scenarios import SCENARIOS
 
 __all__ = ["run"]
 
@@ -27,16 +28,27 @@ def machine() -> dict[str, object]:
     }
 
 
+def number(value: float) -> str:
+    """Large values as integers with separators, small ones (latencies, KB) with decimals."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def ratio_text(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio >= 0.95 else f"{ratio:.2f}x"
+
+
 def table(rows: list[Row]) -> str:
     header = ("scenario", "metric", "nbws", "baseline", "baseline value", "ratio", "target")
     lines = [
         (
             r.scenario,
             r.metric,
-            f"{r.nbws:,.0f}",
+            number(r.nbws),
             r.baseline_name,
-            f"{r.baseline:,.0f}",
-            f"{r.ratio:.1f}x",
+            number(r.baseline),
+            ratio_text(r.ratio),
             r.target,
         )
         for r in rows
@@ -61,14 +73,23 @@ def plot(rows: list[Row], path: pathlib.Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.5))
-    labels = [f"{r.scenario}\nvs {r.baseline_name}" for r in rows]
-    ax.barh(labels, [r.ratio for r in rows], color="#4a7bd0")
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(rows) + 1.5))
+    positions = range(len(rows))
+    ratios = [r.ratio for r in rows]
+    ax.barh(positions, ratios, color=["#4a7bd0" if x >= 1 else "#d0804a" for x in ratios])
+    ax.set_yticks(
+        positions, [f"{r.scenario}: {r.metric}\nvs {r.baseline_name}" for r in rows], fontsize=7
+    )
+    for y, x in zip(positions, ratios, strict=True):
+        ax.annotate(ratio_text(x), (x, y), xytext=(3, 0), textcoords="offset points", va="center")
+    ax.set_xscale("log")  # ratios span 0.01x (latency) to 50x (fan-out)
+    shown = [x for x in ratios if x > 0] or [1.0]
+    ax.set_xlim(min(0.5, min(shown) / 2), max(2.0, max(shown) * 3))
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("nbws / baseline (higher is better)")
+    ax.set_xlabel("times better than the baseline (log scale; > 1: nbws better)")
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
 

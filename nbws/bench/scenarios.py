@@ -1,72 +1,25 @@
-"""The benchmark scenarios; each returns rows of (scenario, metric, nbws, baseline...)."""
+"""The benchmark scenarios and their registry, SCENARIOS. Throughput scenarios live here;
+latency, idle connections, polling and widget updates have a module each."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
+from .base import Row, server
+from .comm import comm_updates
+from .idle import idle_connections
+from .latency import latency
+from .polling import polling
 from .wsclient import FrameCounter, client_frame, open_peer
 
-__all__ = ["Row", "acked_publish", "echo", "fanout", "fragmented"]
-
-
-@dataclass
-class Row:
-    """One measured comparison."""
-
-    scenario: str
-    metric: str
-    nbws: float
-    baseline_name: str
-    baseline: float
-    higher_is_better: bool = True
-    target: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ratio(self) -> float:
-        if not self.baseline or not self.nbws:
-            return 0.0
-        return self.nbws / self.baseline if self.higher_is_better else self.baseline / self.nbws
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server(kind: str, *args: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """Start ``nbws serve`` or a baseline in its own process; yield (port, process)."""
-    port = _free_port()
-    if kind == "nbws":
-        cmd = [sys.executable, "-m", "nbws.cli", "serve", "--no-token", "--port", str(port), *args]
-    else:
-        cmd = [sys.executable, "-m", "nbws.bench.baselines", kind, str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{kind} server did not start")
-        yield port, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+__all__ = ["SCENARIOS", "Row", "acked_publish", "echo", "fanout", "fragmented"]
 
 
 # --- fan-out -------------------------------------------------------------------------
@@ -118,7 +71,8 @@ async def _fanout_once(port: int, path: str, subscribers: int, messages: int, nb
         publisher.writer.write(b"".join(frames[i : i + 100]))
         await publisher.writer.drain()
     try:
-        await asyncio.wait_for(all_done, 120)
+        # bounded, but slow baselines (tornado: ~35k deliveries/s) must be able to finish
+        await asyncio.wait_for(all_done, max(120, subscribers * messages / 10_000))
     finally:
         elapsed = time.perf_counter() - start
         for task in tasks:
@@ -333,4 +287,13 @@ def fragmented(quick: bool) -> list[Row]:
     ]
 
 
-SCENARIOS = {"fan-out": fanout, "echo": echo, "acked": acked_publish, "fragmented": fragmented}
+SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
+    "fan-out": fanout,
+    "echo": echo,
+    "acked": acked_publish,
+    "fragmented": fragmented,
+    "latency": latency,
+    "idle": idle_connections,
+    "polling": polling,
+    "comm": comm_updates,
+}

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import struct
+from collections import deque
+from typing import Any
 
 from websockets.frames import Frame, Opcode
 
-__all__ = ["FrameCounter", "Peer", "client_frame", "open_peer"]
+__all__ = ["FrameCounter", "FrameParser", "Peer", "client_frame", "open_peer", "read_json"]
 
 
 def client_frame(
@@ -62,12 +65,54 @@ class FrameCounter:
         self.frames += frames
 
 
+class FrameParser:
+    """Splits a server byte stream into whole (opcode, payload) frames. Server frames are
+    unmasked; fragmentation and extensions are not handled (the small control and
+    message frames the scenarios read never use them)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buf = self._buffer
+        buf += data
+        frames = []
+        pos = 0
+        while len(buf) - pos >= 2:
+            size, head = buf[pos + 1] & 0x7F, 2
+            if size == 126:
+                if len(buf) - pos < 4:
+                    break
+                size, head = struct.unpack_from("!H", buf, pos + 2)[0], 4
+            elif size == 127:
+                if len(buf) - pos < 10:
+                    break
+                size, head = struct.unpack_from("!Q", buf, pos + 2)[0], 10
+            if len(buf) - pos < head + size:
+                break
+            frames.append((buf[pos] & 0x0F, bytes(buf[pos + head : pos + head + size])))
+            pos += head + size
+        del buf[:pos]
+        return frames
+
+
 class Peer:
     """One raw client connection."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.parser = FrameParser()
+        self.pending: deque[tuple[int, bytes]] = deque()
+
+    async def next_frame(self) -> tuple[int, bytes]:
+        """The next whole server frame; ``ConnectionError`` if the server hung up."""
+        while not self.pending:
+            data = await self.reader.read(1 << 16)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            self.pending.extend(self.parser.feed(data))
+        return self.pending.popleft()
 
 
 async def open_peer(port: int, path: str, protocol: str | None = None) -> Peer:
@@ -89,3 +134,13 @@ async def open_peer(port: int, path: str, protocol: str | None = None) -> Peer:
     if not status.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(status.decode(errors="replace").splitlines()[0])
     return Peer(reader, writer)
+
+
+async def read_json(peer: Peer, type_: str) -> dict[str, Any]:
+    """Read text frames until a JSON object whose ``type`` is ``type_``; return it."""
+    while True:
+        opcode, payload = await peer.next_frame()
+        if opcode == Opcode.TEXT.value:
+            message = json.loads(payload)
+            if message.get("type") == type_:
+                return message  # type: ignore[no-any-return]

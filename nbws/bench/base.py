@@ -1,0 +1,107 @@
+"""What every scenario shares: the result row, server processes, fd limits, percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Row", "free_port", "percentile", "raise_nofile", "server"]
+
+
+@dataclass
+class Row:
+    """One measured comparison."""
+
+    scenario: str
+    metric: str
+    nbws: float
+    baseline_name: str
+    baseline: float
+    higher_is_better: bool = True
+    target: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """How many times better nbws is (>1) or worse (<1), whichever way is better."""
+        if not self.baseline or not self.nbws:
+            return 0.0
+        return self.nbws / self.baseline if self.higher_is_better else self.baseline / self.nbws
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards ``wanted`` (capped by the hard
+    limit); return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+# Runs a module as ``python -m`` would, after raising the fd limit: ``nbws serve`` and the
+# baselines do not raise it themselves, and 10,000 sockets need more than the usual 1024.
+_WITH_NOFILE = (
+    "import sys, runpy; from nbws.bench.base import raise_nofile; "
+    "raise_nofile(int(sys.argv[1])); sys.argv = sys.argv[2:]; "
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+
+
+def _command(kind: str, port: int, args: Sequence[str], nofile: int) -> list[str]:
+    if kind == "nbws":
+        module = ["nbws.cli", "serve", "--no-token", "--port", str(port), *args]
+    else:
+        module = ["nbws.bench.baselines", kind, str(port)]
+    if nofile:
+        return [sys.executable, "-c", _WITH_NOFILE, str(nofile), *module]
+    return [sys.executable, "-m", *module]
+
+
+@contextlib.contextmanager
+def server(kind: str, *args: str, nofile: int = 0) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """Start ``nbws serve`` or a baseline in its own process; yield (port, process).
+
+    ``nofile``: raise the server's fd limit to this many first (0: leave it)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        _command(kind, port, args, nofile),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{kind} server did not start")
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile (0 < q <= 100) of ``values``."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return float(ordered[int(rank) - 1])
