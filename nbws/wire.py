@@ -63,8 +63,8 @@ def decode_json(data: bytes | str) -> dict[str, Any]:
 
     Raises:
         InvalidPayload: not JSON (close 1007).
-        PolicyViolation: JSON, but not an object (close 1008 only if it keeps happening;
-            callers usually answer with an ``error`` first).
+        PolicyViolation: JSON, but not an object (close 1008 at once: the peer does
+            not speak nbws.v1).
     """
     try:
         message = orjson.loads(data)

@@ -144,6 +144,10 @@ class Broker(Protocol):
     def healthy(self) -> bool:
         """False while the backing store is unreachable."""
 
+    @property
+    def reason(self) -> str | None:
+        """Why the broker is unhealthy (None while healthy)."""
+
     def on_health_change(self, callback: HealthListener) -> None:
         """Call ``callback(healthy, reason)`` whenever :attr:`healthy` changes (so the
         hub can tell connected clients with a ``status`` message)."""

@@ -101,6 +101,10 @@ class MemoryBroker:
     def healthy(self) -> bool:
         return True
 
+    @property
+    def reason(self) -> str | None:
+        return None
+
     def on_health_change(self, callback: HealthListener) -> None:
         """Never called: memory is always available."""
 

@@ -189,11 +189,13 @@ class HealthMixin(_ApiMixin):
 
     async def get(self) -> None:
         ctx = self.nbws
-        healthy = ctx.hub.broker.healthy
+        broker = ctx.hub.broker
+        healthy = broker.healthy
         self.reply(
             {
                 "status": "ok" if healthy else "degraded",
-                "backend": ctx.hub.broker.name,
+                "reason": None if healthy else broker.reason,
+                "backend": broker.name,
                 "connections": len(ctx.registry),
                 "streams": len(ctx.hub.streams),
                 "time": time.time(),

@@ -10,8 +10,9 @@ Policies when the buffer is full:
 ========== =================================================================
 drop-oldest  drop queued messages from the head; a ``dropped`` gap precedes the rest
 drop-newest  drop the incoming message; a ``dropped`` gap precedes the next accepted one
-conflate     a message replaces a queued one with the same key (``conflated`` gap);
-             if still full, drop-oldest
+conflate     a message replaces a still-queued one with the same key, full or not, so
+             a subscriber behind sees only the newest per key (``conflated`` gap);
+             if full with no such message queued, drop-oldest
 disconnect   refuse: the subscriber is closed with 1013
 block        accept, report ``full`` so producers' acks are delayed; past
              max(2 x bound, bound + 1024) messages or 2 x the byte bound (producers that

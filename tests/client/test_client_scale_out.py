@@ -188,6 +188,7 @@ def test_redis_crash_restart_and_pause_lose_nothing_acked(own_redis: RedisProces
                         lambda: get_json(server, "nbws/api/health")["status"] == "degraded",
                         what="health to show degraded",
                     )
+                    assert "unavailable" in get_json(server, "nbws/api/health")["reason"]
                     own_redis.resume()
             publisher.publish({"i": n})
             publisher.flush(timeout=120)
