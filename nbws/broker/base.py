@@ -37,6 +37,10 @@ class PayloadTooLarge(NbwsError):
     """The payload is larger than the stream's history may hold (``max_bytes``), so it
     could never be replayed: refused with an ``oversize`` nack."""
 
+    @classmethod
+    def over(cls, size: int, bound: int) -> PayloadTooLarge:
+        return cls(f"payload of {size} bytes is over this stream's history bound of {bound} bytes")
+
 
 class BrokerUnavailable(NbwsError):
     """The broker's backing store cannot be reached (nack with ``retry: true``)."""

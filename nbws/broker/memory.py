@@ -145,36 +145,9 @@ class MemoryBroker:
         content_type: str | None = None,
         create: bool = True,
     ) -> AppendResult:
-        return self.append_now(
-            stream,
-            payload,
-            binary=binary,
-            producer=producer,
-            seq=seq,
-            key=key,
-            content_type=content_type,
-            create=create,
-        )
-
-    def append_now(
-        self,
-        stream: str,
-        payload: bytes,
-        *,
-        binary: bool = False,
-        producer: str | None = None,
-        seq: int | None = None,
-        key: str | None = None,
-        content_type: str | None = None,
-        create: bool = True,
-    ) -> AppendResult:
-        """Synchronous :meth:`append` (the memory broker never waits)."""
         state = self._get(stream, create)
         if state.limits.max_bytes and len(payload) > state.limits.max_bytes:
-            raise PayloadTooLarge(
-                f"payload of {len(payload)} bytes is over this stream's history bound of "
-                f"{state.limits.max_bytes} bytes"
-            )
+            raise PayloadTooLarge.over(len(payload), state.limits.max_bytes)
         window: DedupeWindow | None = None
         if producer is not None and seq is not None:
             window = state.producers.get(producer)
@@ -196,10 +169,6 @@ class MemoryBroker:
         return AppendResult(message.offset, state.epoch, message=message)
 
     async def read(self, stream: str, since: int, limit: int) -> ReadResult:
-        return self.read_now(stream, since, limit)
-
-    def read_now(self, stream: str, since: int, limit: int) -> ReadResult:
-        """Synchronous :meth:`read`."""
         state = self._streams.get(stream)
         if state is None:
             raise UnknownStream(f"no stream named {stream!r}")

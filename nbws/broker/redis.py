@@ -515,10 +515,7 @@ class RedisBroker:
             )
         if status == b"unknown":
             raise UnknownStream(f"no stream named {stream!r}")
-        raise PayloadTooLarge(
-            f"payload of {len(payload)} bytes is over this stream's history bound of "
-            f"{int(reply[1])} bytes"
-        )
+        raise PayloadTooLarge.over(len(payload), int(reply[1]))
 
     async def _execute_appends(self, batch: list[AppendRequest]) -> list[Any]:
         """Send a batch of appends as one pipeline (see ``redis_appends``)."""
