@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.request
@@ -66,9 +67,12 @@ def collect(subscription: Any, count: int, timeout: float = 120) -> list[Message
         while len(got) < count:
             got.append(subscription.get(timeout=max(0.1, end - time.monotonic())))
     except TimeoutError:
-        last = got[-1] if got else None
+        offsets = [g.offset for g in got if isinstance(g, Message)]
+        gaps = [g for g in got if isinstance(g, Gap)]
+        holes = [o for a, o in itertools.pairwise(offsets) if o != a + 1][:5]
         raise AssertionError(
-            f"got {len(got)} of {count}; last {last!r}; reconnects "
+            f"got {len(got)} of {count}: {len(gaps)} gaps, last offset "
+            f"{offsets[-1] if offsets else None}, jumps at {holes}; reconnects "
             f"{subscription.reconnects}; last error {subscription.last_error!r}"
         ) from None
     return got
@@ -87,7 +91,7 @@ def test_processes_share_streams_and_resume_anywhere(redis_server: RedisProcess)
         stream_name = name("shared")
         live = nbws.stream(stream_name, url=url(b))
         stack.callback(live.close)
-        live_sub = live.subscribe(since=0)
+        live_sub = live.subscribe(since=0, policy="disconnect")  # lossless: resumes
         stack.callback(live_sub.close)
 
         publisher = nbws.stream(stream_name, url=url(a))
@@ -131,7 +135,8 @@ def test_server_killed_mid_stream_loses_and_repeats_nothing(redis_server: RedisP
         stack.callback(roaming_sub.close)
         steady = nbws.stream(stream_name, url=url(b), **FAST)
         stack.callback(steady.close)
-        steady_sub = steady.subscribe(since=0, yield_gaps=True)
+        # A reader that falls behind is disconnected (1013) and catches up from history.
+        steady_sub = steady.subscribe(since=0, policy="disconnect", yield_gaps=True)
         stack.callback(steady_sub.close)
         publisher = nbws.stream(stream_name, url=url(pub_proxy.port), **FAST)
         stack.callback(publisher.close)
@@ -175,7 +180,7 @@ def test_redis_crash_restart_and_pause_lose_nothing_acked(own_redis: RedisProces
         stream_name = name("redis-down")
         publisher = nbws.stream(stream_name, url=url(server), ack_timeout=3.0, **FAST)
         reader = nbws.stream(stream_name, url=url(server), **FAST)
-        sub = reader.subscribe(since=0, yield_gaps=True)
+        sub = reader.subscribe(since=0, policy="disconnect", yield_gaps=True)
         try:
             for i in range(n):
                 if i == n // 4:
