@@ -259,6 +259,21 @@ class Session:
         clock: time source for tap records (seconds).
     """
 
+    # One per open connection: slots keep it small, and nothing from the handshake
+    # request (headers) is kept once it has been answered.
+    __slots__ = (
+        "_clock",
+        "_events",
+        "_in_text",
+        "_inbound",
+        "_negotiated",
+        "_out",
+        "_protocol",
+        "_rate",
+        "_wire",
+        "tap",
+    )
+
     def __init__(
         self,
         *,
@@ -286,13 +301,12 @@ class Session:
         )
         self._rate = RateLimiter(rate_limit, rate_limit_burst) if rate_limit > 0 else None
         self._in_text = False
-        self._negotiated: list[Extension] = []
+        self._negotiated: tuple[Extension, ...] = ()
         self._events: list[Event] = []
         self._out: list[bytes] = []
         self.tap = tap if tap is not None else FrameTap(0)
         self._wire: _WireView | None = None
         self._clock = clock
-        self.request: Request | None = None
 
     # --- handshake -------------------------------------------------------------------
 
@@ -314,7 +328,6 @@ class Session:
             problem = protocol.handshake_exc or "incomplete HTTP request"
             return protocol.reject(400, f"Malformed WebSocket handshake: {problem}\n")
         request = events[0]
-        self.request = request
         version = request.headers.get("Sec-WebSocket-Version")
         if version is not None and version.strip() != "13":
             response = protocol.reject(
@@ -325,7 +338,7 @@ class Session:
         response = protocol.accept(request)
         if response.status_code == 101:
             protocol.send_response(response)
-            self._negotiated = list(protocol.extensions)
+            self._negotiated = tuple(protocol.extensions)
             if protocol.extensions:
                 # Extensions decode in reverse order: the last one sees the wire frame...
                 self._wire = _WireView(protocol.extensions[-1], self.tap)
@@ -335,6 +348,9 @@ class Session:
             # Taken now so that a tap already watching never parses the HTTP response
             # as frames.
             self._out.extend(protocol.data_to_send())
+            # websockets' parser holds on to the request for as long as the connection
+            # lasts; its headers (a kilobyte or two) are answered and no longer needed.
+            request.headers.clear()
         return response
 
     # --- state -------------------------------------------------------------------------

@@ -80,17 +80,36 @@ class FrameRecord:
 class FrameTap:
     """Bounded log of frames with optional live listeners.
 
+    Every connection has one, almost always unwatched, so the log and the listener list
+    are only allocated once something is recorded or listened to.
+
     Args:
         capacity: records kept; the oldest are dropped first.
     """
 
+    __slots__ = ("_listeners", "_records", "_watchers", "active", "capacity", "dropped")
+
     def __init__(self, capacity: int = 1000) -> None:
         self.capacity = capacity
-        self.records: deque[FrameRecord] = deque(maxlen=capacity)
-        self.listeners: list[Callable[[FrameRecord], None]] = []
+        self._records: deque[FrameRecord] | None = None
+        self._listeners: list[Callable[[FrameRecord], None]] | None = None
         self.active = False
         self.dropped = 0
         self._watchers = 0
+
+    @property
+    def records(self) -> deque[FrameRecord]:
+        """The records kept, oldest first."""
+        if self._records is None:
+            self._records = deque(maxlen=self.capacity)
+        return self._records
+
+    @property
+    def listeners(self) -> list[Callable[[FrameRecord], None]]:
+        """Callables told of each new record."""
+        if self._listeners is None:
+            self._listeners = []
+        return self._listeners
 
     def watch(self, listener: Callable[[FrameRecord], None] | None = None) -> None:
         """Start recording; ``listener`` (if any) is called with each new record."""
@@ -102,25 +121,28 @@ class FrameTap:
 
     def unwatch(self, listener: Callable[[FrameRecord], None] | None = None) -> None:
         """Undo one :meth:`watch`; recording stops when nobody is left watching."""
+        listeners = self._listeners
         if listener is None:
             self._watchers = max(0, self._watchers - 1)
-        elif listener in self.listeners:
-            self.listeners.remove(listener)
-        self.active = bool(self._watchers or self.listeners)
+        elif listeners is not None and listener in listeners:
+            listeners.remove(listener)
+        self.active = bool(self._watchers or listeners)
 
     def record(self, record: FrameRecord) -> None:
         """Append one record and tell the listeners."""
-        if len(self.records) == self.capacity:
+        records = self.records
+        if len(records) == self.capacity:
             self.dropped += 1
-        self.records.append(record)
-        for listener in list(self.listeners):
-            listener(record)
+        records.append(record)
+        if self._listeners:
+            for listener in list(self._listeners):
+                listener(record)
 
     def __iter__(self) -> Iterator[FrameRecord]:
-        return iter(list(self.records))
+        return iter(list(self._records or ()))
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._records) if self._records is not None else 0
 
 
 def parse_frame_header(data: bytes) -> tuple[int, bool, tuple[bool, bool, bool], bool, int, int]:

@@ -7,6 +7,7 @@ import hmac
 import logging
 import secrets
 import signal
+import sys
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,9 +21,32 @@ from .context import SETTINGS_KEY, WEBSOCKET_ROUTES, NbwsContext, create_context
 from .routes import API_ROUTES
 from .websocket import serve_endpoint
 
-__all__ = ["StandaloneServer", "make_app"]
+__all__ = ["StandaloneServer", "make_app", "raise_open_file_limit"]
 
 log = logging.getLogger("nbws.server")
+
+
+def raise_open_file_limit() -> int | None:
+    """Raise this process's soft limit on open files to its hard limit.
+
+    Every WebSocket is a file descriptor, and the usual soft limit (1024) would refuse
+    connections long before memory runs out. Returns the soft limit now in force (None
+    where the platform has no such limit).
+    """
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open-file limit stays at %d (could not raise it to %d: %s)", soft, hard, exc)
+        return soft
+    log.info("raised the open-file limit from %d to %d (one per connection)", soft, hard)
+    return hard
 
 
 def token_from_request(handler: RequestHandler) -> str | None:
@@ -138,6 +162,7 @@ class StandaloneServer:
 
     async def run(self) -> None:
         """Serve until interrupted."""
+        raise_open_file_limit()
         port = await self.start()
         url = f"ws://{self.host}:{port}/nbws/echo"
         if self.token:

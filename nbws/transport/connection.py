@@ -45,6 +45,49 @@ class Connection:
         remote: peer address, for logs.
     """
 
+    # A server holds thousands of mostly idle connections, so each one is kept small:
+    # slots instead of a per-instance dict, and the inbox, lists of waiters and callbacks,
+    # the send lock and the cork are created on first use. ``__dict__`` stays available
+    # (empty, one pointer) for attributes set from outside, e.g. a test wrapping a method.
+    __slots__ = (
+        "__dict__",
+        "_close_callbacks",
+        "_close_timer",
+        "_cork",
+        "_cork_scheduled",
+        "_cork_size",
+        "_drain_callbacks",
+        "_drain_waiters",
+        "_eof_after_writes",
+        "_inbox",
+        "_inbox_bytes",
+        "_inbox_waiter",
+        "_reader",
+        "_resume_reading",
+        "_send_lock",
+        "bytes_in",
+        "bytes_out",
+        "close_timeout",
+        "closed",
+        "id",
+        "last_data_received",
+        "last_received",
+        "latency",
+        "messages_in",
+        "opened_at",
+        "path",
+        "pending_write",
+        "ping_sent_at",
+        "query",
+        "read_high_water",
+        "remote",
+        "session",
+        "stream",
+        "tap",
+        "write_high_water",
+        "write_low_water",
+    )
+
     def __init__(
         self,
         stream: IOStream,
@@ -78,20 +121,20 @@ class Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.pending_write = 0
-        self._inbox: deque[Fragment] = deque()
+        self._inbox: deque[Fragment] | None = None
         self._inbox_bytes = 0
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._resume_reading: asyncio.Future[None] | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._drain_callbacks: list[Callable[[], None]] = []
-        self._send_lock = asyncio.Lock()
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._drain_callbacks: list[Callable[[], None]] | None = None
+        self._send_lock: asyncio.Lock | None = None
         self._eof_after_writes = False
-        self._cork: list[bytes] = []
+        self._cork: list[bytes] | None = None
         self._cork_size = 0
         self._cork_scheduled = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._close_callbacks: list[Callable[[Connection], None]] = []
+        self._close_callbacks: list[Callable[[Connection], None]] | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         stream.set_nodelay(True)
 
@@ -106,6 +149,8 @@ class Connection:
         """Call ``callback(connection)`` once the TCP connection is gone."""
         if self.closed.done():
             callback(self)
+        elif self._close_callbacks is None:
+            self._close_callbacks = [callback]
         else:
             self._close_callbacks.append(callback)
 
@@ -158,6 +203,8 @@ class Connection:
         wake = False
         for event in events:
             if type(event) is Fragment:
+                if inbox is None:
+                    inbox = self._inbox = deque()
                 inbox.append(event)
                 self._inbox_bytes += len(event.data)
                 if event.first:
@@ -189,15 +236,15 @@ class Connection:
             self.stream.close()
         self.closed.set_result(None)
         self._wake_inbox()
-        for waiter in self._drain_waiters:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
-        self._drain_waiters.clear()
-        self._drain_callbacks.clear()
+        self._drain_callbacks = None
         if self._resume_reading is not None and not self._resume_reading.done():
             self._resume_reading.set_result(None)
-        callbacks, self._close_callbacks = self._close_callbacks, []
-        for callback in callbacks:
+        callbacks, self._close_callbacks = self._close_callbacks, None
+        for callback in callbacks or ():
             try:
                 callback(self)
             except Exception:  # pragma: no cover
@@ -232,6 +279,8 @@ class Connection:
         if not chunks:
             return
         cork = self._cork
+        if cork is None:
+            cork = self._cork = []
         added = 0
         for chunk in chunks:
             if chunk:
@@ -251,7 +300,7 @@ class Connection:
         if cork:
             data = cork[0] if len(cork) == 1 else b"".join(cork)
             size = self._cork_size
-            self._cork = []
+            self._cork = None
             self._cork_size = 0
             self._write(data, size)
         if self._eof_after_writes and self.pending_write == 0:
@@ -276,7 +325,7 @@ class Connection:
         self.pending_write -= size
         if self.pending_write <= self.write_low_water:
             if self._drain_waiters:
-                waiters, self._drain_waiters = self._drain_waiters, []
+                waiters, self._drain_waiters = self._drain_waiters, None
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
@@ -311,7 +360,10 @@ class Connection:
         if self.pending_write <= self.write_high_water:
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._drain_waiters.append(waiter)
+        if self._drain_waiters is None:
+            self._drain_waiters = [waiter]
+        else:
+            self._drain_waiters.append(waiter)
         await waiter
         if self.closed.done():
             raise self.closed_error()
@@ -323,6 +375,8 @@ class Connection:
             return
         if self.writable:
             asyncio.get_running_loop().call_soon(callback)
+        elif self._drain_callbacks is None:
+            self._drain_callbacks = [callback]
         else:
             self._drain_callbacks.append(callback)
 
@@ -384,7 +438,7 @@ class Connection:
         Raises:
             InvalidState: the connection is CLOSING or CLOSED.
         """
-        async with self._send_lock:
+        async with self._lock():
             self.send_nowait(message, text=text)
         await self.wait_drained()
 
@@ -425,7 +479,7 @@ class Connection:
         sent = 0
         first = True
         previous: bytes | None = None
-        async with self._send_lock:
+        async with self._lock():
             async for chunk in _aiter(chunks):
                 data = chunk.encode("utf-8") if isinstance(chunk, str) else chunk
                 if previous is not None:
@@ -454,9 +508,16 @@ class Connection:
             session.send_binary(data, fin)
         self._flush()
 
+    def _lock(self) -> asyncio.Lock:
+        """The lock that keeps whole sends from interleaving (made on the first send)."""
+        lock = self._send_lock
+        if lock is None:
+            lock = self._send_lock = asyncio.Lock()
+        return lock
+
     def _run_drain_callbacks(self) -> None:
-        callbacks, self._drain_callbacks = self._drain_callbacks, []
-        for callback in callbacks:
+        callbacks, self._drain_callbacks = self._drain_callbacks, None
+        for callback in callbacks or ():
             callback()
 
     async def ping(self, data: bytes = b"") -> None:
@@ -509,6 +570,7 @@ class Connection:
             waiter = asyncio.get_running_loop().create_future()
             self._inbox_waiter = waiter
             await waiter
+            inbox = self._inbox  # made by the first fragment to arrive
         fragment = inbox.popleft()
         self._inbox_bytes -= len(fragment.data)
         resume = self._resume_reading

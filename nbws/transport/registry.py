@@ -46,6 +46,7 @@ class ConnectionRegistry:
         self.heartbeat_timeout = heartbeat_timeout
         self.idle_timeout = idle_timeout
         self.connections: set[Connection] = set()
+        self._forget = self.connections.discard  # one bound method for every connection
         self.accepted = 0
         self.refused = 0
         self._sweeper: PeriodicCallback | None = None
@@ -67,7 +68,7 @@ class ConnectionRegistry:
         """Track ``connection`` until it closes."""
         self.connections.add(connection)
         self.accepted += 1
-        connection.on_close(self.connections.discard)
+        connection.on_close(self._forget)
         self._ensure_sweeper()
         label = connection.query.get("tap")
         if label:
