@@ -52,8 +52,9 @@ def raise_nofile(wanted: int) -> int:
     return soft
 
 
-# Runs a module as ``python -m`` would, after raising the fd limit: ``nbws serve`` and the
-# baselines do not raise it themselves, and 10,000 sockets need more than the usual 1024.
+# Runs a module as ``python -m`` would, after raising the fd limit: the baselines do not
+# raise it themselves (``nbws serve`` does; both go through this so they start alike), and
+# 10,000 sockets need more than the usual 1024.
 _WITH_NOFILE = (
     "import sys, runpy; from nbws.bench.base import raise_nofile; "
     "raise_nofile(int(sys.argv[1])); sys.argv = sys.argv[2:]; "
