@@ -6,7 +6,8 @@ Theory of operation.
   (producer, seq) → next offset → ``XADD`` with the id derived from the offset → trim →
   remember seq → offset. Redis runs scripts one at a time, so offsets are gap-free and
   monotonic across processes and a retransmit that lands on another process is still
-  recognised. A publish is acked only after the script has returned.
+  recognised. A publish is acked only after the script has returned. Appends go through
+  ``redis_appends.AppendQueue``: in call order, many per pipeline round trip.
 - **Reads** ``since`` an offset are one ``XRANGE`` from the id of that offset.
 - **Fan-out**: one reader task per process sends one ``XREAD BLOCK`` over every stream
   this process listens to (from the last id it delivered) plus a private wake-up key
@@ -353,13 +354,12 @@ class RedisBroker:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _script(
-        self, name: str, keys: Sequence[str], args: Sequence[Any], *, retry: bool = True
-    ) -> Any:
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run one of the read/create/delete scripts (safe to run twice: retried once)."""
         script = self._scripts.get(name)
         if script is None:
             raise BrokerUnavailable("broker unavailable: not started")
-        return await self._command(lambda: script(keys=keys, args=args), retry=retry)
+        return await self._command(lambda: script(keys=keys, args=args))
 
     # --- keys and positions ------------------------------------------------------------------
 
