@@ -1,39 +1,114 @@
-"""The publisher's shared state: the pure :class:`Window` behind a lock, plus futures.
+"""The publisher's shared state: the pure :class:`Window` behind a lock, plus receipts.
 
 Publishing threads call :meth:`Outbox.put`; the I/O thread takes, acks and fails
-messages. Futures are completed outside the lock. Producers that find the outbox full
-wait on a condition the I/O thread signals as acks free room (backpressure).
+messages, many per call. Receipts are completed outside the lock. Producers that find
+the outbox full wait on a condition the I/O thread signals as acks free room
+(backpressure).
+
+Publishing is meant to cost little more than serialising the payload, so nothing per
+message is heavier than it must be: a JSON publish is stored as the complete text the
+I/O thread sends (built once, with its seq), receipts share one condition per handle
+(a ``threading.Condition`` each would cost more than the rest of ``publish``), and the
+outbox holds a receipt only weakly until someone attaches a callback to it, so a
+receipt nobody kept is freed at once instead of living, and being scanned by the
+garbage collector, until its ack.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures._base import PENDING
 from typing import Any
 
 from .errors import DeliveryFailed, StreamClosed
+from .frames import publish_text
 from .window import DEFAULT_DEADLINE, Entry, Window, WindowStats
 
-__all__ = ["Outbox", "Receipt"]
+__all__ = ["Ack", "Outbox", "Receipt"]
 
 MAX_REPORTED_FAILURES = 1000
 """Failures kept for ``flush`` to report in detail (all are counted)."""
+
+Ack = tuple[int, Any, Any, bool]
+"""One ack as the I/O thread hands it over: (seq, offset, epoch, duplicate)."""
 
 
 class Receipt(Future):  # type: ignore[type-arg]
     """The future of one publish: ``result(timeout)`` is the offset the server gave it.
 
     The offset is None only for a duplicate the server no longer remembers (its seq fell
-    out of the dedupe window). ``epoch`` is the stream's epoch from the ack.
+    out of the dedupe window). ``epoch`` is the stream's epoch from the ack. A publish
+    cannot be taken back: :meth:`cancel` returns False.
+
+    Args:
+        condition: the condition this receipt signals on completion, shared by all the
+            receipts of one handle (a new one when None).
+        seq: the message's sequence number.
+        pin: called when a callback is attached, so the outbox keeps the receipt
+            alive until it completes (it is otherwise held weakly).
     """
 
-    def __init__(self, seq: int = -1) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        condition: threading.Condition | None = None,
+        seq: int = -1,
+        pin: Callable[[Receipt], None] | None = None,
+    ) -> None:
+        # Future.__init__ only sets these, but with a new Condition per future.
+        self._condition = condition if condition is not None else threading.Condition()
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
         self.seq = seq
         self.epoch: str | None = None
         self.duplicate = False
+        self._pin = pin
+
+    def cancel(self) -> bool:
+        """A queued publish cannot be taken back: always False."""
+        return False
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+        pin, self._pin = self._pin, None
+        if pin is not None:
+            pin(self)
+        super().add_done_callback(fn)
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait(timeout)
+        return super().result(0)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        return super().exception(0)
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait until done or ``timeout``; the shared condition also wakes us for others."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while not self.done():
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                self._condition.wait(left)
+
+    def _complete(self, offset: int | None, epoch: str | None, duplicate: bool) -> None:
+        self.epoch = epoch
+        self.duplicate = duplicate
+        self.set_result(offset)
+
+
+def _holder(receipt: Receipt | weakref.ref[Receipt] | None) -> Receipt | None:
+    """The receipt an entry refers to, if it is still alive (see :meth:`Outbox.pin`)."""
+    if isinstance(receipt, weakref.ref):
+        return receipt()
+    return receipt
 
 
 class Outbox:
@@ -42,22 +117,37 @@ class Outbox:
     Args:
         window: the pure bookkeeping it guards.
         clock: monotonic time source (injectable for tests).
+        text_prefix: the start of this producer's JSON publishes (see
+            :func:`nbws.client.frames.publish_text`).
+
+    Hooks the owner sets: ``wakeup`` (a put found the sender idle), ``may_wait`` (False
+    where waiting for room would deadlock) and ``on_release`` (a message whose item is
+    not plain text left the outbox: close its source).
     """
 
-    def __init__(self, window: Window[Any], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window: Window[Any],
+        clock: Callable[[], float] = time.monotonic,
+        text_prefix: bytes = b"",
+    ) -> None:
         self.window = window
         self.clock = clock
+        self.text_prefix = text_prefix
         self.lock = threading.Lock()
+        self.receipts = threading.Condition()
         self._room = threading.Condition(self.lock)
         self._empty = threading.Condition(self.lock)
-        self._receipts: dict[int, Receipt] = {}
         self._failures: list[DeliveryFailed] = []
         self.failure_count = 0
         self._room_waiters = 0
+        self._completing = 0  # batches removed from the window, receipts not yet completed
         self._sender_idle = False
         self.wakeup: Callable[[], None] = lambda: None
+        self.may_wait: Callable[[], bool] = lambda: True
         self.on_release: Callable[[Entry[Any]], None] = lambda entry: None
         self.closed: str | None = None
+        self._pin = self.pin  # one bound method for all receipts
 
     # --- publishing threads --------------------------------------------------------------
 
@@ -76,42 +166,84 @@ class Outbox:
             OutboxFull: no room (``block=False``), or still none after ``timeout``.
             StreamClosed: the handle is closed.
         """
-        receipt = Receipt()
-        wake = False
+        return self._put(item, size, None, False, block, timeout, deadline)
+
+    def put_json(
+        self,
+        payload: bytes,
+        key: str | None = None,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        deadline: object = DEFAULT_DEADLINE,
+    ) -> Receipt:
+        """Add a JSON publish of the serialised ``payload``, stored as its complete text.
+
+        Raises:
+            OutboxFull: no room (``block=False``), or still none after ``timeout``.
+            StreamClosed: the handle is closed.
+        """
+        return self._put(payload, len(payload), key, True, block, timeout, deadline)
+
+    def _put(
+        self,
+        item: Any,
+        size: int,
+        key: str | None,
+        json: bool,
+        block: bool,
+        timeout: float | None,
+        deadline: object,
+    ) -> Receipt:
+        """Add under the lock (``json``: ``item`` is the payload of a JSON publish)."""
         with self.lock:
             window = self.window
-            if not window.has_room(size) and block:
-                end = None if timeout is None else self.clock() + timeout
-                self._room_waiters += 1
-                try:
-                    while self.closed is None and not window.has_room(size):
-                        left = None if end is None else end - self.clock()
-                        if left is not None and left <= 0:
-                            break
-                        self._room.wait(left)
-                finally:
-                    self._room_waiters -= 1
+            if block and not window.has_room(size) and self.may_wait():
+                self._wait_for_room(size, timeout)
             if self.closed is not None:
                 raise StreamClosed(self.closed)
+            if json:
+                item = publish_text(self.text_prefix, window.next_seq, item, key)
             entry = window.add(item, size, self.clock(), deadline=deadline)  # or OutboxFull
-            receipt.seq = entry.seq
-            self._receipts[entry.seq] = receipt
-            if self._sender_idle:
-                self._sender_idle = False
-                wake = True
+            receipt = Receipt(self.receipts, entry.seq, self._pin)
+            entry.receipt = weakref.ref(receipt)
+            wake = self._sender_idle
+            self._sender_idle = False
         if wake:
             self.wakeup()
         return receipt
+
+    def _wait_for_room(self, size: int, timeout: float | None) -> None:
+        """Wait (lock held) until ``size`` bytes fit, the outbox closes or ``timeout``."""
+        window = self.window
+        end = None if timeout is None else self.clock() + timeout
+        self._room_waiters += 1
+        try:
+            while self.closed is None and not window.has_room(size):
+                left = None if end is None else end - self.clock()
+                if left is not None and left <= 0:
+                    break
+                self._room.wait(left)
+        finally:
+            self._room_waiters -= 1
+
+    def pin(self, receipt: Receipt) -> None:
+        """Hold ``receipt`` strongly until it completes (a callback is attached to it)."""
+        with self.lock:
+            entry = self.window.get(receipt.seq)
+            if entry is not None:
+                entry.receipt = receipt
 
     def has_room(self, size: int) -> bool:
         with self.lock:
             return self.window.has_room(size)
 
     def wait_empty(self, timeout: float | None) -> bool:
-        """Wait until every message is acked or failed; False on timeout."""
+        """Wait until every message is acked or failed, and its receipt completed;
+        False on timeout."""
         end = None if timeout is None else self.clock() + timeout
         with self.lock:
-            while self.window.outbox_messages:
+            while self.window.outbox_messages or self._completing:
                 left = None if end is None else end - self.clock()
                 if left is not None and left <= 0:
                     return False
@@ -133,18 +265,13 @@ class Outbox:
     # --- the I/O thread ------------------------------------------------------------------
 
     def take(self, limit: int) -> list[Entry[Any]]:
-        """Up to ``limit`` messages to send now; when none, marks the sender idle so the
-        next :meth:`put` calls :attr:`wakeup`."""
-        out: list[Entry[Any]] = []
+        """Up to ``limit`` messages to send now. When there are none and the window is
+        not full, marks the sender idle so the next :meth:`put` calls :attr:`wakeup`
+        (with a full window, the next ack is what makes room)."""
         with self.lock:
-            now = self.clock()
-            take = self.window.take
-            while len(out) < limit:
-                entry = take(now)
-                if entry is None:
-                    break
-                out.append(entry)
-            self._sender_idle = not out
+            window = self.window
+            out = window.take_many(self.clock(), limit)
+            self._sender_idle = not out and not window.window_full
         return out
 
     def connected(self) -> None:
@@ -160,40 +287,53 @@ class Outbox:
             self.window.restart_timer(entry, self.clock())
 
     def ack(self, seq: int, offset: int | None, epoch: str | None, duplicate: bool) -> bool:
-        """Complete seq's future with its offset. False for an unknown (stale) seq."""
+        """Complete seq's receipt with its offset. False for an unknown (stale) seq."""
+        return self.ack_many([(seq, offset, epoch, duplicate)]) == 1
+
+    def ack_many(self, acks: list[Ack]) -> int:
+        """Apply a batch of acks under one lock; returns how many were for unacked
+        messages (the others are stale: acked before, or failed)."""
+        done: list[tuple[Entry[Any], Ack]] = []
         with self.lock:
-            entry = self.window.ack(seq, self.clock(), duplicate=duplicate)
-            if entry is None:
-                return False
-            receipt = self._receipts.pop(seq, None)
+            ack, now = self.window.ack, self.clock()
+            for one in acks:
+                entry = ack(one[0], now, duplicate=one[3])
+                if entry is not None:
+                    done.append((entry, one))
+            if not done:
+                return 0
+            self._completing += 1
             self._after_removal()
-        self.on_release(entry)
-        if receipt is not None:
-            receipt.epoch = epoch
-            receipt.duplicate = duplicate
-            receipt.set_result(offset)
-        return True
+        try:
+            release = self.on_release
+            for entry, (_, offset, epoch, duplicate) in done:
+                if not isinstance(entry.item, bytes):
+                    release(entry)
+                receipt = _holder(entry.receipt)
+                if receipt is not None:
+                    receipt._complete(offset, epoch, duplicate)
+        finally:
+            self._completed()
+        return len(done)
 
     def nack(self, seq: int, code: str, reason: str, retry: bool) -> None:
-        """A refused publish: resend later (``retry``) or fail its future."""
+        """A refused publish: resend later (``retry``) or fail its receipt."""
         with self.lock:
             entry = self.window.nack(seq, self.clock(), retry=retry)
-        if entry is not None:
-            self._fail([entry], code, reason)
+            failed = self._record_failures([entry], code, reason) if entry else []
+        self._complete_failures(failed)
 
     def fail(self, seq: int, code: str, reason: str) -> None:
         """Fail one message for a local reason (e.g. too big for the server)."""
-        with self.lock:
-            entry = self.window.nack(seq, self.clock(), retry=False)
-        if entry is not None:
-            self._fail([entry], code, reason)
+        self.nack(seq, code, reason, retry=False)
 
     def expire(self) -> None:
         """Fail the messages past their delivery deadline."""
         with self.lock:
             expired = self.window.expire(self.clock())
-        if expired:
-            self._fail(expired, "expired", "not acknowledged before its delivery deadline")
+            reason = "not acknowledged before its delivery deadline"
+            failed = self._record_failures(expired, "expired", reason) if expired else []
+        self._complete_failures(failed)
 
     def next_wakeup(self) -> float | None:
         with self.lock:
@@ -205,29 +345,51 @@ class Outbox:
             self.closed = reason
             entries = self.window.drain()
             self._room.notify_all()
-        if entries:
-            self._fail(entries, "closed", reason)
+            failed = self._record_failures(entries, "closed", reason) if entries else []
+        self._complete_failures(failed)
         return entries
 
     def _after_removal(self) -> None:
         """Wake producers waiting for room and flushers waiting for empty (lock held)."""
         if self._room_waiters:
             self._room.notify_all()
-        if not self.window.outbox_messages:
+        if not self.window.outbox_messages and not self._completing:
             self._empty.notify_all()
 
-    def _fail(self, entries: list[Entry[Any]], code: str, reason: str) -> None:
-        errors: list[tuple[Receipt | None, DeliveryFailed]] = []
+    def _completed(self) -> None:
+        """Receipts of removed messages are completed (outside the lock, since their
+        callbacks may publish): only now may ``flush`` see the outbox empty."""
         with self.lock:
-            for entry in entries:
-                error = DeliveryFailed(entry.seq, code, reason)
-                self.failure_count += 1
-                if len(self._failures) < MAX_REPORTED_FAILURES:
-                    self._failures.append(error)
-                errors.append((self._receipts.pop(entry.seq, None), error))
+            self._completing -= 1
             self._after_removal()
+
+    def _record_failures(
+        self, entries: list[Entry[Any]], code: str, reason: str
+    ) -> list[tuple[Entry[Any], DeliveryFailed]]:
+        """Count failed messages for the next ``flush`` (lock held, in the same hold that
+        removed them, so a flush never sees them gone but not failed)."""
+        errors = []
         for entry in entries:
-            self.on_release(entry)
-        for receipt, error in errors:
-            if receipt is not None and not receipt.done():
-                receipt.set_exception(error)
+            error = DeliveryFailed(entry.seq, code, reason)
+            self.failure_count += 1
+            if len(self._failures) < MAX_REPORTED_FAILURES:
+                self._failures.append(error)
+            errors.append((entry, error))
+        if errors:
+            self._completing += 1
+        self._after_removal()
+        return errors
+
+    def _complete_failures(self, failed: list[tuple[Entry[Any], DeliveryFailed]]) -> None:
+        """Release the failed messages and fail their receipts (lock not held)."""
+        if not failed:
+            return
+        try:
+            for entry, error in failed:
+                if not isinstance(entry.item, bytes):
+                    self.on_release(entry)
+                receipt = _holder(entry.receipt)
+                if receipt is not None and not receipt.done():
+                    receipt.set_exception(error)
+        finally:
+            self._completed()

@@ -22,7 +22,7 @@ from typing import Any
 from ..wire import encode_value, valid_stream_name
 from .discovery import Endpoint, discover
 from .errors import FlushError, OutboxFull, StreamClosed
-from .frames import BinaryItem, Gap, JsonItem, Message, open_source
+from .frames import BinaryItem, Gap, Message, open_source, publish_text_prefix
 from .frames_pandas import ARROW_STREAM
 from .outbox import Outbox, Receipt
 from .subscription import Subscription
@@ -134,8 +134,9 @@ class _Publisher:
             max_bytes=options.outbox_max_bytes,
             deadline=options.deadline,
         )
-        self.outbox = Outbox(window)
+        self.outbox = Outbox(window, text_prefix=publish_text_prefix(name, producer))
         self.outbox.on_release = _release
+        self.outbox.may_wait = lambda: not io.in_thread  # waiting there would deadlock
         self.link = PublisherLink(endpoint, name, producer, self.outbox, link_options(options))
         self.started = False
         self.stopped = False
@@ -230,16 +231,14 @@ class Stream:
 
     # --- publishing ----------------------------------------------------------------------
 
-    def _put(
-        self, item: Any, size: int, block: bool, timeout: float | None, deadline: object
-    ) -> Receipt:
+    def _outbox(self) -> Outbox:
+        """The outbox to publish into (its connection started on first use)."""
         if self._closed:
             raise StreamClosed(f"stream handle {self.name!r} is closed")
         publisher = self._publisher
-        publisher.ensure_started()
-        if block and self._io.in_thread:
-            block = False  # waiting for room in the I/O thread would deadlock
-        return publisher.outbox.put(item, size, block=block, timeout=timeout, deadline=deadline)
+        if not publisher.started:
+            publisher.ensure_started()
+        return publisher.outbox
 
     def publish(
         self,
@@ -270,7 +269,9 @@ class Stream:
             StreamClosed: the handle is closed.
         """
         payload = encode_value(obj)
-        return self._put(JsonItem(payload, key), len(payload), block, timeout, deadline)
+        return self._outbox().put_json(
+            payload, key, block=block, timeout=timeout, deadline=deadline
+        )
 
     def publish_bytes(
         self,
@@ -310,7 +311,9 @@ class Stream:
         )
         item = BinaryItem(source, content_type, key, size_chunk, bar)
         try:
-            return self._put(item, source.size or 0, block, timeout, deadline)
+            return self._outbox().put(
+                item, source.size or 0, block=block, timeout=timeout, deadline=deadline
+            )
         except BaseException:
             source.close()
             if bar is not None:
@@ -359,7 +362,7 @@ class Stream:
             encoding = "arrow" if frames_pandas.have_pyarrow() else "json"
         if encoding == "json":
             payload = frames_pandas.df_to_json(df, index=index)
-            return self._put(JsonItem(payload, key), len(payload), block, timeout, DEFAULT_DEADLINE)
+            return self._outbox().put_json(payload, key, block=block, timeout=timeout)
         if encoding == "arrow":
             data = frames_pandas.df_to_arrow(df, index=index)
             return self.publish_bytes(

@@ -6,9 +6,13 @@ kernel's own event loop) never stalls acks, retransmits or reconnects, and publi
 never waits on the network unless the outbox is full.
 
 A :class:`PublisherLink` keeps one ``nbws.v1`` connection per stream handle: it sends
-from the :class:`~nbws.client.outbox.Outbox` in sequence order, completes futures from
+from the :class:`~nbws.client.outbox.Outbox` in sequence order, completes receipts from
 acks, and on every drop reconnects with exponential backoff and full jitter, then
-resends everything unacked with the same ``(producer, seq)``. A :class:`SubscriberLink`
+resends everything unacked with the same ``(producer, seq)``. Per loop turn it takes
+everything the window allows and writes it at once, and it applies all the acks that
+arrived together in one go (its :class:`~nbws.client.connection.TextConnection` moves
+both without a per-message ``await``), so a message costs the I/O thread a few
+microseconds and a wakeup is shared by a whole batch. A :class:`SubscriberLink`
 keeps one connection per subscription and, after a drop, resubscribes with
 ``since = last offset + 1`` and the epoch it had, so it neither misses nor repeats a
 message; gaps the server reports are passed on.
@@ -29,16 +33,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.typing import Subprotocol
 
 from .. import __version__
 from ..errors import MessageTooBig, NbwsError
-from ..wire import PROTOCOL, encode_json
+from ..wire import PROTOCOL, decode_json, encode_json
 from .channel import Channel
+from .connection import TextConnection
 from .discovery import Endpoint
-from .frames import BinaryItem, JsonItem, parse, publish_frame, publish_prefix, to_gap, to_message
-from .outbox import Outbox
+from .frames import BinaryItem, parse, publish_prefix, to_gap, to_message
+from .outbox import Ack, Outbox
 from .window import Entry
 
 __all__ = [
@@ -58,7 +63,10 @@ T = TypeVar("T")
 LIVE_END = 2**53
 """An ``until`` beyond any offset: a history read that stops at the live end."""
 
-SEND_BATCH = 64
+SEND_BATCH = 1024
+"""Most messages taken from the outbox at once (each batch of texts is one write)."""
+WRITE_BYTES = 256 * 1024
+"""A batch's text frames are written in pieces of about this many bytes."""
 STABLE_CONNECTION = 5.0
 """Seconds a connection must last (or deliver an ack) before backoff starts over."""
 
@@ -142,7 +150,9 @@ def describe_error(exc: BaseException) -> str:
 
 
 async def open_connection(
-    endpoint: Endpoint, options: LinkOptions
+    endpoint: Endpoint,
+    options: LinkOptions,
+    connection_class: type[ClientConnection] = ClientConnection,
 ) -> tuple[ClientConnection, dict[str, Any]]:
     """Connect to ``nbws/ws`` with subprotocol ``nbws.v1`` and read the ``welcome``.
 
@@ -163,6 +173,7 @@ async def open_connection(
         close_timeout=2.0,
         max_size=None,
         user_agent_header=f"nbws/{__version__}",
+        create_connection=connection_class,
     )
     try:
         if ws.subprotocol != PROTOCOL:
@@ -179,6 +190,8 @@ async def open_connection(
 
 class _Link:
     """Reconnect loop shared by publishers and subscribers."""
+
+    connection_class: type[ClientConnection] = ClientConnection
 
     def __init__(self, endpoint: Endpoint, stream: str, options: LinkOptions) -> None:
         self.endpoint = endpoint
@@ -226,7 +239,9 @@ class _Link:
         attempt = 0
         while not self._stopping:
             try:
-                ws, welcome = await open_connection(self.endpoint, self.options)
+                ws, welcome = await open_connection(
+                    self.endpoint, self.options, self.connection_class
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is retried
@@ -283,6 +298,8 @@ class _Link:
 class PublisherLink(_Link):
     """The connection of one stream handle: sends from the outbox, applies acks."""
 
+    connection_class = TextConnection  # its fast lanes carry publishes and acks
+
     def __init__(
         self, endpoint: Endpoint, stream: str, producer: str, outbox: Outbox, options: LinkOptions
     ) -> None:
@@ -293,6 +310,8 @@ class PublisherLink(_Link):
         self.server_status: str | None = None
         self._kick: asyncio.Event | None = None
         self._housekeeper: asyncio.Task[None] | None = None
+        self._acks: list[Ack] = []  # received, to be applied once the burst is read
+        self._progress = False  # the current connection delivered acks
 
     def _start(self) -> None:
         self._kick = asyncio.Event()
@@ -329,12 +348,13 @@ class PublisherLink(_Link):
         self.outbox.disconnected()
 
     async def _serve(self, ws: ClientConnection, welcome: dict[str, Any]) -> bool:
+        assert isinstance(ws, TextConnection)
         size = welcome.get("max_message_size")
         self.max_message_size = size if isinstance(size, int) and size > 0 else None
         self.outbox.connected()
-        progress: list[bool] = [False]
+        self._progress = False
         sender = asyncio.ensure_future(self._send_loop(ws))
-        receiver = asyncio.ensure_future(self._receive_loop(ws, progress))
+        receiver = asyncio.ensure_future(self._receive_loop(ws))
         try:
             done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -343,12 +363,13 @@ class PublisherLink(_Link):
             for task in (sender, receiver):
                 task.cancel()
             await asyncio.gather(sender, receiver, return_exceptions=True)
-        return progress[0]
+        return self._progress
 
-    async def _send_loop(self, ws: ClientConnection) -> None:
+    async def _send_loop(self, ws: TextConnection) -> None:
+        """Send what the outbox releases: runs of text publishes as pre-masked frames in
+        one write each, binary publishes through ``websockets`` (streamed fragments)."""
         assert self._kick is not None
-        kick = self._kick
-        outbox, stream, producer = self.outbox, self.stream, self.producer
+        kick, outbox = self._kick, self.outbox
         while True:
             entries = outbox.take(SEND_BATCH)
             if not entries:
@@ -356,23 +377,33 @@ class PublisherLink(_Link):
                 kick.clear()
                 continue
             limit = self.max_message_size
+            texts: list[bytes] = []
+            size = 0
             for entry in entries:
                 item = entry.item
-                if isinstance(item, JsonItem):
-                    frame = publish_frame(stream, producer, entry.seq, item)
-                    if limit is not None and len(frame) > limit:
-                        outbox.fail(
-                            entry.seq,
-                            "too-big",
-                            f"the publish is {len(frame)} bytes, "
-                            f"over the server's max_message_size of {limit}",
-                        )
-                        continue
-                    await ws.send(frame, text=True)
-                else:
+                if not isinstance(item, bytes):  # binary: after the texts before it
+                    if texts:
+                        await ws.send_texts(texts)
+                        texts, size = [], 0
                     await self._send_binary(ws, entry)
+                    continue
+                if limit is not None and len(item) > limit:
+                    outbox.fail(
+                        entry.seq,
+                        "too-big",
+                        f"the publish is {len(item)} bytes, "
+                        f"over the server's max_message_size of {limit}",
+                    )
+                    continue
+                texts.append(item)
+                size += len(item)
+                if size >= WRITE_BYTES:
+                    await ws.send_texts(texts)
+                    texts, size = [], 0
+            if texts:
+                await ws.send_texts(texts)
 
-    async def _send_binary(self, ws: ClientConnection, entry: Entry[Any]) -> None:
+    async def _send_binary(self, ws: TextConnection, entry: Entry[Any]) -> None:
         item: BinaryItem = entry.item
         prefix = publish_prefix(self.stream, self.producer, entry.seq, item)
         source, limit, chunk_size = item.source, self.max_message_size, item.chunk_size
@@ -417,37 +448,73 @@ class PublisherLink(_Link):
         if first:
             yield prefix
 
-    async def _receive_loop(self, ws: ClientConnection, progress: list[bool]) -> None:
+    async def _receive_loop(self, ws: TextConnection) -> None:
+        """Read what the server sends: whole text messages arrive through the
+        connection's fast lane (:meth:`_on_text`), anything else through ``recv``."""
+        ws.on_text = self._on_text
+        try:
+            while True:
+                try:
+                    data = await ws.recv()
+                except ConnectionClosed as closed:
+                    if ws.lane_error is not None:
+                        raise ws.lane_error from None
+                    if isinstance(closed, ConnectionClosedOK):
+                        return
+                    raise
+                message, _ = parse(data)
+                self._on_message(message)
+        finally:
+            ws.on_text = None
+            self._apply_acks()
+
+    def _on_text(self, data: bytes) -> None:
+        self._on_message(decode_json(data))
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        """Act on one message: acks are collected and applied together once everything
+        that arrived with them has been read (one lock, one wakeup of the sender)."""
+        kind = message.get("type")
+        if kind == "ack":
+            seq = message.get("seq")
+            if message.get("producer") == self.producer and isinstance(seq, int):
+                acks = self._acks
+                if not acks:
+                    asyncio.get_running_loop().call_soon(self._apply_acks)
+                acks.append(
+                    (
+                        seq,
+                        message.get("offset"),
+                        message.get("epoch"),
+                        bool(message.get("duplicate")),
+                    )
+                )
+        elif kind == "nack":
+            seq = message.get("seq")
+            if message.get("producer") == self.producer and isinstance(seq, int):
+                self._apply_acks()  # in the order they came
+                code, reason = str(message.get("code")), str(message.get("reason", ""))
+                self.last_error = f"nack {code}: {reason}"
+                self.outbox.nack(seq, code, reason, bool(message.get("retry")))
+                self._wake_sender()
+        elif kind == "error":
+            self.last_error = f"server error {message.get('code')}: {message.get('message')}"
+        elif kind == "status":
+            self.server_status = message.get("state")
+            if message.get("reason"):
+                self.last_error = f"server {message.get('state')}: {message.get('reason')}"
+
+    def _apply_acks(self) -> None:
+        acks = self._acks
+        if acks:
+            self._acks = []
+            self.outbox.ack_many(acks)
+            self._progress = True
+            self._wake_sender()
+
+    def _wake_sender(self) -> None:
         assert self._kick is not None
-        kick, outbox, producer = self._kick, self.outbox, self.producer
-        async for data in ws:
-            message, _ = parse(data)
-            kind = message.get("type")
-            if kind == "ack":
-                if message.get("producer") == producer:
-                    seq = message.get("seq")
-                    if isinstance(seq, int):
-                        outbox.ack(
-                            seq,
-                            message.get("offset"),
-                            message.get("epoch"),
-                            bool(message.get("duplicate")),
-                        )
-                        progress[0] = True
-                        kick.set()
-            elif kind == "nack":
-                seq = message.get("seq")
-                if message.get("producer") == producer and isinstance(seq, int):
-                    code, reason = str(message.get("code")), str(message.get("reason", ""))
-                    self.last_error = f"nack {code}: {reason}"
-                    outbox.nack(seq, code, reason, bool(message.get("retry")))
-                    kick.set()
-            elif kind == "error":
-                self.last_error = f"server error {message.get('code')}: {message.get('message')}"
-            elif kind == "status":
-                self.server_status = message.get("state")
-                if message.get("reason"):
-                    self.last_error = f"server {message.get('state')}: {message.get('reason')}"
+        self._kick.set()
 
 
 class SubscriberLink(_Link):

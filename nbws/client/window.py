@@ -13,11 +13,16 @@ twice). When the connection drops, nothing is on the wire any more: after the ne
 
 The driver (``nbws.client.thread``) loops::
 
-    entry = window.take(now)       # next message to (re)send, or None
-    ...send it...
+    entries = window.take_many(now, limit)  # next messages to (re)send, in order
+    ...send them in one write...
     window.ack(seq, now)           # on each ack; window.nack(...) on each nack
     window.expire(now)             # messages past their deadline -> fail their futures
-    window.next_wakeup()           # when to call take()/expire() again if nothing happens
+    window.next_wakeup()           # when to call take_many()/expire() again if nothing happens
+
+Timers are kept cheap for the common case: messages with the window's own deadline expire
+in the order they were added, and transmissions time out in the order they were made, so
+both are plain FIFO queues; only the exceptions (per-message deadlines, the shorter delay
+after a ``retry`` nack, a clock that went backwards) go to heaps.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import OutboxFull
 
@@ -57,6 +62,8 @@ class Entry(Generic[T]):
         attempts: transmissions so far, over all connections.
         sent_at: start of the latest transmission (None: never sent).
         retransmit_at: when it is due again if still unacked on this connection.
+        wire: the connection generation it was last sent on (-1: not on the wire).
+        receipt: the driver's handle on whoever waits for the outcome (opaque here).
     """
 
     seq: int
@@ -67,7 +74,8 @@ class Entry(Generic[T]):
     attempts: int = 0
     sent_at: float | None = None
     retransmit_at: float | None = None
-    wire: int = -1  # connection generation it was last sent on
+    wire: int = -1
+    receipt: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,10 @@ class WindowStats:
     next_seq: int
     latency_p50: float | None
     latency_p99: float | None
+
+
+def _by_seq(entry: Entry[Any]) -> int:
+    return entry.seq
 
 
 def percentile(sorted_samples: list[float], p: float) -> float | None:
@@ -152,8 +164,11 @@ class Window(Generic[T]):
         self._in_flight = 0
         self._generation = 0
         self._connected = False
-        self._retransmits: list[tuple[float, int]] = []  # heap of (due, seq)
-        self._expiries: list[tuple[float, int]] = []  # heap of (expires, seq)
+        self._timeouts: deque[tuple[float, int]] = deque()  # (due, seq), due ascending
+        self._retransmits: list[tuple[float, int]] = []  # heap of (due, seq): the others
+        self._default_expiries: deque[int] = deque()  # seqs with the window's deadline
+        self._last_default_expiry = -math.inf
+        self._expiries: list[tuple[float, int]] = []  # heap of (expires, seq): the others
         self._latencies: deque[float] = deque(maxlen=max(1, latency_samples))
         self.sent = 0
         self.acked = 0
@@ -209,21 +224,32 @@ class Window(Generic[T]):
         Raises:
             OutboxFull: no room (see :meth:`has_room`).
         """
+        entries = self._entries
         if not self.has_room(size):
             raise OutboxFull(
-                f"outbox full: {len(self._entries)}/{self.max_messages} messages, "
+                f"outbox full: {len(entries)}/{self.max_messages} messages, "
                 f"{self._bytes}+{size}/{self.max_bytes} bytes"
             )
-        limit = self.deadline if deadline is DEFAULT_DEADLINE else deadline
-        if limit is not None and not isinstance(limit, (int, float)):
-            raise TypeError("deadline must be a number of seconds or None")
-        expires = None if limit is None else now + float(limit)
-        entry: Entry[T] = Entry(self._next_seq, item, size, now, expires)
-        self._entries[entry.seq] = entry
-        self._next_seq += 1
+        seq = self._next_seq
+        if deadline is DEFAULT_DEADLINE:
+            expires = None if self.deadline is None else now + self.deadline
+            entry: Entry[T] = Entry(seq, item, size, now, expires)
+            if expires is not None:
+                if expires >= self._last_default_expiry:
+                    self._last_default_expiry = expires
+                    self._default_expiries.append(seq)
+                else:  # the clock went backwards: keep the order exact
+                    heapq.heappush(self._expiries, (expires, seq))
+        else:
+            if deadline is not None and not isinstance(deadline, (int, float)):
+                raise TypeError("deadline must be a number of seconds or None")
+            expires = None if deadline is None else now + float(deadline)
+            entry = Entry(seq, item, size, now, expires)
+            if expires is not None:
+                heapq.heappush(self._expiries, (expires, seq))
+        entries[seq] = entry
+        self._next_seq = seq + 1
         self._bytes += size
-        if expires is not None:
-            heapq.heappush(self._expiries, (expires, entry.seq))
         return entry
 
     def get(self, seq: int) -> Entry[T] | None:
@@ -245,6 +271,7 @@ class Window(Generic[T]):
         self._connected = False
         self._generation += 1
         self._in_flight = 0
+        self._timeouts.clear()
         self._retransmits.clear()
         self._cursor = next(iter(self._entries), self._next_seq)
 
@@ -256,31 +283,63 @@ class Window(Generic[T]):
         Due retransmissions come first, then unsent messages in order while fewer than
         ``window`` are in flight. None when disconnected or nothing is due.
         """
+        entries = self.take_many(now, 1)
+        return entries[0] if entries else None
+
+    def take_many(self, now: float, limit: int) -> list[Entry[T]]:
+        """Up to ``limit`` messages to put on the wire, in the order to send them, each
+        marked as sent at ``now`` (what ``limit`` calls of :meth:`take` would return)."""
+        out: list[Entry[T]] = []
         if not self._connected:
-            return None
-        entry = self._due_retransmit(now)
-        if entry is not None:
+            return out
+        while len(out) < limit:
+            entry = self._due_retransmit(now)
+            if entry is None:
+                break
             self.retransmitted += 1
             self._transmit(entry, now)
-            return entry
-        if self._in_flight >= self.window:
-            return None
+            out.append(entry)
+        room = min(limit - len(out), self.window - self._in_flight)
         entries, cursor, end = self._entries, self._cursor, self._next_seq
-        while cursor < end and cursor not in entries:
+        if room <= 0 or cursor >= end:
+            return out
+        generation = self._generation
+        due = now + self.ack_timeout if self.retransmit else None
+        timeouts = self._timeouts
+        if due is not None and timeouts and timeouts[-1][0] > due:
+            due = None  # the clock went backwards: schedule one by one (a heap)
+        first = sent = 0
+        while room and cursor < end:
+            entry = entries.get(cursor)
             cursor += 1
+            if entry is None:  # acked or failed before it was sent
+                continue
+            room -= 1
+            entry.wire = generation
+            if entry.attempts:
+                self.retransmitted += 1
+            else:
+                first += 1
+            sent += 1
+            entry.attempts += 1
+            entry.sent_at = now
+            if due is not None:
+                entry.retransmit_at = due
+                timeouts.append((due, entry.seq))
+            else:
+                entry.retransmit_at = None
+                if self.retransmit:
+                    self._schedule(entry, now + self.ack_timeout)
+            out.append(entry)
         self._cursor = cursor
-        if cursor >= end:
-            return None
-        entry = entries[cursor]
-        self._cursor = cursor + 1
-        self._in_flight += 1
-        entry.wire = self._generation
-        if entry.attempts:
-            self.retransmitted += 1
-        else:
-            self.sent += 1
-        self._transmit(entry, now)
-        return entry
+        self._in_flight += sent
+        self.sent += first
+        return out
+
+    @property
+    def window_full(self) -> bool:
+        """True when as many messages are in flight as the window allows."""
+        return self._in_flight >= self.window
 
     def restart_timer(self, entry: Entry[T], now: float) -> None:
         """Restart ``entry``'s ack timer (call when a long, streamed send completes)."""
@@ -297,7 +356,11 @@ class Window(Generic[T]):
 
     def _schedule(self, entry: Entry[T], due: float) -> None:
         entry.retransmit_at = due
-        heapq.heappush(self._retransmits, (due, entry.seq))
+        timeouts = self._timeouts
+        if not timeouts or timeouts[-1][0] <= due:
+            timeouts.append((due, entry.seq))
+        else:
+            heapq.heappush(self._retransmits, (due, entry.seq))
 
     def _valid_retransmit(self, due: float, seq: int) -> Entry[T] | None:
         entry = self._entries.get(seq)
@@ -305,19 +368,26 @@ class Window(Generic[T]):
             return None
         return entry
 
-    def _due_retransmit(self, now: float) -> Entry[T] | None:
-        heap = self._retransmits
-        while heap:
-            due, seq = heap[0]
-            entry = self._valid_retransmit(due, seq)
-            if entry is None:
-                heapq.heappop(heap)
-                continue
-            if due > now:
-                return None
+    def _next_timer(self) -> tuple[float, int] | None:
+        """The earliest valid retransmission timer (stale ones are dropped on the way)."""
+        timeouts, heap = self._timeouts, self._retransmits
+        while timeouts and self._valid_retransmit(*timeouts[0]) is None:
+            timeouts.popleft()
+        while heap and self._valid_retransmit(*heap[0]) is None:
             heapq.heappop(heap)
-            return entry
-        return None
+        if heap and (not timeouts or heap[0] < timeouts[0]):
+            return heap[0]
+        return timeouts[0] if timeouts else None
+
+    def _due_retransmit(self, now: float) -> Entry[T] | None:
+        timer = self._next_timer()
+        if timer is None or timer[0] > now:
+            return None
+        if self._timeouts and self._timeouts[0] is timer:
+            self._timeouts.popleft()
+        else:
+            heapq.heappop(self._retransmits)
+        return self._entries[timer[1]]
 
     # --- outcomes ------------------------------------------------------------------------
 
@@ -352,16 +422,29 @@ class Window(Generic[T]):
     def expire(self, now: float) -> list[Entry[T]]:
         """Remove and return the messages whose delivery deadline is at or before ``now``."""
         out: list[Entry[T]] = []
+        entries = self._entries
+        queue = self._default_expiries
+        while queue:
+            entry = entries.get(queue[0])
+            if entry is not None:
+                if entry.expires is None or entry.expires > now:
+                    break
+                self._expire(entry, out)
+            queue.popleft()
         heap = self._expiries
         while heap and heap[0][0] <= now:
             _, seq = heapq.heappop(heap)
-            entry = self._entries.pop(seq, None)
-            if entry is None:
-                continue
-            self._forget(entry)
-            self.expired += 1
-            out.append(entry)
+            entry = entries.get(seq)
+            if entry is not None:
+                self._expire(entry, out)
+        out.sort(key=_by_seq)
         return out
+
+    def _expire(self, entry: Entry[T], out: list[Entry[T]]) -> None:
+        del self._entries[entry.seq]
+        self._forget(entry)
+        self.expired += 1
+        out.append(entry)
 
     def drain(self) -> list[Entry[T]]:
         """Remove and return every unacked message (the handle is closing)."""
@@ -369,7 +452,9 @@ class Window(Generic[T]):
         for entry in out:
             self._forget(entry)
         self._entries.clear()
+        self._timeouts.clear()
         self._retransmits.clear()
+        self._default_expiries.clear()
         self._expiries.clear()
         return out
 
@@ -383,15 +468,21 @@ class Window(Generic[T]):
 
     def next_wakeup(self) -> float | None:
         """The earliest time a retransmission or an expiry is due (None: nothing timed)."""
-        heap = self._retransmits
-        while heap and self._valid_retransmit(*heap[0]) is None:
-            heapq.heappop(heap)
-        expiries = self._expiries
-        while expiries and expiries[0][1] not in self._entries:
-            heapq.heappop(expiries)
         times = []
-        if heap and self._connected:
-            times.append(heap[0][0])
+        timer = self._next_timer()
+        if timer is not None and self._connected:
+            times.append(timer[0])
+        entries = self._entries
+        queue = self._default_expiries
+        while queue and queue[0] not in entries:
+            queue.popleft()
+        if queue:
+            expires = entries[queue[0]].expires
+            if expires is not None:
+                times.append(expires)
+        expiries = self._expiries
+        while expiries and expiries[0][1] not in entries:
+            heapq.heappop(expiries)
         if expiries:
             times.append(expiries[0][0])
         return min(times) if times else None

@@ -29,6 +29,7 @@ __all__ = ["BadRequest", "StreamsEndpoint"]
 log = logging.getLogger("nbws.streams")
 
 MAX_BAD_REQUESTS = 100
+YIELD_EVERY = 64  # messages handled in a row before yielding to the loop
 MAX_PUBLISHES_IN_FLIGHT = 1024  # per connection, with a broker that pipelines appends
 MAX_KEY_LENGTH = 256
 MAX_PRODUCER_LENGTH = 256
@@ -115,7 +116,14 @@ class StreamsEndpoint:
             }
         )
         try:
+            handled = 0
             while True:
+                handled += 1
+                if handled % YIELD_EVERY == 0:
+                    # A burst already read is handled without suspending; yield now and
+                    # then so the acks and deliveries queued so far go out meanwhile and
+                    # other connections get their turn.
+                    await asyncio.sleep(0)
                 try:
                     fragment = await conn.receive_fragment()
                     text, data = fragment.text, fragment.data

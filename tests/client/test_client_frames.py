@@ -7,23 +7,64 @@ from pathlib import Path
 
 import orjson
 import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 
 from nbws.client import frames
-from nbws.client.frames import BinaryItem, JsonItem, open_source, publish_frame, publish_prefix
+from nbws.client.frames import (
+    BinaryItem,
+    open_source,
+    publish_prefix,
+    publish_text,
+    publish_text_prefix,
+    text_frames,
+)
 from nbws.wire import encode_value, split_binary
 
 
 def test_json_publish_embeds_the_serialised_payload() -> None:
-    item = JsonItem(encode_value({"p": [1, 2.5, "é"]}), key="k")
-    message = orjson.loads(publish_frame("s", "prod", 7, item))
-    assert message == {
+    prefix = publish_text_prefix('s"/x', "prod")
+    text = publish_text(prefix, 7, encode_value({"p": [1, 2.5, "é"]}), key='k"\\')
+    assert orjson.loads(text) == {
         "type": "publish",
-        "stream": "s",
+        "stream": 's"/x',
         "producer": "prod",
         "seq": 7,
-        "key": "k",
+        "key": 'k"\\',
         "payload": {"p": [1, 2.5, "é"]},
     }
+    assert orjson.loads(publish_text(prefix, 0, b"null")) == {
+        "type": "publish",
+        "stream": 's"/x',
+        "producer": "prod",
+        "seq": 0,
+        "payload": None,
+    }
+
+
+def test_text_frames_are_whole_masked_client_frames_of_every_length_form() -> None:
+    texts = [b"", b"a", b"x" * 125, b"y" * 126, "é".encode() * 40_000, b"z" * 65_536]
+    data = text_frames(texts)
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    masks = set()
+    for text in texts:
+        parser = Frame.parse(reader.read_exact, mask=True)  # as a server reads them
+        try:
+            while True:
+                next(parser)
+        except StopIteration as done:
+            frame = done.value
+        assert (frame.opcode, frame.fin, frame.data) == (Opcode.TEXT, True, text)
+    assert reader.buffer == b""  # nothing after the last frame
+    offset = 0
+    for text in texts:  # each frame has its own masking key
+        second = data[offset + 1] & 0x7F
+        header = 2 + {126: 2, 127: 8}.get(second, 0)
+        masks.add(data[offset + header : offset + header + 4])
+        offset += header + 4 + len(text)
+    assert len(masks) == len(texts)
 
 
 def test_binary_publish_prefix_is_the_wire_header() -> None:

@@ -42,7 +42,11 @@ class KernelClient:
         self.session = uuid.uuid4().hex
 
     def execute(self, code: str, timeout: float = 120.0) -> str:
-        """Run ``code``; return its stdout; raise with the traceback if it failed."""
+        """Run ``code``; return its stdout; raise with the traceback if it failed.
+
+        Output comes on iopub and the reply on shell, which the server may interleave
+        either way: the request is over once both the reply and the kernel's ``idle``
+        status (published on iopub after the request's output) have arrived."""
         msg_id = uuid.uuid4().hex
         self.ws.send(
             json.dumps(
@@ -72,7 +76,9 @@ class KernelClient:
         )
         out: list[str] = []
         errors: list[str] = []
-        while True:
+        reply: dict[str, Any] | None = None
+        idle = False
+        while reply is None or not idle:
             msg = json.loads(self.ws.recv(timeout=timeout))
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -81,10 +87,13 @@ class KernelClient:
                 out.append(msg["content"]["text"])
             elif kind == "error":
                 errors.append("\n".join(msg["content"]["traceback"]))
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
             elif kind == "execute_reply" and msg["channel"] == "shell":
-                if msg["content"]["status"] != "ok" or errors:
-                    raise AssertionError("kernel code failed:\n" + "\n".join(errors))
-                return "".join(out)
+                reply = msg
+        if reply["content"]["status"] != "ok" or errors:
+            raise AssertionError("kernel code failed:\n" + "\n".join(errors))
+        return "".join(out)
 
 
 @pytest.fixture

@@ -183,10 +183,15 @@ def test_redis_crash_restart_and_pause_lose_nothing_acked(own_redis: RedisProces
         sub = reader.subscribe(since=0, policy="disconnect", yield_gaps=True)
         try:
             for i in range(n):
-                if i == n // 4:
-                    own_redis.restart(crash=True)
                 publisher.publish({"i": i})
-                if i == n // 2:
+                if i == n // 4:  # crash Redis while appends are in flight
+                    wait_until(lambda: publisher.stats().acked > 100, what="first acks")
+                    own_redis.restart(crash=True)
+                if i == n // 2:  # freeze it once the server has recovered
+                    wait_until(
+                        lambda: get_json(server, "nbws/api/health")["status"] == "ok",
+                        what="recovery from the crash",
+                    )
                     own_redis.pause()
                     publisher.publish({"i": i + 1})  # in flight while Redis is frozen
                     wait_until(

@@ -267,3 +267,44 @@ def test_invalid_options_are_refused() -> None:
         make(ack_timeout=0)
     with pytest.raises(ValueError):
         make(max_messages=0)
+
+
+def test_take_many_is_what_repeated_take_returns() -> None:
+    def scenario(batch: bool) -> list[list[int]]:
+        window = make(window=3, ack_timeout=1.0, retry_delay=0.25)
+        for x in "abcdef":
+            window.add(x, 1, 0.0)
+        window.connect()
+        rounds = []
+        for now in (0.0, 0.5, 1.0, 1.3, 2.0, 2.5):
+            if now == 0.5:
+                window.ack(1, now)
+                window.nack(0, now, retry=True)  # due at 0.75, before the timeouts
+            if now == 2.5:
+                window.ack(2, now)
+                window.ack(3, now)
+            if batch:
+                rounds.append([e.seq for e in window.take_many(now, 2)])
+            else:
+                taken = []
+                while len(taken) < 2 and (entry := window.take(now)) is not None:
+                    taken.append(entry.seq)
+                rounds.append(taken)
+        return rounds
+
+    expected = [[0, 1], [2, 3], [0], [], [2, 3], [0, 4]]
+    assert scenario(batch=True) == scenario(batch=False) == expected
+
+
+def test_timers_stay_exact_when_the_clock_goes_backwards() -> None:
+    window = make(window=10, ack_timeout=5.0, deadline=10.0)
+    window.add("late", 1, 3.0)
+    window.add("early", 1, 1.0)  # added "before" the first: its deadline comes first
+    assert window.next_wakeup() == 11.0
+    window.connect()
+    assert [e.seq for e in window.take_many(2.0, 1)] == [0]
+    assert [e.seq for e in window.take_many(1.0, 1)] == [1]  # its timeout is earlier
+    assert window.next_wakeup() == 6.0
+    assert [e.seq for e in window.take_many(6.0, 5)] == [1]
+    assert [e.item for e in window.expire(12.0)] == ["early"]
+    assert [e.item for e in window.expire(13.0)] == ["late"]

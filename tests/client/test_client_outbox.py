@@ -1,0 +1,180 @@
+"""The thread-safe outbox around the window (nbws.client.outbox): receipts that behave as
+futures while sharing one condition, batches of acks, and when the sender is woken."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import weakref
+
+import orjson
+import pytest
+from client_support import wait_until
+
+from nbws.client.errors import DeliveryFailed
+from nbws.client.frames import publish_text_prefix
+from nbws.client.outbox import Outbox, Receipt
+from nbws.client.window import Window
+
+
+def make(**options: object) -> Outbox:
+    defaults: dict[str, object] = {"window": 10, "deadline": None}
+    defaults.update(options)
+    window: Window[object] = Window("p", **defaults)  # type: ignore[arg-type]
+    return Outbox(window, text_prefix=publish_text_prefix("s", "p"))
+
+
+def waiting(outbox: Outbox) -> int:
+    """Threads blocked on the receipts' shared condition."""
+    return len(outbox.receipts._waiters)  # type: ignore[attr-defined]
+
+
+def send_all(outbox: Outbox) -> list[int]:
+    outbox.connected()
+    return [entry.seq for entry in outbox.take(100)]
+
+
+def test_a_json_publish_is_stored_as_its_complete_text() -> None:
+    outbox = make()
+    outbox.put_json(b'{"a":1}', "k")
+    outbox.connected()
+    (entry,) = outbox.take(10)
+    assert orjson.loads(entry.item) == {
+        "type": "publish",
+        "stream": "s",
+        "producer": "p",
+        "seq": 0,
+        "key": "k",
+        "payload": {"a": 1},
+    }
+    assert entry.size == len(b'{"a":1}')  # the bound counts payload bytes
+
+
+def test_acks_in_a_batch_complete_receipts_and_skip_stale_ones() -> None:
+    outbox = make()
+    receipts = [outbox.put_json(b"%d" % i) for i in range(3)]
+    assert send_all(outbox) == [0, 1, 2]
+    applied = outbox.ack_many([(0, 10, "e", False), (2, 12, "e", True), (0, 10, "e", False)])
+    assert applied == 2
+    assert receipts[0].result(0) == 10 and receipts[0].epoch == "e"
+    assert receipts[2].result(0) == 12 and receipts[2].duplicate
+    assert not receipts[1].done()
+    assert outbox.stats().acked == 2 and outbox.stats().outbox_messages == 1
+
+
+def test_a_receipt_nobody_kept_is_freed_but_one_with_a_callback_is_completed() -> None:
+    outbox = make()
+    calls: list[int | None] = []
+    outbox.put_json(b"0").add_done_callback(lambda receipt: calls.append(receipt.result()))
+    dropped = weakref.ref(outbox.put_json(b"1"))
+    assert dropped() is None  # not held until its ack
+    send_all(outbox)
+    outbox.ack_many([(0, 5, "e", False), (1, 6, "e", False)])
+    assert calls == [5]
+
+
+def test_a_failed_message_fails_its_receipt_and_is_counted_for_flush() -> None:
+    outbox = make()
+    receipt = outbox.put_json(b"0")
+    send_all(outbox)
+    outbox.nack(0, "oversize", "too big for history", retry=False)
+    error = receipt.exception(0)
+    assert isinstance(error, DeliveryFailed) and error.code == "oversize"
+    count, failures = outbox.take_failures()
+    assert count == 1 and failures[0].seq == 0
+    assert outbox.wait_empty(0)
+
+
+def test_result_waits_through_other_receipts_completing() -> None:
+    """Receipts share one condition: another one's completion wakes the waiter, which
+    must keep waiting for its own."""
+    outbox = make()
+    first, second = outbox.put_json(b"0"), outbox.put_json(b"1")
+    send_all(outbox)
+    outcome: list[object] = []
+    waiter = threading.Thread(target=lambda: outcome.append(second.result(timeout=30)))
+    waiter.start()
+    wait_until(lambda: waiting(outbox), what="a thread waiting on a receipt")
+    outbox.ack(0, 100, "e", False)
+    assert first.result(0) == 100
+    wait_until(lambda: waiting(outbox), what="the waiter waiting again")
+    assert outcome == []
+    outbox.ack(1, 101, "e", False)
+    waiter.join(10)
+    assert outcome == [101]
+
+
+def test_result_times_out_and_a_receipt_cannot_be_cancelled() -> None:
+    receipt = make().put_json(b"0")
+    with pytest.raises(TimeoutError):
+        receipt.result(timeout=0.01)
+    with pytest.raises(TimeoutError):
+        receipt.exception(timeout=0)
+    assert not receipt.cancel() and not receipt.cancelled() and not receipt.done()
+
+
+def test_receipts_work_with_concurrent_futures_wait_and_asyncio() -> None:
+    outbox = make()
+    receipts = [outbox.put_json(b"%d" % i) for i in range(3)]
+    assert all(isinstance(r, concurrent.futures.Future) for r in receipts)
+    send_all(outbox)
+
+    async def await_second() -> int | None:
+        result: int | None = await asyncio.wrap_future(receipts[1])
+        return result
+
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(await_second())
+        loop.call_soon(outbox.ack_many, [(1, 41, "e", False)])
+        assert loop.run_until_complete(task) == 41
+    finally:
+        loop.close()
+    outbox.ack_many([(0, 40, "e", False)])
+    done, pending = concurrent.futures.wait(receipts, timeout=0)
+    assert done == {receipts[0], receipts[1]} and pending == {receipts[2]}
+
+
+def test_standalone_receipt_is_a_plain_future() -> None:
+    receipt = Receipt()
+    receipt.set_result(3)
+    assert receipt.result() == 3 and receipt.done()
+
+
+def test_the_sender_is_woken_only_when_idle_with_room() -> None:
+    outbox = make(window=2)
+    wakeups: list[int] = []
+    outbox.wakeup = lambda: wakeups.append(1)
+    outbox.connected()
+    assert outbox.take(10) == []  # nothing to send: idle
+    outbox.put_json(b"0")
+    outbox.put_json(b"1")
+    assert wakeups == [1]  # once, however many puts follow
+    assert [e.seq for e in outbox.take(10)] == [0, 1]
+    assert outbox.take(10) == []  # window full: the next ack, not a put, makes room
+    outbox.put_json(b"2")
+    assert wakeups == [1]
+    outbox.ack(0, 0, "e", False)
+    assert [e.seq for e in outbox.take(10)] == [2]
+    outbox.ack(1, 1, "e", False)
+    assert outbox.take(10) == []  # idle again: nothing queued, room in the window
+    outbox.put_json(b"3")
+    assert wakeups == [1, 1]
+
+
+def test_the_outbox_is_empty_for_flush_only_once_receipts_are_completed() -> None:
+    outbox = make()
+    first, last = outbox.put_json(b"0"), outbox.put_json(b"1")
+    seen: list[bool] = []
+    first.add_done_callback(lambda _: seen.append(outbox.wait_empty(0)))
+    send_all(outbox)
+    outbox.ack_many([(0, 0, "e", False), (1, 1, "e", False)])
+    assert seen == [False]  # removed from the window, but receipts were being completed
+    assert outbox.wait_empty(0) and last.result(0) == 1
+
+    failing = outbox.put_json(b"2")
+    failing.add_done_callback(lambda _: seen.append(outbox.wait_empty(0)))
+    send_all(outbox)
+    outbox.nack(2, "forbidden", "no", retry=False)
+    assert seen == [False, False] and outbox.wait_empty(0)
