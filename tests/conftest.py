@@ -135,6 +135,21 @@ class JupyterProcess:
         with open(self.log_path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
 
+    def rest(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Call the server's REST API with its token; the decoded JSON reply (or None)."""
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.http_url}{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            data = response.read()
+        return json.loads(data) if data else None
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(2)

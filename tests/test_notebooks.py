@@ -9,15 +9,12 @@ connection file the server wrote and executes the cells. No ``NBWS_URL`` is set.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import re
 import shutil
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import nbformat
 import psutil
@@ -56,7 +53,7 @@ class ServerKernelHandle:
 
     def __init__(self, server: JupyterProcess) -> None:
         self.server = server
-        self.id = rest(server, "POST", "api/kernels", {"name": "python3"})["id"]
+        self.id = server.rest("POST", "api/kernels", {"name": "python3"})["id"]
         connection_file = pathlib.Path(server.runtime_dir) / f"kernel-{self.id}.json"
         self.km = ServerKernel(connection_file=str(connection_file), owns_kernel=False)
         self.km.load_connection_file()
@@ -66,19 +63,7 @@ class ServerKernelHandle:
         """Shut the kernel down as JupyterLab does (the kernel exits, its atexit runs)."""
         if self.running:
             self.running = False
-            rest(self.server, "DELETE", f"api/kernels/{self.id}")
-
-
-def rest(server: JupyterProcess, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        f"{server.http_url}{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"token {server.token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        data = response.read()
-    return json.loads(data) if data else None
+            self.server.rest("DELETE", f"api/kernels/{self.id}")
 
 
 @pytest.fixture

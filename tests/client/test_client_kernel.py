@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -20,18 +19,6 @@ import nbws
 from nbws.client import Message
 
 N = 20_000
-
-
-def rest(server: JupyterProcess, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        f"{server.http_url}{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"token {server.token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        data = response.read()
-    return json.loads(data) if data else None
 
 
 class KernelClient:
@@ -98,7 +85,7 @@ class KernelClient:
 
 @pytest.fixture
 def kernel(jupyter_server: JupyterProcess) -> Iterator[KernelClient]:
-    info = rest(jupyter_server, "POST", "api/kernels", {"name": "python3"})
+    info = jupyter_server.rest("POST", "api/kernels", {"name": "python3"})
     url = jupyter_server.ws_url(f"api/kernels/{info['id']}/channels")
     try:
         with connect(url, max_size=None) as ws:
@@ -106,7 +93,7 @@ def kernel(jupyter_server: JupyterProcess) -> Iterator[KernelClient]:
             client.execute("1")  # the kernel is up
             yield client
     finally:
-        rest(jupyter_server, "DELETE", f"api/kernels/{info['id']}")
+        jupyter_server.rest("DELETE", f"api/kernels/{info['id']}")
 
 
 def test_kernel_finds_its_server_and_publishes_reliably(
