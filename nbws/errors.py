@@ -1,39 +1,59 @@
-"""Every error nbws raises, and the WebSocket close code each one maps to.
+"""Every error nbws raises, and what each one means on the wire.
 
 The tree::
 
     NbwsError
-    ├── ConnectionError_            (base of errors that end a connection; has close_code)
+    ├── ConnectionError_            ends a WebSocket connection with ``close_code``
     │   ├── ProtocolViolation       1002  the peer broke RFC 6455 or nbws.v1 framing
     │   ├── InvalidPayload          1007  text that is not UTF-8, JSON that does not parse
-    │   ├── PolicyViolation         1008  rate limit, abuse, not authorised
+    │   ├── PolicyViolation         1008  rate limit, abuse, not an nbws.v1 peer
     │   ├── MessageTooBig           1009  a message over max_message_size
     │   ├── InternalError           1011  a bug or a missed heartbeat; never the peer's fault
-    │   └── TryAgainLater           1013  overload: a full buffer with the `disconnect` policy
+    │   └── TryAgainLater           1013  overload: a subscriber or peer too slow to keep up
+    ├── RequestError                answered on the connection, which stays open
+    │   │                           (``error_code`` for an ``error``, ``nack_code`` for a nack)
+    │   ├── BadRequest              bad-request     fields missing, of the wrong type, too long
+    │   ├── UnknownType             unknown-type    a ``type`` nbws.v1 does not have
+    │   ├── UnknownStream           unknown-stream  no such stream (auto-create is off)
+    │   ├── NotSubscribed           not-subscribed  unsubscribe without a subscription
+    │   ├── PayloadTooLarge         oversize        over the stream's history bound (nack)
+    │   └── BrokerUnavailable       unavailable     the broker is down; retry later
     ├── InvalidState                local misuse: sending on a CLOSING/CLOSED connection
     └── ConnectionClosed            the connection is gone; carries the codes both sides sent
 
-Like h11's ``error_status_hint``, each connection-ending error carries the close code the
-server (or client) sends for it, and :func:`close_for` is the one place that maps any
-exception to a ``(code, reason)`` pair.
+Like h11's ``error_status_hint``, each error carries what the server (or client) sends
+for it: :func:`close_for` is the one place that maps any exception to a ``(code, reason)``
+close, and :class:`RequestError` subclasses name their ``error``/``nack`` code. Close codes
+are ``websockets``' own :class:`~websockets.frames.CloseCode`.
 """
 
 from __future__ import annotations
 
 import enum
 
+from websockets.frames import CLOSE_CODE_EXPLANATIONS, CloseCode
+
 __all__ = [
+    "BadRequest",
+    "BrokerUnavailable",
     "CloseCode",
     "ConnectionClosed",
     "ConnectionError_",
+    "ErrorCode",
     "InternalError",
     "InvalidPayload",
     "InvalidState",
     "MessageTooBig",
+    "NackCode",
     "NbwsError",
+    "NotSubscribed",
+    "PayloadTooLarge",
     "PolicyViolation",
     "ProtocolViolation",
+    "RequestError",
     "TryAgainLater",
+    "UnknownStream",
+    "UnknownType",
     "close_for",
     "describe_close_code",
     "is_sendable_close_code",
@@ -41,51 +61,42 @@ __all__ = [
 ]
 
 
-class CloseCode(enum.IntEnum):
-    """Close codes nbws sends (RFC 6455 section 7.4.1), and its application range."""
+class ErrorCode(str, enum.Enum):
+    """``code`` of an nbws.v1 ``error`` message (docs/protocol.md, "error")."""
 
-    NORMAL_CLOSURE = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    UNSUPPORTED_DATA = 1003
-    NO_STATUS_RCVD = 1005
-    ABNORMAL_CLOSURE = 1006
-    INVALID_DATA = 1007
-    POLICY_VIOLATION = 1008
-    MESSAGE_TOO_BIG = 1009
-    MANDATORY_EXTENSION = 1010
-    INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012
-    TRY_AGAIN_LATER = 1013
-    BAD_GATEWAY = 1014
-    TLS_HANDSHAKE = 1015
+    BAD_REQUEST = "bad-request"
+    UNKNOWN_TYPE = "unknown-type"
+    UNKNOWN_STREAM = "unknown-stream"
+    NOT_SUBSCRIBED = "not-subscribed"
+    UNAVAILABLE = "unavailable"
+
+    def __str__(self) -> str:
+        return self.value
 
 
-_MEANINGS: dict[int, str] = {
-    1000: "normal closure",
-    1001: "going away",
-    1002: "protocol error",
-    1003: "unsupported data",
-    1005: "no status code (never sent on the wire)",
-    1006: "connection closed abnormally, without a close frame (never sent on the wire)",
-    1007: "invalid frame payload data (e.g. text that is not UTF-8)",
-    1008: "policy violation",
-    1009: "message too big",
-    1010: "mandatory extension missing",
-    1011: "internal error",
-    1012: "service restart",
-    1013: "try again later",
-    1014: "bad gateway",
-    1015: "TLS handshake failure (never sent on the wire)",
-}
+class NackCode(str, enum.Enum):
+    """``code`` of an nbws.v1 ``nack`` (docs/protocol.md, the nack table)."""
+
+    UNKNOWN_STREAM = "unknown-stream"
+    OVERSIZE = "oversize"
+    FORBIDDEN = "forbidden"
+    UNAVAILABLE = "unavailable"
+    BAD_REQUEST = "bad-request"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def describe_close_code(code: int | None) -> str:
     """Return a human-readable meaning for a close code, including unknown ranges."""
     if code is None:
         return "no close code"
-    if code in _MEANINGS:
-        return _MEANINGS[code]
+    try:
+        meaning = CLOSE_CODE_EXPLANATIONS[CloseCode(code)]
+    except ValueError:
+        pass
+    else:
+        return meaning.replace(" [internal]", " (never sent on the wire)")
     if 3000 <= code <= 3999:
         return "registered for libraries and frameworks"
     if 4000 <= code <= 4999:
@@ -95,6 +106,9 @@ def describe_close_code(code: int | None) -> str:
 
 class NbwsError(Exception):
     """Base class of everything nbws raises on purpose."""
+
+
+# --- errors that end a connection ------------------------------------------------------
 
 
 class ConnectionError_(NbwsError):
@@ -141,6 +155,74 @@ class TryAgainLater(ConnectionError_):
     """The server is overloaded for this connection (e.g. a slow subscriber's full buffer)."""
 
     close_code = CloseCode.TRY_AGAIN_LATER
+
+
+# --- errors answered on the connection -------------------------------------------------
+
+
+class RequestError(NbwsError):
+    """A request nbws refuses with an ``error`` (or a ``nack`` for a publish); the
+    connection stays open.
+
+    Attributes:
+        error_code: the ``code`` of the ``error`` message.
+        nack_code: the ``code`` of the ``nack`` when the request was an acked publish.
+        retry: whether a nack says the same publish may succeed later.
+        ref: the request's ``id`` when it had a valid one (the reply's ``ref``).
+        publish: ``(stream, producer, seq)`` of an acked publish whose identity was
+            valid, so the refusal is a ``nack`` for that seq instead of an ``error``.
+    """
+
+    error_code: ErrorCode = ErrorCode.BAD_REQUEST
+    nack_code: NackCode = NackCode.BAD_REQUEST
+    retry: bool = False
+    ref: str | int | None = None
+    publish: tuple[str, str, int] | None = None
+
+
+class BadRequest(RequestError):
+    """Fields missing, of the wrong type or out of range (also a REST 400)."""
+
+
+class UnknownType(RequestError):
+    """A message ``type`` nbws.v1 does not define."""
+
+    error_code = ErrorCode.UNKNOWN_TYPE
+
+
+class UnknownStream(RequestError):
+    """The stream does not exist and the broker was told not to create it."""
+
+    error_code = ErrorCode.UNKNOWN_STREAM
+    nack_code = NackCode.UNKNOWN_STREAM
+
+
+class NotSubscribed(RequestError):
+    """``unsubscribe`` of a stream this connection is not subscribed to."""
+
+    error_code = ErrorCode.NOT_SUBSCRIBED
+
+
+class PayloadTooLarge(RequestError):
+    """The payload is larger than the stream's history may hold (``max_bytes``), so it
+    could never be replayed: refused with an ``oversize`` nack."""
+
+    nack_code = NackCode.OVERSIZE
+
+    @classmethod
+    def over(cls, size: int, bound: int) -> PayloadTooLarge:
+        return cls(f"payload of {size} bytes is over this stream's history bound of {bound} bytes")
+
+
+class BrokerUnavailable(RequestError):
+    """The broker's backing store cannot be reached (nack with ``retry: true``)."""
+
+    error_code = ErrorCode.UNAVAILABLE
+    nack_code = NackCode.UNAVAILABLE
+    retry = True
+
+
+# --- local errors ----------------------------------------------------------------------
 
 
 class InvalidState(NbwsError):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from ..errors import NbwsError
+from ..errors import BrokerUnavailable, PayloadTooLarge, UnknownStream
 
 __all__ = [
     "AppendResult",
@@ -27,23 +27,6 @@ __all__ = [
     "StreamInfo",
     "UnknownStream",
 ]
-
-
-class UnknownStream(NbwsError):
-    """The stream does not exist and the broker was told not to create it."""
-
-
-class PayloadTooLarge(NbwsError):
-    """The payload is larger than the stream's history may hold (``max_bytes``), so it
-    could never be replayed: refused with an ``oversize`` nack."""
-
-    @classmethod
-    def over(cls, size: int, bound: int) -> PayloadTooLarge:
-        return cls(f"payload of {size} bytes is over this stream's history bound of {bound} bytes")
-
-
-class BrokerUnavailable(NbwsError):
-    """The broker's backing store cannot be reached (nack with ``retry: true``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,20 +26,12 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
+from ..protocol.messages import Policy
+
 __all__ = ["BLOCK_SLACK", "Delivery", "Gap", "Offer", "Policy", "SubscriberBuffer"]
 
 BLOCK_SLACK = 1024
 """Messages a full ``block`` subscriber still accepts beyond its bound (acks in flight)."""
-
-
-class Policy(str, enum.Enum):
-    """What a full subscriber buffer does."""
-
-    DROP_OLDEST = "drop-oldest"
-    DROP_NEWEST = "drop-newest"
-    CONFLATE = "conflate"
-    DISCONNECT = "disconnect"
-    BLOCK = "block"
 
 
 class Offer(enum.Enum):

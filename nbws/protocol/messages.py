@@ -1,0 +1,864 @@
+"""Every nbws.v1 message, and the one encoder and decoder for them (docs/protocol.md).
+
+Each message is a frozen, slotted dataclass; its fields carry their wire name, their kind
+and whether they are required, so validation, encoding and the JSON Schema
+(``docs/nbws.v1.schema.json``, :func:`json_schema`) all come from the same table. Nothing
+else in nbws builds or picks apart a protocol dict.
+
+- :func:`decode_request` (server side) and :func:`decode_event` (client side) parse a
+  WebSocket message (a JSON text frame, or the binary layout) into a message object,
+  raising :class:`~nbws.errors.BadRequest` / :class:`~nbws.errors.UnknownType` (answered
+  on the connection), :class:`~nbws.errors.InvalidPayload` (1007) or
+  :class:`~nbws.errors.PolicyViolation` (1008).
+- :func:`encode` turns a message object into ``(data, text)``; :func:`encode_delivery`
+  is the fan-out fast path: a stored message's body built once, its JSON payload spliced in
+  as stored, never re-serialised per subscriber.
+- :func:`resume_since` is the resume arithmetic (``since = last + 1``) every client uses.
+
+The binary layout: a 4-byte big-endian header length, the JSON header, the payload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import orjson
+
+from ..errors import BadRequest, ErrorCode, InvalidPayload, NackCode, PolicyViolation, UnknownType
+
+__all__ = [
+    "EVENTS",
+    "MAX_CONTENT_TYPE_LENGTH",
+    "MAX_EPOCH_LENGTH",
+    "MAX_HEADER_BYTES",
+    "MAX_KEY_LENGTH",
+    "MAX_PRODUCER_LENGTH",
+    "PROTOCOL",
+    "REQUESTS",
+    "STREAM_NAME",
+    "Ack",
+    "AnyMessage",
+    "Encoded",
+    "End",
+    "Error",
+    "Event",
+    "FieldSpec",
+    "Gap",
+    "GapReason",
+    "Info",
+    "InfoRequest",
+    "Kind",
+    "Message",
+    "Nack",
+    "Policy",
+    "Publish",
+    "Request",
+    "Status",
+    "Subscribe",
+    "Subscribed",
+    "Unsubscribe",
+    "Unsubscribed",
+    "Welcome",
+    "binary_prefix",
+    "decode_event",
+    "decode_request",
+    "encode",
+    "encode_delivery",
+    "encode_value",
+    "json_schema",
+    "message_from_dict",
+    "resume_since",
+    "split_binary",
+    "to_dict",
+    "valid_stream_name",
+]
+
+PROTOCOL = "nbws.v1"
+MAX_HEADER_BYTES = 64 * 1024
+MAX_KEY_LENGTH = 256
+MAX_PRODUCER_LENGTH = 256
+MAX_CONTENT_TYPE_LENGTH = 256
+MAX_EPOCH_LENGTH = 64
+MAX_REF_LENGTH = 256
+STREAM_NAME = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
+STREAM_RULE = "1-200 characters from A-Z a-z 0-9 . _ : / -"
+_LEN = struct.Struct("!I")
+
+Ref = str | int | None
+
+
+class Policy(str, enum.Enum):
+    """What a subscriber's full buffer does (docs/protocol.md, "subscribe")."""
+
+    DROP_OLDEST = "drop-oldest"
+    DROP_NEWEST = "drop-newest"
+    CONFLATE = "conflate"
+    DISCONNECT = "disconnect"
+    BLOCK = "block"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class GapReason(str, enum.Enum):
+    """Why offsets were skipped (docs/protocol.md, "gap")."""
+
+    HISTORY = "history"
+    EPOCH = "epoch"
+    DROPPED = "dropped"
+    CONFLATED = "conflated"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class HealthState(str, enum.Enum):
+    """``state`` of a ``status`` message."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def valid_stream_name(name: object) -> bool:
+    """True for a string stream name nbws accepts."""
+    return isinstance(name, str) and STREAM_NAME.match(name) is not None
+
+
+# --- the field table ---------------------------------------------------------------------
+
+
+class Kind(enum.Enum):
+    """What a field holds on the wire (each kind has one check and one schema)."""
+
+    STREAM = "stream"  # a stream name
+    INT = "int"  # any integer
+    NAT = "nat"  # integer >= 0
+    POSITIVE = "positive"  # integer >= 1
+    STR = "str"  # string of at most `limit` characters
+    NUMBER = "number"  # finite int or float
+    BOOL = "bool"
+    REF = "ref"  # a request id: string or integer
+    ENUM = "enum"  # one of `choices`' values
+    JSON = "json"  # any JSON value (a payload)
+    OBJECT = "object"  # a JSON object (free-form figures)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """How one dataclass field appears on the wire."""
+
+    kind: Kind
+    wire: str = ""  # JSON key when it differs from the attribute name
+    required: bool = False
+    limit: int = 0  # longest string, for Kind.STR
+    choices: type[enum.Enum] | None = None  # for Kind.ENUM
+    keep_null: bool = False  # encode None as null instead of leaving the key out
+    doc: str = ""
+
+
+def _f(kind: Kind, doc: str = "", **spec: Any) -> Any:
+    """A dataclass field carrying its :class:`FieldSpec` (default None unless required)."""
+    meta = {"nbws": FieldSpec(kind, doc=doc, **spec)}
+    if spec.get("required"):
+        return field(metadata=meta)
+    return field(default=None, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    name: str  # attribute
+    wire: str  # JSON key
+    spec: FieldSpec
+    check: Callable[[Any, str], Any] = field(default=lambda value, kind: value)
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def _bad(message: str) -> BadRequest:
+    return BadRequest(message)
+
+
+def _checker(spec: FieldSpec, name: str) -> Callable[[Any, str], Any]:
+    """The check of one field kind: takes a present, non-null value (and the message
+    type, for the error text) and returns it (enums as members) or raises BadRequest."""
+    kind = spec.kind
+    if kind is Kind.STREAM:
+
+        def check(value: Any, kind_name: str) -> Any:
+            if type(value) is not str or STREAM_NAME.match(value) is None:
+                raise _bad(f"{kind_name} needs a '{name}' of {STREAM_RULE}")
+            return value
+
+    elif kind in (Kind.INT, Kind.NAT, Kind.POSITIVE):
+        minimum = {Kind.INT: None, Kind.NAT: 0, Kind.POSITIVE: 1}[kind]
+
+        def check(value: Any, kind_name: str) -> Any:
+            if type(value) is not int:
+                raise _bad(f"'{name}' must be an integer")
+            if minimum is not None and value < minimum:
+                raise _bad(f"'{name}' must be at least {minimum}")
+            return value
+
+    elif kind is Kind.STR:
+        limit = spec.limit
+
+        def check(value: Any, kind_name: str) -> Any:
+            if type(value) is not str:
+                raise _bad(f"'{name}' must be a string")
+            if limit and len(value) > limit:
+                raise _bad(f"'{name}' is longer than {limit} characters")
+            return value
+
+    elif kind is Kind.REF:
+
+        def check(value: Any, kind_name: str) -> Any:
+            if type(value) is int or (type(value) is str and len(value) <= MAX_REF_LENGTH):
+                return value
+            raise _bad(f"'{name}' must be an integer or a string of at most {MAX_REF_LENGTH}")
+
+    elif kind is Kind.ENUM:
+        choices = spec.choices
+        assert choices is not None
+        allowed = ", ".join(str(c.value) for c in choices)
+
+        def check(value: Any, kind_name: str) -> Any:
+            try:
+                return choices(value)
+            except ValueError:
+                raise _bad(f"unknown {name} {value!r}; use one of {allowed}") from None
+
+    elif kind is Kind.NUMBER:
+
+        def check(value: Any, kind_name: str) -> Any:
+            if type(value) is int or (type(value) is float and math.isfinite(value)):
+                return value
+            raise _bad(f"'{name}' must be a finite number")
+
+    elif kind is Kind.BOOL:
+
+        def check(value: Any, kind_name: str) -> Any:
+            if type(value) is not bool:
+                raise _bad(f"'{name}' must be true or false")
+            return value
+
+    elif kind is Kind.OBJECT:
+
+        def check(value: Any, kind_name: str) -> Any:
+            if type(value) is not dict:
+                raise _bad(f"'{name}' must be an object")
+            return value
+
+    else:  # Kind.JSON: anything JSON parsed into
+
+        def check(value: Any, kind_name: str) -> Any:
+            return value
+
+    return check
+
+
+class _Base:
+    """Shared by every message: its wire ``type`` and its column table."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+    COLUMNS: ClassVar[tuple[_Column, ...]]
+    DOC: ClassVar[str]
+
+
+M = TypeVar("M", bound=_Base)
+
+REQUESTS: dict[str, type[_Base]] = {}
+"""Client → server messages by ``type``."""
+EVENTS: dict[str, type[_Base]] = {}
+"""Server → client messages by ``type``."""
+
+
+def _message(kind: str, registry: dict[str, type[_Base]]) -> Callable[[type[M]], type[M]]:
+    def register(cls: type[M]) -> type[M]:
+        cls.TYPE = kind
+        cls.DOC = (cls.__doc__ or "").strip().split("\n\n")[0]
+        columns = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if "nbws" in f.metadata:
+                spec: FieldSpec = f.metadata["nbws"]
+                columns.append(
+                    _Column(f.name, spec.wire or f.name, spec, _checker(spec, spec.wire or f.name))
+                )
+        cls.COLUMNS = tuple(columns)
+        registry[kind] = cls
+        return cls
+
+    return register
+
+
+# --- client → server ---------------------------------------------------------------------
+
+
+@_message("subscribe", REQUESTS)
+@dataclass(frozen=True, slots=True)
+class Subscribe(_Base):
+    """Subscribe to a stream, replaying from ``since``; answered by ``subscribed``."""
+
+    stream: str = _f(Kind.STREAM, "stream to subscribe to", required=True)
+    id: Ref = _f(Kind.REF, "request id, echoed as `ref` in the reply")
+    since: int | None = _f(Kind.INT, "first offset wanted; null: live only; -k: last k")
+    until: int | None = _f(Kind.NAT, "stop before this offset and send `end`")
+    epoch: str | None = _f(Kind.STR, "epoch `since` refers to", limit=MAX_EPOCH_LENGTH)
+    policy: Policy | None = _f(Kind.ENUM, "buffer policy when full", choices=Policy)
+    max_messages: int | None = _f(Kind.POSITIVE, "buffer bound in messages")
+    max_bytes: int | None = _f(Kind.POSITIVE, "buffer bound in bytes")
+
+
+@_message("unsubscribe", REQUESTS)
+@dataclass(frozen=True, slots=True)
+class Unsubscribe(_Base):
+    """End this connection's subscription to a stream; answered by ``unsubscribed``."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    id: Ref = _f(Kind.REF)
+
+
+@_message("publish", REQUESTS)
+@dataclass(frozen=True, slots=True)
+class Publish(_Base):
+    """Append one message; with ``producer`` + ``seq`` it is acked and deduplicated.
+
+    ``payload`` is any JSON value (or an :class:`orjson.Fragment` of encoded JSON); for a
+    binary publish (``binary=True``) it is the raw bytes after the binary header.
+    """
+
+    stream: str = _f(Kind.STREAM, required=True)
+    payload: Any = _f(Kind.JSON, "the message (absent in the binary layout)")
+    producer: str | None = _f(Kind.STR, "producer id (with seq: acked)", limit=MAX_PRODUCER_LENGTH)
+    seq: int | None = _f(Kind.NAT, "per-producer sequence number (with producer)")
+    key: str | None = _f(Kind.STR, "conflation key", limit=MAX_KEY_LENGTH)
+    content_type: str | None = _f(
+        Kind.STR, "binary payload's media type", limit=MAX_CONTENT_TYPE_LENGTH
+    )
+    id: Ref = _f(Kind.REF)
+    binary: bool = False
+
+    @property
+    def acked(self) -> bool:
+        return self.producer is not None
+
+
+@_message("info", REQUESTS)
+@dataclass(frozen=True, slots=True)
+class InfoRequest(_Base):
+    """Ask for a stream's figures; answered by an ``info`` event."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    id: Ref = _f(Kind.REF)
+
+
+# --- server → client ---------------------------------------------------------------------
+
+
+@_message("welcome", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Welcome(_Base):
+    """The first message on every nbws.v1 connection: what this server allows."""
+
+    protocol: str = _f(Kind.STR, required=True)
+    server: str = _f(Kind.STR, required=True)
+    connection: str = _f(Kind.STR, required=True)
+    max_message_size: int = _f(Kind.NAT, required=True)
+    heartbeat_interval: float = _f(Kind.NUMBER, required=True)
+    dedupe_window: int = _f(Kind.NAT, required=True)
+
+
+@_message("subscribed", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Subscribed(_Base):
+    """A subscription started: the stream's bounds and this subscriber's buffer."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    epoch: str = _f(Kind.STR, required=True)
+    first: int = _f(Kind.NAT, required=True)
+    next: int = _f(Kind.NAT, required=True)
+    policy: Policy = _f(Kind.ENUM, required=True, choices=Policy)
+    max_messages: int = _f(Kind.POSITIVE, required=True)
+    max_bytes: int = _f(Kind.POSITIVE, required=True)
+    since: int | None = _f(Kind.INT, keep_null=True)
+    ref: Ref = _f(Kind.REF, keep_null=True)
+
+
+@_message("unsubscribed", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Unsubscribed(_Base):
+    """A subscription ended at the client's request."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    ref: Ref = _f(Kind.REF, keep_null=True)
+
+
+@_message("message", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Message(_Base):
+    """One delivered message. ``payload`` as in :class:`Publish`."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    offset: int = _f(Kind.NAT, required=True)
+    epoch: str = _f(Kind.STR, required=True)
+    time: float = _f(Kind.NUMBER, required=True)
+    payload: Any = _f(Kind.JSON)
+    producer: str | None = _f(Kind.STR)
+    seq: int | None = _f(Kind.NAT)
+    key: str | None = _f(Kind.STR)
+    content_type: str | None = _f(Kind.STR)
+    binary: bool = False
+
+
+@_message("end", EVENTS)
+@dataclass(frozen=True, slots=True)
+class End(_Base):
+    """A subscription with ``until`` reached it; ``next`` is where to go on from."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    next: int = _f(Kind.NAT, required=True)
+
+
+@_message("ack", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Ack(_Base):
+    """A publish is appended (or was already: ``duplicate``) at ``offset``."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    producer: str = _f(Kind.STR, required=True)
+    seq: int = _f(Kind.NAT, required=True)
+    epoch: str = _f(Kind.STR, required=True)
+    duplicate: bool = _f(Kind.BOOL, required=True)
+    offset: int | None = _f(Kind.NAT, keep_null=True)
+
+
+@_message("nack", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Nack(_Base):
+    """A publish was not appended; ``retry`` says whether sending it again may help."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    code: NackCode = _f(Kind.ENUM, required=True, choices=NackCode)
+    reason: str = _f(Kind.STR, required=True)
+    retry: bool = _f(Kind.BOOL, required=True)
+    producer: str | None = _f(Kind.STR, keep_null=True)
+    seq: int | None = _f(Kind.NAT, keep_null=True)
+
+
+@_message("gap", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Gap(_Base):
+    """Offsets ``start`` (inclusive) to ``end`` (exclusive) will not be delivered."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    start: int = _f(Kind.NAT, wire="from", required=True)
+    reason: GapReason = _f(Kind.ENUM, required=True, choices=GapReason)
+    end: int | None = _f(Kind.NAT, wire="to", keep_null=True)
+    count: int | None = _f(Kind.NAT, keep_null=True)
+    epoch: str | None = _f(Kind.STR, keep_null=True)
+
+
+@_message("info", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Info(_Base):
+    """A stream's figures, in reply to an ``info`` request."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    epoch: str = _f(Kind.STR, required=True)
+    first: int = _f(Kind.NAT, required=True)
+    next: int = _f(Kind.NAT, required=True)
+    history_messages: int = _f(Kind.NAT, required=True)
+    history_bytes: int = _f(Kind.NAT, required=True)
+    rate: float = _f(Kind.NUMBER, required=True)
+    subscribers: int = _f(Kind.NAT, required=True)
+    drops: int = _f(Kind.NAT, required=True)
+    held_acks: int = _f(Kind.NAT, required=True)
+    ref: Ref = _f(Kind.REF, keep_null=True)
+
+
+@_message("error", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Error(_Base):
+    """A request was refused; the connection stays open."""
+
+    code: ErrorCode = _f(Kind.ENUM, required=True, choices=ErrorCode)
+    message: str = _f(Kind.STR, required=True)
+    ref: Ref = _f(Kind.REF, keep_null=True)
+
+
+@_message("status", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Status(_Base):
+    """The server's broker became unavailable (``degraded``) or is back (``ok``)."""
+
+    state: HealthState = _f(Kind.ENUM, required=True, choices=HealthState)
+    reason: str | None = _f(Kind.STR)
+
+
+Request = Subscribe | Unsubscribe | Publish | InfoRequest
+Event = (
+    Welcome | Subscribed | Unsubscribed | Message | End | Ack | Nack | Gap | Info | Error | Status
+)
+AnyMessage = Request | Event
+
+
+def _build(cls: type[M], obj: Mapping[str, Any], extra: dict[str, Any] | None = None) -> M:
+    values: dict[str, Any] = {} if extra is None else extra
+    for column in cls.COLUMNS:
+        value = obj.get(column.wire)
+        if value is None:
+            if column.spec.required:
+                raise _bad(f"{cls.TYPE} needs '{column.wire}'")
+            continue
+        values[column.name] = column.check(value, cls.TYPE)
+    return cls(**values)
+
+
+def message_from_dict(
+    obj: Mapping[str, Any], registry: Mapping[str, type[_Base]] = REQUESTS
+) -> AnyMessage:
+    """Validate a decoded JSON object into its message class.
+
+    Raises:
+        UnknownType: ``type`` is not in ``registry``.
+        BadRequest: a field is missing, of the wrong type or out of range. For a publish
+            whose ``producer`` and ``seq`` were valid, the error carries them
+            (``exc.publish``) so the server can nack that seq.
+    """
+    kind = obj.get("type")
+    cls = registry.get(kind) if isinstance(kind, str) else None
+    ref = obj.get("id") if registry is REQUESTS else obj.get("ref")
+    if cls is None:
+        exc: BadRequest | UnknownType = UnknownType(f"unknown message type {kind!r}")
+        exc.ref = _safe_ref(ref)
+        raise exc
+    try:
+        message = _build(cls, obj)
+    except BadRequest as exc:
+        exc.ref = _safe_ref(ref)
+        if cls is Publish:
+            exc.publish = _publish_identity(obj)
+        raise
+    if cls is Publish:
+        _check_publish(message, obj)  # type: ignore[arg-type]
+    return message  # type: ignore[return-value]
+
+
+def _safe_ref(ref: Any) -> Ref:
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+        return None
+    return ref if not isinstance(ref, str) or len(ref) <= MAX_REF_LENGTH else None
+
+
+def _publish_identity(obj: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """(stream, producer, seq) of a publish whose identity is valid, else None."""
+    stream, producer, seq = obj.get("stream"), obj.get("producer"), obj.get("seq")
+    if (
+        valid_stream_name(stream)
+        and isinstance(producer, str)
+        and len(producer) <= MAX_PRODUCER_LENGTH
+        and isinstance(seq, int)
+        and not isinstance(seq, bool)
+        and seq >= 0
+    ):
+        return stream, producer, seq  # type: ignore[return-value]
+    return None
+
+
+def _check_publish(message: Publish, obj: Mapping[str, Any]) -> None:
+    problem = None
+    if (message.producer is None) != (message.seq is None):
+        problem = "'producer' and 'seq' go together (both for an acked publish)"
+    elif not message.binary and "payload" not in obj:
+        problem = "publish needs a 'payload' (or send it as a binary message)"
+    if problem is not None:
+        exc = BadRequest(problem)
+        exc.ref = _safe_ref(obj.get("id"))
+        exc.publish = _publish_identity(obj)
+        raise exc
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+
+def _loads(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload(f"text frame is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise PolicyViolation("a control message must be a JSON object")
+    return obj
+
+
+def split_binary(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], memoryview]:
+    """Split a binary message (or its first fragment) into header and payload.
+
+    Returns:
+        The header dict and a zero-copy view of the payload that follows it.
+
+    Raises:
+        PolicyViolation: the header is missing, too long, or not a JSON object (1008).
+    """
+    view = memoryview(data)
+    if len(view) < 4:
+        raise PolicyViolation("binary message shorter than its 4-byte header length")
+    (size,) = _LEN.unpack_from(view, 0)
+    if size > MAX_HEADER_BYTES or size > len(view) - 4:
+        raise PolicyViolation(f"binary header length {size} is invalid")
+    try:
+        header = orjson.loads(view[4 : 4 + size])
+    except orjson.JSONDecodeError:
+        raise PolicyViolation("binary header is not JSON") from None
+    if not isinstance(header, dict):
+        raise PolicyViolation("binary header must be a JSON object")
+    return header, view[4 + size :]
+
+
+def _decode(
+    data: bytes | bytearray | memoryview | str, text: bool, registry: dict[str, type[_Base]]
+) -> AnyMessage:
+    if text:
+        return message_from_dict(_loads(data), registry)
+    header, payload = split_binary(data)  # type: ignore[arg-type]
+    kind = header.get("type")
+    cls = Publish if registry is REQUESTS else Message
+    if kind != cls.TYPE:
+        exc = BadRequest(f"only {cls.TYPE} may be sent as a binary message")
+        exc.ref = _safe_ref(header.get("id"))
+        raise exc
+    header.pop("payload", None)
+    try:
+        message = _build(cls, header, {"payload": bytes(payload), "binary": True})
+    except BadRequest as exc:
+        exc.ref = _safe_ref(header.get("id"))
+        if cls is Publish:
+            exc.publish = _publish_identity(header)
+        raise
+    if cls is Publish:
+        _check_publish(message, header)  # type: ignore[arg-type]
+    return message  # type: ignore[return-value]
+
+
+def decode_request(data: bytes | bytearray | memoryview | str, *, text: bool = True) -> Request:
+    """Parse a client → server WebSocket message (server side).
+
+    Raises:
+        InvalidPayload: a text frame that is not JSON (close 1007).
+        PolicyViolation: JSON that is not an object, or a malformed binary header (1008).
+        UnknownType, BadRequest: answered with an ``error`` (or a ``nack``).
+    """
+    return _decode(data, text, REQUESTS)  # type: ignore[return-value]
+
+
+def decode_event(data: bytes | bytearray | memoryview | str, *, text: bool = True) -> Event:
+    """Parse a server → client WebSocket message (client side); raises as
+    :func:`decode_request`."""
+    return _decode(data, text, EVENTS)  # type: ignore[return-value]
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+class Encoded(tuple[bytes, bool]):
+    """``(data, text)``: a WebSocket message body and whether it goes in a text frame."""
+
+    __slots__ = ()
+
+    @property
+    def data(self) -> bytes:
+        return self[0]
+
+    @property
+    def text(self) -> bool:
+        return self[1]
+
+
+def to_dict(message: _Base) -> dict[str, Any]:
+    """The JSON object of ``message`` (without a binary payload)."""
+    out: dict[str, Any] = {"type": message.TYPE}
+    for column in message.COLUMNS:
+        value = getattr(message, column.name)
+        if value is None and not column.spec.keep_null and not column.spec.required:
+            continue
+        if column.spec.kind is Kind.JSON and getattr(message, "binary", False):
+            continue
+        out[column.wire] = value
+    if getattr(message, "binary", False):
+        out["binary"] = True
+    return out
+
+
+def encode_value(value: Any) -> bytes:
+    """Serialise any JSON value (a publish payload) once, so it can be embedded as is.
+
+    NumPy arrays and scalars are accepted (as JSON arrays and numbers).
+
+    Raises:
+        TypeError: the value is not JSON-serialisable.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"payload is not JSON-serialisable: {exc}") from None
+
+
+def binary_prefix(header: Mapping[str, Any]) -> bytes:
+    """The bytes that precede a binary payload: length + JSON header."""
+    raw = orjson.dumps(header)
+    return _LEN.pack(len(raw)) + raw
+
+
+def encode(message: _Base) -> Encoded:
+    """Encode a message as the body of one WebSocket message.
+
+    A binary :class:`Publish` or :class:`Message` uses the binary layout (header with
+    ``"binary": true`` for a message, then the raw payload); everything else is JSON.
+    """
+    obj = to_dict(message)
+    if getattr(message, "binary", False):
+        if message.TYPE == "publish":
+            obj.pop("binary", None)
+        return Encoded((binary_prefix(obj) + bytes(message.payload), False))  # type: ignore[attr-defined]
+    return Encoded((orjson.dumps(obj), True))
+
+
+def encode_delivery(
+    stream: str,
+    epoch: str,
+    offset: int,
+    time: float,
+    payload: bytes,
+    *,
+    binary: bool = False,
+    producer: str | None = None,
+    seq: int | None = None,
+    key: str | None = None,
+    content_type: str | None = None,
+) -> Encoded:
+    """The body of a :class:`Message` delivery, with a stored payload spliced in unparsed.
+
+    The fan-out fast path: built once per message whatever the number of subscribers,
+    equal to ``encode(Message(...))`` with ``payload`` as the stored JSON bytes.
+    """
+    header: dict[str, Any] = {
+        "type": "message",
+        "stream": stream,
+        "offset": offset,
+        "epoch": epoch,
+        "time": time,
+    }
+    if producer is not None:
+        header["producer"] = producer
+        header["seq"] = seq
+    if key is not None:
+        header["key"] = key
+    if binary:
+        if content_type is not None:
+            header["content_type"] = content_type
+        header["binary"] = True
+        return Encoded((binary_prefix(header) + payload, False))
+    return Encoded((orjson.dumps(header)[:-1] + b',"payload":' + payload + b"}", True))
+
+
+# --- resume ------------------------------------------------------------------------------
+
+
+def resume_since(last_offset: int | None, requested: int | None) -> int | None:
+    """The ``since`` to send when (re)subscribing.
+
+    Args:
+        last_offset: the last offset received in the current epoch, or None if none was.
+        requested: the ``since`` the subscription was first opened with.
+
+    Returns:
+        ``last_offset + 1`` once anything arrived (no gap, no duplicate); the original
+        request otherwise (so "last k" or "live only" keep their meaning until then).
+    """
+    if last_offset is not None:
+        return last_offset + 1
+    return requested
+
+
+# --- JSON Schema -------------------------------------------------------------------------
+
+
+def _schema_of(column: _Column) -> dict[str, Any]:
+    spec = column.spec
+    kind = spec.kind
+    out: dict[str, Any]
+    if kind is Kind.STREAM:
+        out = {"type": "string", "pattern": STREAM_NAME.pattern}
+    elif kind is Kind.INT:
+        out = {"type": "integer"}
+    elif kind is Kind.NAT:
+        out = {"type": "integer", "minimum": 0}
+    elif kind is Kind.POSITIVE:
+        out = {"type": "integer", "minimum": 1}
+    elif kind is Kind.STR:
+        out = {"type": "string"}
+        if spec.limit:
+            out["maxLength"] = spec.limit
+    elif kind is Kind.NUMBER:
+        out = {"type": "number"}
+    elif kind is Kind.BOOL:
+        out = {"type": "boolean"}
+    elif kind is Kind.REF:
+        out = {"type": ["string", "integer"]}
+    elif kind is Kind.ENUM:
+        assert spec.choices is not None
+        out = {"enum": [c.value for c in spec.choices]}
+    elif kind is Kind.OBJECT:
+        out = {"type": "object"}
+    else:
+        out = {}
+    if not spec.required and "type" in out:
+        types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+        out["type"] = [*types, "null"]
+    elif not spec.required and "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    if spec.doc:
+        out["description"] = spec.doc
+    return out
+
+
+def _schema_of_message(cls: type[_Base]) -> dict[str, Any]:
+    properties: dict[str, Any] = {"type": {"const": cls.TYPE}}
+    for column in cls.COLUMNS:
+        properties[column.wire] = _schema_of(column)
+    if cls in (Message,):
+        properties["binary"] = {"type": "boolean"}
+    required = ["type"] + [c.wire for c in cls.COLUMNS if c.spec.required]
+    return {
+        "type": "object",
+        "description": cls.DOC,
+        "properties": properties,
+        "required": required,
+    }
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of every nbws.v1 JSON message (``docs/nbws.v1.schema.json``)."""
+    defs: dict[str, Any] = {}
+    for direction, registry in (("request", REQUESTS), ("event", EVENTS)):
+        for kind, cls in registry.items():
+            defs[f"{direction}.{kind}"] = _schema_of_message(cls)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "nbws.v1",
+        "title": "nbws.v1 messages",
+        "description": "Generated from nbws.protocol.messages; do not edit by hand.",
+        "$defs": defs,
+        "oneOf": [{"$ref": f"#/$defs/{name}"} for name in defs],
+    }
