@@ -75,6 +75,7 @@ __all__ = [
     "json_schema",
     "message_from_dict",
     "resume_since",
+    "schema_text",
     "split_binary",
     "to_dict",
     "valid_stream_name",
@@ -131,7 +132,7 @@ class HealthState(str, enum.Enum):
 
 def valid_stream_name(name: object) -> bool:
     """True for a string stream name nbws accepts."""
-    return isinstance(name, str) and STREAM_NAME.match(name) is not None
+    return isinstance(name, str) and STREAM_NAME.fullmatch(name) is not None
 
 
 # --- the field table ---------------------------------------------------------------------
@@ -196,7 +197,7 @@ def _checker(spec: FieldSpec, name: str) -> Callable[[Any, str], Any]:
     if kind is Kind.STREAM:
 
         def check(value: Any, kind_name: str) -> Any:
-            if type(value) is not str or STREAM_NAME.match(value) is None:
+            if type(value) is not str or STREAM_NAME.fullmatch(value) is None:
                 raise _bad(f"{kind_name} needs a '{name}' of {STREAM_RULE}")
             return value
 
@@ -459,7 +460,10 @@ class Nack(_Base):
 @_message("gap", EVENTS)
 @dataclass(frozen=True, slots=True)
 class Gap(_Base):
-    """Offsets ``start`` (inclusive) to ``end`` (exclusive) will not be delivered."""
+    """Offsets ``from`` (inclusive) to ``to`` (exclusive) will not be delivered.
+
+    The attributes are ``start`` and ``end`` (``from`` is a Python keyword).
+    """
 
     stream: str = _f(Kind.STREAM, required=True)
     start: int = _f(Kind.NAT, wire="from", required=True)
@@ -690,9 +694,13 @@ def to_dict(message: _Base) -> dict[str, Any]:
     out: dict[str, Any] = {"type": message.TYPE}
     for column in message.COLUMNS:
         value = getattr(message, column.name)
-        if value is None and not column.spec.keep_null and not column.spec.required:
+        if column.spec.kind is Kind.JSON:
+            # The payload: after the header in the binary layout, else always present
+            # (a null payload is a payload).
+            if not getattr(message, "binary", False):
+                out[column.wire] = value
             continue
-        if column.spec.kind is Kind.JSON and getattr(message, "binary", False):
+        if value is None and not column.spec.keep_null and not column.spec.required:
             continue
         out[column.wire] = value
     if getattr(message, "binary", False):
@@ -775,20 +783,34 @@ def encode_delivery(
 # --- resume ------------------------------------------------------------------------------
 
 
-def resume_since(last_offset: int | None, requested: int | None) -> int | None:
+def resume_since(
+    last_offset: int | None,
+    requested: int | None,
+    bounds: tuple[int, int] | None = None,
+) -> int | None:
     """The ``since`` to send when (re)subscribing.
 
     Args:
         last_offset: the last offset received in the current epoch, or None if none was.
         requested: the ``since`` the subscription was first opened with.
+        bounds: ``(first, next)`` of the last ``subscribed`` reply in the current epoch,
+            if one came; it tells where that subscription started delivering.
 
     Returns:
-        ``last_offset + 1`` once anything arrived (no gap, no duplicate); the original
-        request otherwise (so "last k" or "live only" keep their meaning until then).
+        ``last_offset + 1`` once anything arrived (no gap, no duplicate). Before that,
+        where the confirmed subscription started (live only: ``next``; the last k:
+        ``max(first, next - k)``; an offset: that offset), so what was published while
+        disconnected still comes and "last k" is not replayed twice. With neither, the
+        original request.
     """
     if last_offset is not None:
         return last_offset + 1
-    return requested
+    if bounds is None or (requested is not None and requested >= 0):
+        return requested
+    first, next_offset = bounds
+    if requested is None:
+        return next_offset
+    return max(first, next_offset + requested)
 
 
 # --- JSON Schema -------------------------------------------------------------------------
@@ -815,7 +837,7 @@ def _schema_of(column: _Column) -> dict[str, Any]:
     elif kind is Kind.BOOL:
         out = {"type": "boolean"}
     elif kind is Kind.REF:
-        out = {"type": ["string", "integer"]}
+        out = {"type": ["string", "integer"], "maxLength": MAX_REF_LENGTH}
     elif kind is Kind.ENUM:
         assert spec.choices is not None
         out = {"enum": [c.value for c in spec.choices]}
@@ -849,16 +871,60 @@ def _schema_of_message(cls: type[_Base]) -> dict[str, Any]:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of every nbws.v1 JSON message (``docs/nbws.v1.schema.json``)."""
+    """The JSON Schema of every nbws.v1 JSON message (``docs/nbws.v1.schema.json``).
+
+    ``#/$defs/request`` and ``#/$defs/event`` each match exactly one message of their
+    direction (``info`` is both a request and an event); the root matches either.
+    Fields nbws does not know are allowed (and ignored by the decoders).
+    """
     defs: dict[str, Any] = {}
     for direction, registry in (("request", REQUESTS), ("event", EVENTS)):
-        for kind, cls in registry.items():
-            defs[f"{direction}.{kind}"] = _schema_of_message(cls)
+        names = [f"{direction}.{kind}" for kind in registry]
+        for name, cls in zip(names, registry.values(), strict=True):
+            defs[name] = _schema_of_message(cls)
+        defs[direction] = {"oneOf": [{"$ref": f"#/$defs/{name}"} for name in names]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "nbws.v1",
+        "$id": "urn:nbws:v1",
         "title": "nbws.v1 messages",
-        "description": "Generated from nbws.protocol.messages; do not edit by hand.",
+        "description": "Generated from nbws.protocol.messages "
+        "(python -m nbws.protocol.messages --schema); do not edit by hand.",
         "$defs": defs,
-        "oneOf": [{"$ref": f"#/$defs/{name}"} for name in defs],
+        "anyOf": [{"$ref": "#/$defs/request"}, {"$ref": "#/$defs/event"}],
     }
+
+
+def schema_text() -> str:
+    """:func:`json_schema` as the text of ``docs/nbws.v1.schema.json``."""
+    return orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m nbws.protocol.messages", description="nbws.v1 message layer"
+    )
+    parser.add_argument(
+        "--schema",
+        nargs="?",
+        const="-",
+        metavar="PATH",
+        help="write the JSON Schema to PATH (default: stdout)",
+    )
+    args = parser.parse_args(argv)
+    if args.schema is None:
+        parser.print_help()
+        return 2
+    text = schema_text()
+    if args.schema == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.schema, "w", encoding="utf-8") as out:
+            out.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
