@@ -52,6 +52,7 @@ __all__ = [
     "FieldSpec",
     "Gap",
     "GapReason",
+    "HealthState",
     "Info",
     "InfoRequest",
     "Kind",
