@@ -1,9 +1,210 @@
 /**
- * `nbws.v1` message shapes the views use, and the binary message layout
- * (docs/protocol.md): a 4-byte big-endian header length, the JSON header, the payload.
+ * `nbws.v1` messages on the browser side (docs/protocol.md): the encoder for what the
+ * views send (`subscribe`, `unsubscribe`) and the decoder for what they receive, with
+ * the same field checks as `nbws/protocol/messages.py`. The field tables below mirror
+ * that module's dataclasses; `docs/nbws.v1.schema.json` is generated from it, and the
+ * unit tests compare these tables with the schema and run the shared vectors in
+ * `tests/vectors/`, so a field renamed on one side fails the tests of the other.
+ *
+ * The binary layout: a 4-byte big-endian header length, the JSON header, the payload.
  */
 
 export const PROTOCOL = 'nbws.v1';
+
+export const MAX_HEADER_BYTES = 64 * 1024;
+export const MAX_KEY_LENGTH = 256;
+export const MAX_PRODUCER_LENGTH = 256;
+export const MAX_CONTENT_TYPE_LENGTH = 256;
+export const MAX_EPOCH_LENGTH = 64;
+export const MAX_REF_LENGTH = 256;
+export const STREAM_NAME = /^[A-Za-z0-9._:/-]{1,200}$/;
+const STREAM_RULE = '1-200 characters from A-Z a-z 0-9 . _ : / -';
+
+export const POLICIES = ['drop-oldest', 'drop-newest', 'conflate', 'disconnect', 'block'] as const;
+export const GAP_REASONS = ['history', 'epoch', 'dropped', 'conflated'] as const;
+export const HEALTH_STATES = ['ok', 'degraded'] as const;
+export const ERROR_CODES = ['bad-request', 'unknown-type', 'unknown-stream', 'not-subscribed', 'unavailable'] as const;
+export const NACK_CODES = ['unknown-stream', 'oversize', 'forbidden', 'unavailable', 'bad-request'] as const;
+
+export type Policy = (typeof POLICIES)[number];
+export type GapReason = (typeof GAP_REASONS)[number];
+export type HealthState = (typeof HEALTH_STATES)[number];
+export type ErrorCode = (typeof ERROR_CODES)[number];
+export type NackCode = (typeof NACK_CODES)[number];
+/** A request id (`id`), echoed back as `ref`. */
+export type Ref = string | number;
+
+/** True for a stream name nbws accepts. */
+export function validStreamName(name: unknown): name is string {
+  return typeof name === 'string' && STREAM_NAME.test(name);
+}
+
+// --- the field tables ------------------------------------------------------------------
+
+/** What a field holds on the wire (one check per kind, as in messages.py `Kind`). */
+export type Kind = 'stream' | 'int' | 'nat' | 'positive' | 'str' | 'number' | 'bool' | 'ref' | 'enum' | 'json' | 'object';
+
+/** How one field appears on the wire. */
+export interface FieldSpec {
+  readonly wire: string;
+  readonly kind: Kind;
+  readonly required?: boolean;
+  /** Longest string (code points), for `str`. */
+  readonly limit?: number;
+  /** Allowed values, for `enum`. */
+  readonly choices?: readonly string[];
+  /** Sent as `null` when absent (decoded as null, never left out). */
+  readonly keepNull?: boolean;
+}
+
+const req = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({ wire, kind, required: true, ...extra });
+const opt = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({ wire, kind, ...extra });
+const nul = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({ wire, kind, keepNull: true, ...extra });
+
+export type RequestType = 'subscribe' | 'unsubscribe' | 'publish' | 'info';
+export type EventType =
+  | 'welcome'
+  | 'subscribed'
+  | 'unsubscribed'
+  | 'message'
+  | 'end'
+  | 'ack'
+  | 'nack'
+  | 'gap'
+  | 'info'
+  | 'error'
+  | 'status';
+
+/** Client → server messages: their fields, in the order messages.py declares them. */
+export const REQUEST_FIELDS: { readonly [T in RequestType]: readonly FieldSpec[] } = {
+  subscribe: [
+    req('stream', 'stream'),
+    opt('id', 'ref'),
+    opt('since', 'int'),
+    opt('until', 'nat'),
+    opt('epoch', 'str', { limit: MAX_EPOCH_LENGTH }),
+    opt('policy', 'enum', { choices: POLICIES }),
+    opt('max_messages', 'positive'),
+    opt('max_bytes', 'positive')
+  ],
+  unsubscribe: [req('stream', 'stream'), opt('id', 'ref')],
+  publish: [
+    req('stream', 'stream'),
+    opt('payload', 'json'),
+    opt('producer', 'str', { limit: MAX_PRODUCER_LENGTH }),
+    opt('seq', 'nat'),
+    opt('key', 'str', { limit: MAX_KEY_LENGTH }),
+    opt('content_type', 'str', { limit: MAX_CONTENT_TYPE_LENGTH }),
+    opt('id', 'ref')
+  ],
+  info: [req('stream', 'stream'), opt('id', 'ref')]
+};
+
+/** Server → client messages: their fields, in the order messages.py declares them. */
+export const EVENT_FIELDS: { readonly [T in EventType]: readonly FieldSpec[] } = {
+  welcome: [
+    req('protocol', 'str'),
+    req('server', 'str'),
+    req('connection', 'str'),
+    req('max_message_size', 'nat'),
+    req('heartbeat_interval', 'number'),
+    req('dedupe_window', 'nat')
+  ],
+  subscribed: [
+    req('stream', 'stream'),
+    req('epoch', 'str'),
+    req('first', 'nat'),
+    req('next', 'nat'),
+    req('policy', 'enum', { choices: POLICIES }),
+    req('max_messages', 'positive'),
+    req('max_bytes', 'positive'),
+    nul('since', 'int'),
+    nul('ref', 'ref')
+  ],
+  unsubscribed: [req('stream', 'stream'), nul('ref', 'ref')],
+  message: [
+    req('stream', 'stream'),
+    req('offset', 'nat'),
+    req('epoch', 'str'),
+    req('time', 'number'),
+    opt('payload', 'json'),
+    opt('producer', 'str'),
+    opt('seq', 'nat'),
+    opt('key', 'str'),
+    opt('content_type', 'str')
+  ],
+  end: [req('stream', 'stream'), req('next', 'nat')],
+  ack: [
+    req('stream', 'stream'),
+    req('producer', 'str'),
+    req('seq', 'nat'),
+    req('epoch', 'str'),
+    req('duplicate', 'bool'),
+    nul('offset', 'nat')
+  ],
+  nack: [
+    req('stream', 'stream'),
+    req('code', 'enum', { choices: NACK_CODES }),
+    req('reason', 'str'),
+    req('retry', 'bool'),
+    nul('producer', 'str'),
+    nul('seq', 'nat')
+  ],
+  gap: [
+    req('stream', 'stream'),
+    req('from', 'nat'),
+    req('reason', 'enum', { choices: GAP_REASONS }),
+    nul('to', 'nat'),
+    nul('count', 'nat'),
+    nul('epoch', 'str')
+  ],
+  info: [
+    req('stream', 'stream'),
+    req('epoch', 'str'),
+    req('first', 'nat'),
+    req('next', 'nat'),
+    req('history_messages', 'nat'),
+    req('history_bytes', 'nat'),
+    req('rate', 'number'),
+    req('subscribers', 'nat'),
+    req('drops', 'nat'),
+    req('held_acks', 'nat'),
+    nul('ref', 'ref')
+  ],
+  error: [req('code', 'enum', { choices: ERROR_CODES }), req('message', 'str'), nul('ref', 'ref')],
+  status: [req('state', 'enum', { choices: HEALTH_STATES }), opt('reason', 'str')]
+};
+
+// --- message shapes (as decoded: optional fields absent, `keepNull` ones null) ----------
+
+export interface WelcomeMessage {
+  type: 'welcome';
+  protocol: string;
+  server: string;
+  connection: string;
+  max_message_size: number;
+  heartbeat_interval: number;
+  dedupe_window: number;
+}
+
+export interface SubscribedReply {
+  type: 'subscribed';
+  stream: string;
+  epoch: string;
+  first: number;
+  next: number;
+  since: number | null;
+  policy: Policy;
+  max_messages: number;
+  max_bytes: number;
+  ref?: Ref | null;
+}
+
+export interface UnsubscribedReply {
+  type: 'unsubscribed';
+  stream: string;
+  ref: Ref | null;
+}
 
 /** A delivered stream message. */
 export interface StreamMessage {
@@ -15,6 +216,7 @@ export interface StreamMessage {
   producer?: string;
   seq?: number;
   key?: string;
+  /** The JSON payload (absent for a binary message). */
   payload?: unknown;
   binary?: boolean;
   content_type?: string;
@@ -22,16 +224,30 @@ export interface StreamMessage {
   data?: Uint8Array;
 }
 
-export interface SubscribedReply {
-  type: 'subscribed';
+export interface EndMessage {
+  type: 'end';
   stream: string;
-  epoch: string;
-  first: number;
   next: number;
-  since: number | null;
-  policy: string;
-  max_messages: number;
-  max_bytes: number;
+}
+
+export interface AckMessage {
+  type: 'ack';
+  stream: string;
+  producer: string;
+  seq: number;
+  epoch: string;
+  duplicate: boolean;
+  offset: number | null;
+}
+
+export interface NackMessage {
+  type: 'nack';
+  stream: string;
+  code: NackCode;
+  reason: string;
+  retry: boolean;
+  producer: string | null;
+  seq: number | null;
 }
 
 export interface GapMessage {
@@ -40,21 +256,67 @@ export interface GapMessage {
   from: number;
   to: number | null;
   count: number | null;
-  reason: string;
-  epoch?: string;
+  reason: GapReason;
+  epoch?: string | null;
+}
+
+export interface InfoMessage {
+  type: 'info';
+  stream: string;
+  epoch: string;
+  first: number;
+  next: number;
+  history_messages: number;
+  history_bytes: number;
+  rate: number;
+  subscribers: number;
+  drops: number;
+  held_acks: number;
+  ref: Ref | null;
 }
 
 export interface ErrorMessage {
   type: 'error';
-  code: string;
+  code: ErrorCode;
   message: string;
-  ref?: unknown;
+  ref?: Ref | null;
 }
 
 export interface StatusMessage {
   type: 'status';
-  state: string;
+  state: HealthState;
   reason?: string;
+}
+
+/** Any server → client message, as `decodeEvent` returns it. */
+export type ServerEvent =
+  | WelcomeMessage
+  | SubscribedReply
+  | UnsubscribedReply
+  | StreamMessage
+  | EndMessage
+  | AckMessage
+  | NackMessage
+  | GapMessage
+  | InfoMessage
+  | ErrorMessage
+  | StatusMessage;
+
+export interface SubscribeRequest {
+  stream: string;
+  id?: Ref | null;
+  /** null: live only; 0: all history; -k: the last k messages. */
+  since?: number | null;
+  until?: number | null;
+  epoch?: string | null;
+  policy?: Policy | null;
+  max_messages?: number | null;
+  max_bytes?: number | null;
+}
+
+export interface UnsubscribeRequest {
+  stream: string;
+  id?: Ref | null;
 }
 
 /** Any server → client control message (JSON object with a `type`). */
@@ -62,6 +324,276 @@ export interface ControlMessage {
   type: string;
   [key: string]: unknown;
 }
+
+// --- errors -----------------------------------------------------------------------------
+
+/**
+ * A message nbws.v1 does not allow. `code` is the `error` code a server answers with
+ * (`bad-request`, `unknown-type`), or null when `close` is set: the close code for a
+ * peer that does not speak nbws.v1 at all (1007 not JSON, 1008 not an object or a
+ * malformed binary header). `ref` is the message's request id, when it had a valid one.
+ */
+export class ProtocolError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'bad-request' | 'unknown-type' | null,
+    readonly close: 1007 | 1008 | null = null,
+    public ref: Ref | null = null
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+const bad = (message: string) => new ProtocolError(message, 'bad-request');
+const notNbws = (message: string, close: 1007 | 1008) => new ProtocolError(message, null, close);
+
+/** Strings are measured in code points, as Python does. */
+function longerThan(value: string, limit: number): boolean {
+  return value.length > limit && Array.from(value).length > limit;
+}
+
+/** The check of one field kind on a present, non-null value (messages.py `_checker`). */
+function check(spec: FieldSpec, value: unknown, type: string): unknown {
+  const name = spec.wire;
+  switch (spec.kind) {
+    case 'stream':
+      if (!validStreamName(value)) {
+        throw bad(`${type} needs a '${name}' of ${STREAM_RULE}`);
+      }
+      return value;
+    case 'int':
+    case 'nat':
+    case 'positive': {
+      if (typeof value !== 'number' || !Number.isInteger(value)) {
+        throw bad(`'${name}' must be an integer`);
+      }
+      const minimum = spec.kind === 'nat' ? 0 : spec.kind === 'positive' ? 1 : null;
+      if (minimum !== null && value < minimum) {
+        throw bad(`'${name}' must be at least ${minimum}`);
+      }
+      return value;
+    }
+    case 'str':
+      if (typeof value !== 'string') {
+        throw bad(`'${name}' must be a string`);
+      }
+      if (spec.limit && longerThan(value, spec.limit)) {
+        throw bad(`'${name}' is longer than ${spec.limit} characters`);
+      }
+      return value;
+    case 'ref':
+      if ((typeof value === 'number' && Number.isInteger(value)) || (typeof value === 'string' && !longerThan(value, MAX_REF_LENGTH))) {
+        return value;
+      }
+      throw bad(`'${name}' must be an integer or a string of at most ${MAX_REF_LENGTH}`);
+    case 'enum': {
+      const choices = spec.choices ?? [];
+      if (typeof value === 'string' && choices.includes(value)) {
+        return value;
+      }
+      throw bad(`unknown ${name} ${JSON.stringify(value)}; use one of ${choices.join(', ')}`);
+    }
+    case 'number':
+      if (typeof value !== 'number' || !Number.isFinite(value)) {
+        throw bad(`'${name}' must be a finite number`);
+      }
+      return value;
+    case 'bool':
+      if (typeof value !== 'boolean') {
+        throw bad(`'${name}' must be true or false`);
+      }
+      return value;
+    case 'object':
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        throw bad(`'${name}' must be an object`);
+      }
+      return value;
+    default:
+      return value;
+  }
+}
+
+function safeRef(value: unknown): Ref | null {
+  if (typeof value === 'number' && Number.isInteger(value)) {
+    return value;
+  }
+  return typeof value === 'string' && !longerThan(value, MAX_REF_LENGTH) ? value : null;
+}
+
+// --- decoding ---------------------------------------------------------------------------
+
+type Direction = 'request' | 'event';
+const TABLES: Record<Direction, Readonly<Record<string, readonly FieldSpec[]>>> = {
+  request: REQUEST_FIELDS,
+  event: EVENT_FIELDS
+};
+
+/**
+ * Validate a parsed JSON object as a message of `direction`: returns it normalised
+ * (`type` first, optional fields left out when absent or null, `keepNull` ones null,
+ * a JSON payload always present) or throws a `ProtocolError`.
+ */
+export function validateMessage(direction: Direction, obj: Record<string, unknown>, binary = false): ControlMessage {
+  const type = obj.type;
+  const table = typeof type === 'string' && Object.prototype.hasOwnProperty.call(TABLES[direction], type) ? TABLES[direction][type] : null;
+  const ref = safeRef(direction === 'request' ? obj.id : obj.ref);
+  if (table === null) {
+    const error = new ProtocolError(`unknown message type ${type === undefined ? 'None' : JSON.stringify(type)}`, 'unknown-type');
+    error.ref = ref;
+    throw error;
+  }
+  const out: ControlMessage = { type: type as string };
+  try {
+    for (const spec of table) {
+      const value = obj[spec.wire];
+      if (value === undefined || value === null) {
+        if (spec.required) {
+          throw bad(`${type as string} needs '${spec.wire}'`);
+        }
+        if (spec.keepNull || (spec.kind === 'json' && !binary)) {
+          out[spec.wire] = null;
+        }
+        continue;
+      }
+      if (spec.kind === 'json' && binary) {
+        continue;
+      }
+      out[spec.wire] = check(spec, value, type as string);
+    }
+    if (type === 'publish' && direction === 'request') {
+      if ((out.producer === undefined) !== (out.seq === undefined)) {
+        throw bad("'producer' and 'seq' go together (both for an acked publish)");
+      }
+      if (!binary && !('payload' in obj)) {
+        throw bad("publish needs a 'payload' (or send it as a binary message)");
+      }
+    }
+  } catch (error) {
+    if (error instanceof ProtocolError) {
+      error.ref = ref;
+    }
+    throw error;
+  }
+  if (binary) {
+    out.binary = true;
+  }
+  return out;
+}
+
+function parseJson(text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw notNbws(`text frame is not JSON: ${String(error)}`, 1007);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw notNbws('a control message must be a JSON object', 1008);
+  }
+  return value as Record<string, unknown>;
+}
+
+function bytesOf(data: ArrayBuffer | Uint8Array): Uint8Array {
+  return data instanceof Uint8Array ? data : new Uint8Array(data);
+}
+
+/**
+ * Split a binary message into its JSON header and a view of the payload (no copy).
+ * Throws a `ProtocolError` (close 1008) when the header is missing, too long or not a
+ * JSON object.
+ */
+export function splitBinary(data: ArrayBuffer | Uint8Array): { header: Record<string, unknown>; payload: Uint8Array } {
+  const bytes = bytesOf(data);
+  if (bytes.byteLength < 4) {
+    throw notNbws('binary message shorter than its 4-byte header length', 1008);
+  }
+  const size = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, false);
+  if (size > MAX_HEADER_BYTES || size > bytes.byteLength - 4) {
+    throw notNbws(`binary header length ${size} is invalid`, 1008);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(4, 4 + size)));
+  } catch {
+    throw notNbws('binary header is not JSON', 1008);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw notNbws('binary header must be a JSON object', 1008);
+  }
+  return { header: header as Record<string, unknown>, payload: bytes.subarray(4 + size) };
+}
+
+function decode(direction: Direction, data: string | ArrayBuffer | Uint8Array): ControlMessage {
+  if (typeof data === 'string') {
+    return validateMessage(direction, parseJson(data));
+  }
+  const { header, payload } = splitBinary(data);
+  const allowed = direction === 'request' ? 'publish' : 'message';
+  if (header.type !== allowed) {
+    const error = bad(`only ${allowed} may be sent as a binary message`);
+    error.ref = safeRef(direction === 'request' ? header.id : header.ref);
+    throw error;
+  }
+  const message = validateMessage(direction, header, true);
+  message.data = payload;
+  return message;
+}
+
+/**
+ * Decode a server → client WebSocket message (a string from a text frame, an
+ * ArrayBuffer from a binary one). Throws a `ProtocolError` for anything nbws.v1 does
+ * not allow; fields are checked as the Python client checks them.
+ */
+export function decodeEvent(data: string | ArrayBuffer | Uint8Array): ServerEvent {
+  return decode('event', data) as unknown as ServerEvent;
+}
+
+/** Decode a client → server message (what a server or a test sees); as `decodeEvent`. */
+export function decodeRequest(data: string | ArrayBuffer | Uint8Array): ControlMessage {
+  return decode('request', data);
+}
+
+// --- encoding ---------------------------------------------------------------------------
+
+/**
+ * The JSON text of a client → server request, with its fields checked: optional fields
+ * that are null or undefined are left out. Throws a `ProtocolError` (`bad-request`) for
+ * a missing or invalid field, or one the message does not have.
+ */
+export function encodeRequest(type: 'subscribe' | 'unsubscribe' | 'info', fields: Readonly<Record<string, unknown>>): string {
+  const table = REQUEST_FIELDS[type];
+  const known = new Set(table.map(spec => spec.wire));
+  for (const name of Object.keys(fields)) {
+    if (!known.has(name) && name !== 'type') {
+      throw bad(`${type} has no field '${name}'`);
+    }
+  }
+  const out: Record<string, unknown> = { type };
+  for (const spec of table) {
+    const value = fields[spec.wire];
+    if (value === undefined || value === null) {
+      if (spec.required) {
+        throw bad(`${type} needs '${spec.wire}'`);
+      }
+      continue;
+    }
+    out[spec.wire] = check(spec, value, type);
+  }
+  return JSON.stringify(out);
+}
+
+/** The text of a `subscribe` request (see `SubscribeRequest`). */
+export function encodeSubscribe(request: SubscribeRequest): string {
+  return encodeRequest('subscribe', request as unknown as Record<string, unknown>);
+}
+
+/** The text of an `unsubscribe` request. */
+export function encodeUnsubscribe(request: UnsubscribeRequest): string {
+  return encodeRequest('unsubscribe', request as unknown as Record<string, unknown>);
+}
+
+// --- lenient parsing (kept for callers that only need `type`) ---------------------------
 
 /** Parse a text frame; null if it is not a JSON object with a `type`. */
 export function parseText(data: string): ControlMessage | null {
@@ -78,21 +610,20 @@ export function parseText(data: string): ControlMessage | null {
   return typeof type === 'string' ? (value as ControlMessage) : null;
 }
 
-/** Split a binary message into its JSON header and payload; null if malformed. */
+/** Split a binary message into its JSON header (with `data`: the payload); null if malformed. */
 export function parseBinary(buffer: ArrayBuffer): ControlMessage | null {
-  if (buffer.byteLength < 4) {
+  let parts: { header: Record<string, unknown>; payload: Uint8Array };
+  try {
+    parts = splitBinary(buffer);
+  } catch {
     return null;
   }
-  const size = new DataView(buffer).getUint32(0, false);
-  if (size > buffer.byteLength - 4) {
+  const type = parts.header.type;
+  if (typeof type !== 'string') {
     return null;
   }
-  const headerText = new TextDecoder().decode(new Uint8Array(buffer, 4, size));
-  const header = parseText(headerText);
-  if (header === null) {
-    return null;
-  }
-  header.data = new Uint8Array(buffer, 4 + size);
+  const header = parts.header as ControlMessage;
+  header.data = parts.payload;
   return header;
 }
 

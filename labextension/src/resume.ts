@@ -9,6 +9,37 @@
  * epoch the bookkeeping starts over. Pure: no socket, no clock.
  */
 
+/**
+ * The `since` to send when (re)subscribing: the same arithmetic as `resume_since` in
+ * `nbws/protocol/messages.py` (both run `tests/vectors/resume.json`).
+ *
+ * @param lastOffset the last offset received in the current epoch, or null if none was.
+ * @param requested the `since` the subscription was first opened with.
+ * @param bounds `first` and `next` of the last `subscribed` reply in the current epoch,
+ *   if one came: where that subscription started delivering.
+ * @returns `lastOffset + 1` once anything arrived (no gap, no duplicate). Before that,
+ *   where the confirmed subscription started (live only: `next`; the last k:
+ *   `max(first, next - k)`; an offset: that offset), so what was published while
+ *   disconnected still comes and "last k" is not replayed twice. With neither, the
+ *   original request.
+ */
+export function resumeSince(
+  lastOffset: number | null,
+  requested: number | null,
+  bounds: { first: number; next: number } | null = null
+): number | null {
+  if (lastOffset !== null) {
+    return lastOffset + 1;
+  }
+  if (bounds === null || (requested !== null && requested >= 0)) {
+    return requested;
+  }
+  if (requested === null) {
+    return bounds.next;
+  }
+  return Math.max(bounds.first, bounds.next + requested);
+}
+
 /** The part of a `subscribe` request that depends on what was received so far. */
 export interface ResumePoint {
   since: number | null;
@@ -28,7 +59,7 @@ export interface GapNotice {
   to: number | null;
   count: number | null;
   reason: string;
-  epoch?: string;
+  epoch?: string | null;
 }
 
 export class ResumeState {
@@ -58,19 +89,14 @@ export class ResumeState {
 
   /** What the next `subscribe` asks for. */
   resumePoint(): ResumePoint {
-    if (this.lastOffset !== null) {
-      const point: ResumePoint = { since: this.lastOffset + 1 };
-      if (this.epoch !== null) {
-        point.epoch = this.epoch;
-      }
-      return point;
+    // Subscribed before but nothing arrived yet: `cursor` is where that subscription
+    // started, so messages published while disconnected still come.
+    const since = resumeSince(this.lastOffset, this.cursor ?? this.initialSince);
+    const point: ResumePoint = { since };
+    if ((this.lastOffset !== null || this.cursor !== null) && this.epoch !== null) {
+      point.epoch = this.epoch;
     }
-    if (this.cursor !== null && this.epoch !== null) {
-      // Subscribed before but nothing arrived yet: continue from where that
-      // subscription started, so messages published while disconnected still come.
-      return { since: this.cursor, epoch: this.epoch };
-    }
-    return { since: this.initialSince };
+    return point;
   }
 
   /**
@@ -85,13 +111,7 @@ export class ResumeState {
       this.cursor = reply.first;
     } else if (this.lastOffset === null) {
       // Where this subscription starts delivering (the server's cursor).
-      if (requested === null) {
-        this.cursor = reply.next;
-      } else if (requested < 0) {
-        this.cursor = Math.max(reply.first, reply.next + requested);
-      } else {
-        this.cursor = requested;
-      }
+      this.cursor = resumeSince(null, requested, reply);
     }
     return changed;
   }
@@ -118,7 +138,7 @@ export class ResumeState {
     this.gaps += 1;
     this.missed += notice.count ?? 0;
     if (notice.reason === 'epoch') {
-      if (notice.epoch !== undefined) {
+      if (notice.epoch !== undefined && notice.epoch !== null) {
         this.adoptEpoch(notice.epoch);
       }
       return;

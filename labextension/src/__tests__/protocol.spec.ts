@@ -1,4 +1,18 @@
-import { fieldOf, formatNumber, formatRate, formatValue, numericValue, parseBinary, parseText, StreamMessage } from '../protocol';
+import {
+  decodeEvent,
+  encodeSubscribe,
+  encodeUnsubscribe,
+  fieldOf,
+  formatNumber,
+  formatRate,
+  formatValue,
+  MAX_HEADER_BYTES,
+  numericValue,
+  parseBinary,
+  parseText,
+  ProtocolError,
+  StreamMessage
+} from '../protocol';
 import { closeCodeName, payloadText } from '../framefmt';
 import { browserCloseCodeProblem, fragmentSize } from '../rules';
 import { MODULE_VERSION } from '../version';
@@ -43,6 +57,70 @@ describe('parsing', () => {
     new DataView(buffer).setUint32(0, 1000, false);
     expect(parseBinary(buffer)).toBeNull();
     expect(parseBinary(new ArrayBuffer(2))).toBeNull();
+  });
+});
+
+describe('encoding requests', () => {
+  it('leaves out optional fields that are null or undefined', () => {
+    expect(JSON.parse(encodeSubscribe({ stream: 'prices', id: 1, since: null, epoch: undefined }))).toEqual({
+      type: 'subscribe',
+      stream: 'prices',
+      id: 1
+    });
+    expect(JSON.parse(encodeUnsubscribe({ stream: 'prices', id: 'u' }))).toEqual({ type: 'unsubscribe', stream: 'prices', id: 'u' });
+  });
+
+  it('refuses what the server would refuse, before sending it', () => {
+    const refused = (f: () => unknown): ProtocolError => {
+      try {
+        f();
+      } catch (error) {
+        return error as ProtocolError;
+      }
+      throw new Error('not refused');
+    };
+    expect(refused(() => encodeSubscribe({ stream: 'a b' })).code).toBe('bad-request');
+    expect(refused(() => encodeSubscribe({ stream: 's', since: 1.5 })).message).toBe("'since' must be an integer");
+    expect(refused(() => encodeSubscribe({ stream: 's', max_messages: 0 })).message).toBe("'max_messages' must be at least 1");
+    expect(refused(() => encodeSubscribe({ stream: 's', policy: 'nope' as never })).message).toMatch(/use one of drop-oldest, /);
+    expect(refused(() => encodeSubscribe({ stream: 's', maxMessages: 5 } as never)).message).toBe("subscribe has no field 'maxMessages'");
+    expect(refused(() => encodeUnsubscribe({} as never)).message).toBe("unsubscribe needs 'stream'");
+  });
+
+  it('measures string limits in code points, as the server does', () => {
+    expect(() => encodeSubscribe({ stream: 's', epoch: '\u{1F600}'.repeat(64) })).not.toThrow();
+    expect(() => encodeSubscribe({ stream: 's', epoch: '\u{1F600}'.repeat(65) })).toThrow(ProtocolError);
+  });
+});
+
+describe('decoding events', () => {
+  it('returns typed messages with null for the fields nbws sends as null', () => {
+    const gap = decodeEvent('{"type":"gap","stream":"s","from":3,"reason":"epoch"}');
+    expect(gap).toEqual({ type: 'gap', stream: 's', from: 3, reason: 'epoch', to: null, count: null, epoch: null });
+    const message = decodeEvent('{"type":"message","stream":"s","offset":1,"epoch":"e","time":2}');
+    expect(message).toEqual({ type: 'message', stream: 's', offset: 1, epoch: 'e', time: 2, payload: null });
+  });
+
+  it('decodes a binary message with its payload as a view', () => {
+    const payload = new Uint8Array([9, 8, 7]);
+    const decoded = decodeEvent(binaryMessage({ type: 'message', stream: 's', offset: 0, epoch: 'e', time: 1, binary: true }, payload));
+    expect(decoded.type).toBe('message');
+    const message = decoded as StreamMessage;
+    expect(message.binary).toBe(true);
+    expect(message.payload).toBeUndefined();
+    expect(Array.from(message.data as Uint8Array)).toEqual([9, 8, 7]);
+  });
+
+  it('refuses a binary header over the limit, as the lenient parser does', () => {
+    const header = { type: 'message', key: 'k'.repeat(MAX_HEADER_BYTES) };
+    const buffer = binaryMessage(header, new Uint8Array([1]));
+    expect(() => decodeEvent(buffer)).toThrow(/binary header length/);
+    expect(parseBinary(buffer)).toBeNull();
+  });
+
+  it('says which field is wrong', () => {
+    expect(() => decodeEvent('{"type":"end","stream":"s","next":-1}')).toThrow("'next' must be at least 0");
+    expect(() => decodeEvent('{"type":"status","state":"fine"}')).toThrow('unknown state "fine"; use one of ok, degraded');
   });
 });
 

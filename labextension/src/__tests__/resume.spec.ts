@@ -1,4 +1,4 @@
-import { Backoff, ResumeState } from '../resume';
+import { Backoff, ResumeState, resumeSince } from '../resume';
 
 const reply = (epoch: string, first: number, next: number) => ({ epoch, first, next });
 
@@ -63,6 +63,16 @@ describe('ResumeState', () => {
     expect(r.resumePoint()).toEqual({ since: 1, epoch: 'e2' });
   });
 
+  it('keeps its epoch on an epoch gap whose new epoch is null (unknown)', () => {
+    const r = new ResumeState(0);
+    r.subscribed(reply('e1', 0, 10), 0);
+    r.accept({ offset: 3, epoch: 'e1' });
+    r.gap({ from: 4, to: null, count: null, reason: 'epoch', epoch: null });
+    expect(r.epoch).toBe('e1');
+    expect(r.epochChanges).toBe(0);
+    expect(r.resumePoint()).toEqual({ since: 4, epoch: 'e1' });
+  });
+
   it('resumes after a dropped or history gap, not inside it', () => {
     const r = new ResumeState(0);
     r.subscribed(reply('e1', 0, 10), 0);
@@ -117,5 +127,15 @@ describe('Backoff', () => {
   it('jitters down by at most 20%', () => {
     const b = new Backoff(1000, 1000, () => 0);
     expect(b.next()).toBe(800);
+  });
+});
+
+describe('resumeSince', () => {
+  it('is what ResumeState asks for after an empty subscription', () => {
+    for (const requested of [null, 0, 7, -10, -100]) {
+      const r = new ResumeState(requested);
+      r.subscribed(reply('e1', 25, 40), requested);
+      expect(r.resumePoint().since).toBe(resumeSince(null, requested, { first: 25, next: 40 }));
+    }
   });
 });
