@@ -639,15 +639,16 @@ def _decode(
     header, payload = split_binary(data)  # type: ignore[arg-type]
     kind = header.get("type")
     cls = Publish if registry is REQUESTS else Message
+    ref = _safe_ref(header.get("id") if registry is REQUESTS else header.get("ref"))
     if kind != cls.TYPE:
         exc = BadRequest(f"only {cls.TYPE} may be sent as a binary message")
-        exc.ref = _safe_ref(header.get("id"))
+        exc.ref = ref
         raise exc
     header.pop("payload", None)
     try:
         message = _build(cls, header, {"payload": bytes(payload), "binary": True})
     except BadRequest as exc:
-        exc.ref = _safe_ref(header.get("id"))
+        exc.ref = ref
         if cls is Publish:
             exc.publish = _publish_identity(header)
         raise
