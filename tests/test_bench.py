@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from nbws.bench.scenarios import FANOUT_STREAM, fanout_bodies
+from nbws.protocol import messages
+
 SCENARIOS = (
     "fan-out",
     "echo",
@@ -59,3 +62,12 @@ def test_bench_rejects_unknown_scenarios():
         timeout=60,
     )
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_fanout_sends_valid_nbws_requests():
+    """The bench's pre-encoded frames are what the message layer encodes and decodes."""
+    subscribe, bodies = fanout_bodies(3)
+    assert messages.decode_request(subscribe) == messages.Subscribe(FANOUT_STREAM)
+    decoded = [messages.decode_request(body) for body in bodies]
+    assert decoded == [messages.Publish(FANOUT_STREAM, {"i": i, "v": 1.5}) for i in range(3)]
+    assert all(not p.acked for p in decoded)

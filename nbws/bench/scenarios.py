@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol.messages import Publish, Subscribe, encode
 from .base import Row, server
 from .comm import comm_updates
 from .idle import idle_connections
@@ -19,18 +20,39 @@ from .latency import latency
 from .polling import polling
 from .wsclient import FrameCounter, client_frame, open_peer
 
-__all__ = ["SCENARIOS", "Row", "acked_publish", "echo", "fanout", "fragmented"]
+__all__ = [
+    "FANOUT_STREAM",
+    "SCENARIOS",
+    "Row",
+    "acked_publish",
+    "echo",
+    "fanout",
+    "fanout_bodies",
+    "fragmented",
+]
 
 
 # --- fan-out -------------------------------------------------------------------------
+
+FANOUT_STREAM = "bench"
+
+
+def fanout_bodies(count: int) -> tuple[bytes, list[bytes]]:
+    """The subscribe request and ``count`` publishes of the fan-out scenario, encoded
+    once before any clock starts."""
+    subscribe = encode(Subscribe(FANOUT_STREAM)).data
+    return subscribe, [
+        encode(Publish(FANOUT_STREAM, {"i": i, "v": 1.5})).data for i in range(count)
+    ]
 
 
 async def _fanout_once(port: int, path: str, subscribers: int, messages: int, nbws: bool) -> float:
     peers = [await open_peer(port, path, "nbws.v1" if nbws else None) for _ in range(subscribers)]
     overhead = 2 if nbws else 0  # welcome + subscribed
+    subscribe, bodies = fanout_bodies(messages)
     if nbws:
         for peer in peers:
-            peer.writer.write(client_frame(b'{"type":"subscribe","stream":"bench"}'))
+            peer.writer.write(client_frame(subscribe))
     publisher = await open_peer(port, path, "nbws.v1" if nbws else None)
     done = 0
     all_done = asyncio.get_running_loop().create_future()
@@ -60,12 +82,8 @@ async def _fanout_once(port: int, path: str, subscribers: int, messages: int, nb
         await asyncio.wait_for(ready, 30)
     else:
         await asyncio.sleep(0.2)  # tornado has no subscribe reply; let opens settle
-    frames = [
-        client_frame(b'{"type":"publish","stream":"bench","payload":{"i":%d,"v":1.5}}' % i)
-        if nbws
-        else client_frame(b'{"type":"message","payload":{"i":%d,"v":1.5}}' % i)
-        for i in range(messages)
-    ]
+    # The tornado baseline relays the same publish frames to its clients as they are.
+    frames = [client_frame(body) for body in bodies]
     start = time.perf_counter()
     for i in range(0, messages, 100):
         publisher.writer.write(b"".join(frames[i : i + 100]))
