@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import asyncio
 
+from websockets.frames import Opcode
+
+from ..protocol.messages import PROTOCOL, Welcome, decode_event
 from .base import Row, raise_nofile, server
-from .wsclient import Peer, open_peer, read_json
+from .wsclient import Peer, open_peer
 
 __all__ = ["idle_connections"]
 
 TARGET = "<= 20 KB"
 CONCURRENT_OPENS = 100  # in-flight handshakes; more only overflows the listen backlog
+
+
+async def _welcome(peer: Peer) -> Welcome:
+    """The connection's ``welcome``, checked by the message layer."""
+    while True:
+        opcode, payload = await peer.next_frame()
+        if opcode == Opcode.TEXT:
+            event = decode_event(payload)
+            if isinstance(event, Welcome):
+                return event
 
 
 async def _open_many(port: int, path: str, protocol: str | None, count: int) -> list[Peer]:
@@ -25,8 +38,8 @@ async def _open_many(port: int, path: str, protocol: str | None, count: int) -> 
     async def one() -> Peer:
         async with gate:
             peer = await open_peer(port, path, protocol)
-            if protocol == "nbws.v1":
-                await read_json(peer, "welcome")
+            if protocol == PROTOCOL:
+                await _welcome(peer)
             return peer
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
@@ -62,9 +75,7 @@ def idle_connections(quick: bool) -> list[Row]:
         raise RuntimeError(f"idle: need {fds} file descriptors; the hard limit is lower")
     limit = f"max_connections={count + 100}"
     with server("nbws", "--set", limit, nofile=fds) as (port, proc):
-        ours, ours_total = asyncio.run(
-            _per_connection(port, proc.pid, "/nbws/ws", "nbws.v1", count)
-        )
+        ours, ours_total = asyncio.run(_per_connection(port, proc.pid, "/nbws/ws", PROTOCOL, count))
     with server("tornado", nofile=fds) as (port, proc):
         theirs, theirs_total = asyncio.run(_per_connection(port, proc.pid, "/echo", None, count))
     kib = 1024
