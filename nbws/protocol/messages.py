@@ -15,6 +15,10 @@ else in nbws builds or picks apart a protocol dict.
   as stored, never re-serialised per subscriber.
 - :func:`resume_since` is the resume arithmetic (``since = last + 1``) every client uses.
 
+``python -m nbws.protocol.messages --schema docs/nbws.v1.schema.json`` rewrites the
+schema (a test checks it is current). ``tests/vectors/*.json`` are example messages that
+this module and the labextension's ``protocol.ts`` must decode (or refuse) alike.
+
 The binary layout: a 4-byte big-endian header length, the JSON header, the payload.
 """
 
