@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from traitlets import Dict, Enum, TraitError, Unicode, validate
 
+from .._redact import redact_text, redact_url
 from ._base import NbwsWidget
 
 __all__ = ["FrameInspector", "FrameSourceLike", "KernelFeed", "inspect_connection", "record_dict"]
@@ -67,7 +68,9 @@ class FrameInspector(NbwsWidget):
     label = Unicode(help="Tap label for the browser's connection.").tag(sync=True)
     options = Dict(help="Query options of the browser's echo connection.").tag(sync=True)
     source = Enum(["browser", "kernel"], "browser", help="Who makes the connection.").tag(sync=True)
-    url = Unicode("", help="The kernel connection's URL (kernel source).").tag(sync=True)
+    url = Unicode(
+        "", help="The kernel connection's URL (kernel source), tokens and passwords redacted."
+    ).tag(sync=True)
 
     _feed: KernelFeed | None = None
 
@@ -85,6 +88,11 @@ class FrameInspector(NbwsWidget):
             label=label or f"inspector-{secrets.token_hex(4)}",
             **kwargs,
         )
+
+    @validate("url")
+    def _check_url(self, proposal: dict[str, Any]) -> str:
+        # Synced state is saved in the notebook: a token must never reach it.
+        return redact_url(str(proposal["value"]))
 
     @validate("endpoint")
     def _check_endpoint(self, proposal: dict[str, Any]) -> str:
@@ -196,10 +204,11 @@ class KernelFeed:
         state = getattr(self.conn, "state", None)
         name = getattr(state, "name", None) or (str(state) if state is not None else "open")
         code = getattr(self.conn, "close_code", None)
-        detail = f"{getattr(self.conn, 'url', '')} {name}".strip()
+        detail = f"{redact_url(str(getattr(self.conn, 'url', '')))} {name}".strip()
         if code is not None:
             reason = getattr(self.conn, "close_reason", "")
             detail += f"; the server closed with {code}" + (f" {reason!r}" if reason else "")
+        detail = redact_text(detail)
         message: dict[str, Any] = {
             "type": "state",
             "state": name.lower(),
@@ -211,7 +220,7 @@ class KernelFeed:
         self.widget.send(message)
 
     def _note(self, text: str, problem: bool = False, view: str | None = None) -> None:
-        message: dict[str, Any] = {"type": "note", "text": text, "problem": problem}
+        message: dict[str, Any] = {"type": "note", "text": redact_text(text), "problem": problem}
         if view is not None:
             message["view"] = view
         self.widget.send(message)
