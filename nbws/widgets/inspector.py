@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -131,6 +132,11 @@ class KernelFeed:
 
     Frames arrive on the connection's threads; they are batched (every 50 ms, at most
     ``max_frames`` pending, the oldest dropped and counted) into custom comm messages.
+
+    Each frame is numbered once (``seq``, from 1) and the newest ``max_frames`` are kept
+    with their numbers. A view asks for a replay when it starts, but the kernel answers
+    only when it is idle: under "Run All" the view has meanwhile received the same frames
+    live. The numbers let it show each frame once, in order.
     """
 
     def __init__(
@@ -147,15 +153,37 @@ class KernelFeed:
         self.reconnect = reconnect
         self.dropped = 0
         self._pending: list[dict[str, Any]] = []
+        self._history: deque[dict[str, Any]] = deque(maxlen=max_frames)
+        self._seq = 0
+        self._early: list[Any] | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._attached = False
 
-    def attach(self) -> None:
-        """Start forwarding frames and answering the view."""
+    def attach(self, *, announce: bool = False) -> None:
+        """Start forwarding frames and answering the view.
+
+        Args:
+            announce: also send the frames the connection recorded before (a new
+                connection after Reconnect, whose views are already showing).
+        """
+        with self._lock:
+            self._early = []  # frames delivered while the records are read
+        self._attached = True
         self.conn.on_frame(self._on_frame)
         self.widget.on_msg(self._on_view_message)
-        self._attached = True
+        # Read without holding our lock: the connection calls _on_frame under its own.
+        recorded = list(self.conn.records)
+        with self._lock:
+            early, self._early = self._early or [], None
+            delivered = {id(item) for item in early}
+            before = [self._number(r) for r in recorded if id(r) not in delivered]
+            during = [self._number(r) for r in early]
+            if announce:
+                self._pending.extend(before)
+            self._pending.extend(during)
+        if (before and announce) or during:
+            self._schedule()
 
     def detach(self) -> None:
         """Stop forwarding (the connection itself stays as it is)."""
@@ -173,15 +201,29 @@ class KernelFeed:
 
     # --- frames -> view ---------------------------------------------------------------
 
+    def _number(self, record: Any) -> dict[str, Any]:
+        """The record as the view reads it, with the next ``seq`` (call with the lock)."""
+        self._seq += 1
+        frame = {**record_dict(record), "seq": self._seq}
+        self._history.append(frame)
+        return frame
+
     def _on_frame(self, record: Any) -> None:
         if not self._attached:
             return
         with self._lock:
-            self._pending.append(record_dict(record))
+            if self._early is not None:
+                self._early.append(record)
+                return
+            self._pending.append(self._number(record))
             if len(self._pending) > self.max_frames:
                 del self._pending[0]
                 self.dropped += 1
-            if self._timer is None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        with self._lock:
+            if self._timer is None and self._attached:
                 self._timer = threading.Timer(FLUSH_SECONDS, self.flush)
                 self._timer.daemon = True
                 self._timer.start()
@@ -239,7 +281,8 @@ class KernelFeed:
         conn: Any = self.conn
         if action == "replay":
             view = str(content.get("view", ""))
-            frames = [record_dict(r) for r in list(conn.records)[-self.max_frames :]]
+            with self._lock:
+                frames = list(self._history)
             self.widget.send({"type": "frames", "frames": frames, "view": view})
             self._send_state(view)
         elif action == "text":
@@ -286,7 +329,7 @@ class KernelFeed:
         self.detach()
         self.conn = new
         self.widget.url = str(getattr(new, "url", self.widget.url))
-        self.attach()
+        self.attach(announce=True)
         self._note("reconnected")
         self.flush()
 

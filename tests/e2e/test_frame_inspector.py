@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Locator, Page, expect
 
-from .browser import open_notebook, run_cell, screenshot
+from .browser import open_notebook, run_all, run_cell, screenshot
 from .lab import LabServer, write_notebook
 
 XSS = '<img src=x onerror="window.__nbwsXss=1">'
@@ -116,3 +116,32 @@ def test_kernel_inspector_sends_fragments_and_pings(page: Page, lab: LabServer) 
         '1000 normal closure "bye"'
     )
     screenshot(view, "frame-inspector-kernel")
+
+
+def test_kernel_inspector_under_run_all_lists_each_frame_once(page: Page, lab: LabServer) -> None:
+    """Notebook 04's pattern run in one go: the view attaches while the next cells send
+    frames, gets them live, then gets its replay once the kernel is idle. Each frame is
+    listed once (it was listed twice: 30 rows for 15 frames)."""
+    url = f"ws://127.0.0.1:{lab.port}/nbws/echo?token={lab.token}"
+    name = write_notebook(
+        lab.root,
+        "inspector-run-all.ipynb",
+        [
+            f"from nbws.explore import connect\nconn = connect({url!r})\nconn",
+            "import time\ntime.sleep(2)  # the view attaches while the kernel is busy",
+            "for i in range(5):\n    conn.text(f'message {i}')\n    conn.receive()",
+            "time.sleep(2)\nconn.text('last')\nconn.receive()",
+        ],
+    )
+    open_notebook(page, lab, name)
+    run_all(page)
+    view = page.locator(".nbws-inspector")
+    expect(view.locator(".nbws-status")).to_have_attribute("data-state", "open")
+    texts = view.locator('.nbws-frame-row[data-opcode="TEXT"]')
+    expect(texts.filter(has_text="last")).to_have_count(2)  # sent and echoed
+    expect(texts).to_have_count(12)
+    indices = view.locator(".nbws-frame-row:not(.nbws-frame-header) .nbws-frame-index")
+    shown = indices.all_text_contents()
+    assert len(shown) == len(set(shown)), shown
+    assert [int(i) for i in shown] == sorted(int(i) for i in shown)
+    assert view.get_attribute("data-frames") == str(len(shown))
