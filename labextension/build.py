@@ -220,7 +220,7 @@ def ensure_built(
     build(cache)  # npm always writes nbws/labextension (package.json's outputDir)
     if not (OUTPUT / "static" / "style.js").is_file():
         raise SystemExit(f"the build did not produce {OUTPUT / 'static' / 'style.js'}")
-    store(key, cache)
+    store(key, cache, OUTPUT)
     if output != OUTPUT:
         restore(key, cache, output)
     return f"labextension built and cached as {key} in {time.perf_counter() - started:.1f} s"

@@ -44,14 +44,22 @@ def test_a_cache_miss_says_it_builds_with_npm_and_how_long_that_takes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build = build_script()
-    steps: list[str] = []
-    monkeypatch.setattr(build, "build", lambda cache=None, root=None: steps.append("build"))
-    with pytest.raises(SystemExit, match="did not produce"):
-        build.ensure_built(cache=tmp_path / "empty", output=tmp_path / "out")
+    built = tmp_path / "built"  # where npm would write (nbws/labextension)
+
+    def fake_build(cache: Path | None = None, root: Path | None = None) -> None:
+        (built / "static").mkdir(parents=True)
+        (built / "package.json").write_text("{}")
+        (built / "static" / "style.js").write_text("")
+
+    monkeypatch.setattr(build, "OUTPUT", built)
+    monkeypatch.setattr(build, "build", fake_build)
+    output = tmp_path / "out"
+    result = build.ensure_built(cache=tmp_path / "cache", output=output)
     shown = capsys.readouterr().out
-    assert steps == ["build"]
     assert "no cached build" in shown and "npm ci" in shown and "npm run build:prod" in shown
     assert "minutes" in shown
+    assert result.startswith("labextension built and cached as ")
+    assert (output / "static" / "style.js").is_file()
 
 
 def test_a_long_step_streams_its_output_with_a_heartbeat_and_its_elapsed_time(
