@@ -216,3 +216,18 @@ async def test_a_failing_frame_listener_logs_no_token(
         await asyncio.to_thread(run)
     assert caplog.records
     assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("server_options", [{"token": TOKEN}])
+async def test_a_scenario_that_fails_does_not_quote_the_token(nbws_server: Any) -> None:
+    from nbws.explore.scenarios import Scenario, ScenarioTable
+
+    def body(conn: Any, ctx: Any) -> Any:
+        raise RuntimeError(f"gave up on {conn.url}")
+
+    scenario = Scenario("leaky", "a failing experiment", "nothing", body)
+    outcome = await asyncio.to_thread(scenario.run, nbws_server.url())
+    assert "gave up on ws://" in outcome.observed
+    table = ScenarioTable([outcome])
+    for shown in (outcome.observed, str(outcome), repr(table), table._repr_html_()):
+        assert TOKEN not in shown
