@@ -177,7 +177,10 @@ class KernelFeed:
         with self._lock:
             early, self._early = self._early or [], None
             delivered = {id(item) for item in early}
-            before = [self._number(r) for r in recorded if id(r) not in delivered]
+            older = [r for r in recorded if id(r) not in delivered]
+            kept = older[-self.max_frames :] if self.max_frames else []
+            self._seq += len(older) - len(kept)  # numbered, but past what is kept
+            before = [self._number(r) for r in kept]
             during = [self._number(r) for r in early]
             if announce:
                 self._pending.extend(before)

@@ -264,3 +264,22 @@ def test_a_frame_arriving_while_the_feed_attaches_is_numbered_once() -> None:
         assert [(f["seq"], f["preview"]) for f in replay["frames"]] == [(1, "earlier"), (2, "late")]
     finally:
         widget.close()
+
+
+def test_a_long_recording_is_numbered_in_full_and_replayed_newest_first_kept() -> None:
+    conn = StandIn()
+    conn.records += [record("out", 1, f"r{i}".encode()) for i in range(2, 21)]
+    widget = inspect_connection(conn, max_frames=5)
+    sent = Sent(widget)
+    try:
+        click(widget, {"action": "replay", "view": "v"})
+        [replay] = sent.of("frames")
+        assert [(f["seq"], f["preview"]) for f in replay["frames"]] == [
+            (16, "r16"),
+            (17, "r17"),
+            (18, "r18"),
+            (19, "r19"),
+            (20, "r20"),
+        ]
+    finally:
+        widget.close()
