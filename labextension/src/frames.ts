@@ -10,7 +10,7 @@
  *   through the widget's comm (see widgets.ts); that side can send any frame.
  */
 
-import { wsUrl } from './connection';
+import { redactSecrets, wsUrl } from './connection';
 import { parseText } from './protocol';
 import { browserCloseCodeProblem, fragmentSize } from './rules';
 import { describeClose } from './subscription';
@@ -228,7 +228,7 @@ export class BrowserFrameSource implements FrameSource {
         break;
       case 'attached': {
         const query = message.query ? `?${new URLSearchParams(message.query as Record<string, string>).toString()}` : '';
-        sink.note(`tap attached to connection ${String(message.connection)} (${String(message.path)}${query.replace(/token=[^&]*/, 'token=…')})`);
+        sink.note(redactSecrets(`tap attached to connection ${String(message.connection)} (${String(message.path)}${query})`));
         break;
       }
       case 'dropped':
@@ -339,7 +339,7 @@ export class BrowserFrameSource implements FrameSource {
     try {
       this.echo.close(code, reason);
     } catch (error) {
-      this.sink?.note(`close refused by the browser: ${String(error)}`, true);
+      this.sink?.note(redactSecrets(`close refused by the browser: ${String(error)}`), true);
     }
   }
 

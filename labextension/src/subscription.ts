@@ -8,7 +8,7 @@
 
 import { ServerConnection } from '@jupyterlab/services';
 
-import { diagnose, serverSettings, wsUrl } from './connection';
+import { diagnose, redactSecrets, serverSettings, wsUrl } from './connection';
 import {
   ControlMessage,
   GapMessage,
@@ -106,7 +106,7 @@ export class StreamSubscription {
     try {
       socket = new WebSocket(wsUrl('nbws/ws', {}, this.settings), PROTOCOL);
     } catch (error) {
-      this.report('retrying', `cannot open a WebSocket: ${String(error)}`, true);
+      this.report('retrying', `cannot open a WebSocket: ${redactSecrets(String(error), this.settings)}`, true);
       return;
     }
     socket.binaryType = 'arraybuffer';

@@ -100,3 +100,26 @@ describe('StreamSubscription status', () => {
     expect(statuses.map(s => s.detail)).toEqual(['connecting to nbws/ws for "s"', 'live']);
   });
 });
+
+describe('StreamSubscription errors', () => {
+  const original = (globalThis as { WebSocket?: unknown }).WebSocket;
+
+  afterEach(() => {
+    (globalThis as { WebSocket?: unknown }).WebSocket = original;
+  });
+
+  it('never shows the token a browser error quotes', () => {
+    (globalThis as { WebSocket?: unknown }).WebSocket = class {
+      constructor(url: string) {
+        throw new Error(`Failed to construct 'WebSocket': The URL '${url}' is invalid.`);
+      }
+    };
+    const withToken = { ...settings, token: 'page-token-123' } as unknown as ServerConnection.ISettings;
+    const subscription = new StreamSubscription('s', { since: null, settings: withToken }, { message: () => undefined });
+    subscription.start();
+    expect(subscription.status.state).toBe('retrying');
+    expect(subscription.status.detail).toContain("The URL 'ws://lab.invalid/nbws/ws?token=…' is invalid");
+    expect(subscription.status.detail).not.toContain('page-token-123');
+    subscription.dispose();
+  });
+});
