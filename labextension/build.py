@@ -12,6 +12,10 @@ why CI runs this first.
 TypeScript unit tests need it): restored from ``<cache>/node_modules-<lock hash>.tar``, or
 installed with ``npm ci`` and then saved there.
 
+Each step says what it does: the restore from the cache, or ``npm ci`` and ``npm run
+build:prod`` (about two minutes on a first build) with npm's own output, a heartbeat line
+while a step is quiet, and its elapsed time.
+
 Usage: ``python labextension/build.py [--node-modules] [--force] [--key] [--cache-dir DIR]``
 """
 
@@ -23,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +50,7 @@ KEEP_ENTRIES = 5
 KEEP_NODE_MODULES = 2
 KEY_FORMAT = b"nbws-labextension-1\n"
 LOCK_STAMP = ".nbws-lock-sha256"
+HEARTBEAT_SECONDS = 15.0
 
 
 def input_key(root: Path = HERE) -> str:
@@ -114,9 +120,31 @@ def store(key: str, cache: Path, output: Path = OUTPUT) -> Path:
     return entry
 
 
-def _run(command: list[str]) -> None:
-    print("+", " ".join(command), flush=True)
-    subprocess.run(command, cwd=HERE, check=True)
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _run(command: list[str], *, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    """Run one step in ``labextension/``: its output streams through, a heartbeat line
+    shows every ``heartbeat`` seconds that it is still running, then its elapsed time."""
+    _say("+ " + " ".join(Path(command[0]).name if i == 0 else a for i, a in enumerate(command)))
+    started = time.perf_counter()
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(heartbeat):
+            _say(f"... still running ({time.perf_counter() - started:.0f} s)")
+
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
+    try:
+        code = subprocess.run(command, cwd=HERE, check=False).returncode
+    finally:
+        done.set()
+        beating.join()
+    if code != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {code}")
+    _say(f"done in {time.perf_counter() - started:.1f} s")
 
 
 def _npm() -> str:
@@ -141,6 +169,7 @@ def ensure_node_modules(cache: Path | None = None, root: Path = HERE) -> str:
     archive = cache / f"node_modules-{lock}.tar"
     started = time.perf_counter()
     if archive.is_file():
+        _say(f"restoring node_modules from {archive}")
         shutil.rmtree(modules, ignore_errors=True)
         subprocess.run(["tar", "-xf", str(archive), "-C", str(root)], check=True)
         os.utime(archive)
@@ -170,18 +199,30 @@ def build(cache: Path | None = None, root: Path = HERE) -> None:
     _run([_npm(), "run", "build:prod"])
 
 
-def ensure_built(*, force: bool = False, cache: Path | None = None) -> str:
-    """Restore or build ``nbws/labextension``; returns what happened, for the log."""
+def ensure_built(
+    *, force: bool = False, cache: Path | None = None, output: Path = OUTPUT
+) -> str:
+    """Restore or build ``output`` (``nbws/labextension``), saying which as it starts;
+    returns what happened, for the log."""
     cache = cache or cache_root()
     key = input_key()
     started = time.perf_counter()
-    if not force and restore(key, cache):
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return f"labextension restored from cache {key} in {elapsed_ms:.0f} ms"
-    build(cache)
+    if not force:
+        _say(f"restoring the labextension from the cache ({key}) in {cache}")
+        if restore(key, cache, output):
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            return f"labextension restored from cache {key} in {elapsed_ms:.0f} ms"
+        _say("no cached build for these sources")
+    _say(
+        "building the labextension with npm (npm ci, then npm run build:prod): "
+        "a first build takes a few minutes"
+    )
+    build(cache)  # npm always writes nbws/labextension (package.json's outputDir)
     if not (OUTPUT / "static" / "style.js").is_file():
         raise SystemExit(f"the build did not produce {OUTPUT / 'static' / 'style.js'}")
-    store(key, cache)
+    store(key, cache, OUTPUT)
+    if output != OUTPUT:
+        restore(key, cache, output)
     return f"labextension built and cached as {key} in {time.perf_counter() - started:.1f} s"
 
 

@@ -132,6 +132,9 @@ def test_notebook_runs_top_to_bottom(name: str, server_kernel: ServerKernelHandl
     nb = read_notebook(name)
     execute(nb, server_kernel)
     CHECKS[name](nb, outputs_text(nb))
+    # What would be saved (outputs and widget state): the server's token must not be in it.
+    saved = nbformat.writes(nb)  # type: ignore[no-untyped-call]
+    assert server_kernel.server.token not in saved, f"{name}: the token is in the saved notebook"
 
 
 def check_01(nb: NotebookNode, text: str) -> None:

@@ -32,6 +32,22 @@ export function wsUrl(
   return search ? `${url}?${search}` : url;
 }
 
+const SECRET_PAIR = /\b([A-Za-z0-9_.-]*(?:token|password|passwd|secret|api[_-]?key|auth)[A-Za-z0-9_.-]*)=([^&#\s'"<>]+)/gi;
+
+/**
+ * `text` as it may be shown: `token=...` (and other secret-named query values) and the
+ * page's own token replaced by `…`. URLs built by `wsUrl` carry the token, and browser
+ * errors (e.g. "The URL '...' is invalid") quote them.
+ */
+export function redactSecrets(text: string, settings?: ServerConnection.ISettings): string {
+  let shown = text.replace(SECRET_PAIR, (_match: string, name: string) => `${name}=…`);
+  const token = settings?.token;
+  if (token) {
+    shown = shown.split(token).join('…');
+  }
+  return shown;
+}
+
 /** `nbws/api/...` path of one stream (names may contain `/`, which is encoded). */
 export function streamPath(stream: string, suffix = ''): string {
   return `nbws/api/streams/${encodeURIComponent(stream)}${suffix}`;

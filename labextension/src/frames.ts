@@ -10,7 +10,7 @@
  *   through the widget's comm (see widgets.ts); that side can send any frame.
  */
 
-import { wsUrl } from './connection';
+import { redactSecrets, wsUrl } from './connection';
 import { parseText } from './protocol';
 import { browserCloseCodeProblem, fragmentSize } from './rules';
 import { describeClose } from './subscription';
@@ -27,6 +27,101 @@ export interface FrameRecordJson {
   length: number;
   preview: string;
   preview_kind: string;
+  /** The kernel's number for this frame (kernel source only): the same in a replay and live. */
+  seq?: number;
+}
+
+/** One line of the inspector's list. */
+export type FrameEntry =
+  | { kind: 'frame'; record: FrameRecordJson; index: number }
+  | { kind: 'note'; text: string; problem: boolean };
+
+/**
+ * What the inspector lists: frames in order, each once, and notes between them.
+ *
+ * A kernel-fed view asks for a replay when it starts, but the kernel answers only when it
+ * is idle; under "Run All" the view receives the same frames live first. Kernel frames
+ * carry `seq`, so a frame seen before is skipped and an older one is put in its place.
+ * Browser frames (no `seq`) are appended as they come. Pure: no DOM.
+ */
+export class FrameLog {
+  /** Frames listed (each once), and per direction. */
+  frames = 0;
+  byDirection: Record<string, number> = {};
+  /** Time of the oldest frame listed so far (elapsed times are shown from it). */
+  firstTime: number | null = null;
+  private entries: FrameEntry[] = [];
+  /** Frames with `seq` at or below this are gone (trimmed or cleared): never re-added. */
+  private floor = 0;
+  private maxSeq = 0;
+
+  constructor(readonly capacity: number) {}
+
+  get length(): number {
+    return this.entries.length;
+  }
+
+  toArray(): FrameEntry[] {
+    return this.entries.slice();
+  }
+
+  /** Add a frame; false when it is already listed (or older than what was trimmed). */
+  addFrame(record: FrameRecordJson): boolean {
+    const seq = record.seq;
+    let position = this.entries.length;
+    if (seq !== undefined) {
+      if (seq <= this.floor) {
+        return false;
+      }
+      let lowest = -1;
+      for (let i = this.entries.length - 1; i >= 0; i--) {
+        const entry = this.entries[i];
+        const other = entry.kind === 'frame' ? entry.record.seq : undefined;
+        if (other === undefined) {
+          continue;
+        }
+        if (other === seq) {
+          return false;
+        }
+        if (other < seq) {
+          break;
+        }
+        lowest = i;
+      }
+      if (lowest >= 0) {
+        position = lowest; // before the frames numbered after it
+      }
+      this.maxSeq = Math.max(this.maxSeq, seq);
+    }
+    this.frames += 1;
+    this.byDirection[record.direction] = (this.byDirection[record.direction] ?? 0) + 1;
+    if (this.firstTime === null || record.time < this.firstTime) {
+      this.firstTime = record.time;
+    }
+    this.entries.splice(position, 0, { kind: 'frame', record, index: seq ?? this.frames });
+    this.trim();
+    return true;
+  }
+
+  addNote(text: string, problem = false): void {
+    this.entries.push({ kind: 'note', text, problem });
+    this.trim();
+  }
+
+  /** Empty the list (the counters stay: they count what the connection did). */
+  clear(): void {
+    this.entries = [];
+    this.floor = Math.max(this.floor, this.maxSeq);
+  }
+
+  private trim(): void {
+    while (this.entries.length > this.capacity) {
+      const gone = this.entries.shift()!;
+      if (gone.kind === 'frame' && gone.record.seq !== undefined) {
+        this.floor = Math.max(this.floor, gone.record.seq);
+      }
+    }
+  }
 }
 
 /** What a source reports to the inspector view. */
@@ -133,7 +228,7 @@ export class BrowserFrameSource implements FrameSource {
         break;
       case 'attached': {
         const query = message.query ? `?${new URLSearchParams(message.query as Record<string, string>).toString()}` : '';
-        sink.note(`tap attached to connection ${String(message.connection)} (${String(message.path)}${query.replace(/token=[^&]*/, 'token=…')})`);
+        sink.note(redactSecrets(`tap attached to connection ${String(message.connection)} (${String(message.path)}${query})`));
         break;
       }
       case 'dropped':
@@ -244,7 +339,7 @@ export class BrowserFrameSource implements FrameSource {
     try {
       this.echo.close(code, reason);
     } catch (error) {
-      this.sink?.note(`close refused by the browser: ${String(error)}`, true);
+      this.sink?.note(redactSecrets(`close refused by the browser: ${String(error)}`), true);
     }
   }
 

@@ -5,15 +5,16 @@
  * depends on the source (frames.ts): the browser cannot ping or fragment, the kernel can.
  */
 
-import { animationFrameScheduler, Coalescer, Window } from './coalesce';
+import { animationFrameScheduler, Coalescer } from './coalesce';
 import { count, el, StatusLine } from './dom';
 import { payloadText } from './framefmt';
-import { FrameRecordJson, FrameSink, FrameSource } from './frames';
+import { FrameEntry, FrameLog, FrameRecordJson, FrameSink, FrameSource } from './frames';
 
 const MAX_ENTRIES = 500;
 
-type Entry =
-  | { kind: 'frame'; record: FrameRecordJson; index: number }
+/** What arrives between two renders. */
+type Arrival =
+  | { kind: 'frame'; record: FrameRecordJson }
   | { kind: 'note'; text: string; problem: boolean };
 
 const COLUMNS = ['#', 'time', 'dir', 'opcode', 'FIN', 'RSV', 'masked', 'length', 'payload'];
@@ -41,11 +42,8 @@ export class FrameInspector implements FrameSink {
   private readonly fragments: HTMLInputElement;
   private readonly closeCode: HTMLInputElement;
   private readonly closeReason: HTMLInputElement;
-  private readonly entries = new Window<Entry>(MAX_ENTRIES);
-  private readonly coalescer: Coalescer<Entry>;
-  private frames = 0;
-  private firstTime: number | null = null;
-  private byDirection: Record<string, number> = {};
+  private readonly log = new FrameLog(MAX_ENTRIES);
+  private readonly coalescer: Coalescer<Arrival>;
 
   constructor(
     title: string,
@@ -107,11 +105,20 @@ export class FrameInspector implements FrameSink {
       );
     }
     this.node.append(header, this.list, this.footer);
-    this.coalescer = new Coalescer<Entry>({
+    this.coalescer = new Coalescer<Arrival>({
       capacity: MAX_ENTRIES,
       schedule: animationFrameScheduler(),
       render: batch => {
-        this.entries.extend(batch.items);
+        if (batch.skipped > 0) {
+          this.log.addNote(`${count(batch.skipped)} entries not listed: they arrived faster than the list is drawn`, true);
+        }
+        for (const item of batch.items) {
+          if (item.kind === 'frame') {
+            this.log.addFrame(item.record);
+          } else {
+            this.log.addNote(item.text, item.problem);
+          }
+        }
         this.renderList();
       }
     });
@@ -129,12 +136,7 @@ export class FrameInspector implements FrameSink {
 
   // FrameSink
   frame(record: FrameRecordJson): void {
-    this.frames += 1;
-    this.byDirection[record.direction] = (this.byDirection[record.direction] ?? 0) + 1;
-    if (this.firstTime === null) {
-      this.firstTime = record.time;
-    }
-    this.coalescer.push({ kind: 'frame', record, index: this.frames });
+    this.coalescer.push({ kind: 'frame', record });
   }
 
   note(text: string, problem = false): void {
@@ -156,14 +158,14 @@ export class FrameInspector implements FrameSink {
   }
 
   private clear(): void {
-    this.entries.clear();
+    this.log.clear();
     this.renderList();
   }
 
   private renderList(): void {
     const atBottom = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 30;
     const fragment = document.createDocumentFragment();
-    for (const entry of this.entries.toArray()) {
+    for (const entry of this.log.toArray()) {
       fragment.appendChild(this.row(entry));
     }
     this.list.replaceChildren(fragment);
@@ -173,7 +175,7 @@ export class FrameInspector implements FrameSink {
     this.updateFooter();
   }
 
-  private row(entry: Entry): HTMLElement {
+  private row(entry: FrameEntry): HTMLElement {
     if (entry.kind === 'note') {
       const note = el('div', 'nbws-frame-note', entry.text);
       note.classList.toggle('nbws-mod-problem', entry.problem);
@@ -184,7 +186,8 @@ export class FrameInspector implements FrameSink {
     row.dataset.direction = r.direction;
     row.dataset.opcode = r.opcode_name;
     row.dataset.fin = String(r.fin);
-    const elapsed = this.firstTime === null ? 0 : r.time - this.firstTime;
+    const first = this.log.firstTime;
+    const elapsed = first === null ? 0 : r.time - first;
     const rsv = (r.rsv ?? []).map(bit => (bit ? '1' : '0')).join('');
     const cells = [
       String(entry.index),
@@ -212,14 +215,15 @@ export class FrameInspector implements FrameSink {
   }
 
   private updateFooter(): void {
-    const parts = [`${count(this.frames)} frames`];
-    for (const [direction, n] of Object.entries(this.byDirection)) {
+    const frames = this.log.frames;
+    const parts = [`${count(frames)} frames`];
+    for (const [direction, n] of Object.entries(this.log.byDirection)) {
       parts.push(`${count(n)} ${direction}`);
     }
-    if (this.frames > MAX_ENTRIES) {
+    if (frames > MAX_ENTRIES) {
       parts.push(`showing the newest ${MAX_ENTRIES} entries`);
     }
     this.footer.textContent = parts.join(' · ');
-    this.node.dataset.frames = String(this.frames);
+    this.node.dataset.frames = String(frames);
   }
 }

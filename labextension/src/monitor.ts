@@ -38,6 +38,51 @@ export interface StreamInfo {
   subscriptions?: SubscriptionInfo[];
 }
 
+/** The last message this view received. */
+export interface Received {
+  offset: number;
+  epoch: string | null;
+}
+
+/** The offset cells of the monitor, all from one consistent reading. */
+export interface OffsetFigures {
+  offset: string;
+  next: string;
+  lag: string;
+  /** Why the figures cannot be compared (two epochs), or ''. */
+  note: string;
+}
+
+/**
+ * The last/next offset and lag cells. They come from two sources: the last offset from
+ * this view's subscription (live), `next` and the server's lag from `GET
+ * nbws/api/streams/{name}` (polled, so up to a second old). Shown side by side, a stale
+ * poll read "last offset 11843, next offset 10879". The server has at least what this view
+ * received, so in one epoch `next` is at least `last + 1`; offsets of two epochs are not
+ * compared at all.
+ */
+export function offsetFigures(info: StreamInfo | null, last: Received | null, ownLag: number | undefined): OffsetFigures {
+  const offset = last === null ? '–' : String(last.offset);
+  if (info === null) {
+    return { offset, next: last === null ? '–' : String(last.offset + 1), lag: '–', note: '' };
+  }
+  if (last !== null && last.epoch !== null && last.epoch !== info.epoch) {
+    return {
+      offset,
+      next: String(info.next),
+      lag: '–',
+      note: `offsets of two epochs: this view's last message is from epoch ${last.epoch}, the server's figures from epoch ${info.epoch}`
+    };
+  }
+  if (last === null) {
+    return { offset, next: String(info.next), lag: `${count(ownLag ?? 0)} messages`, note: '' };
+  }
+  const stale = info.next <= last.offset;
+  const next = Math.max(info.next, last.offset + 1);
+  const lag = stale ? 0 : (ownLag ?? Math.max(0, next - 1 - last.offset));
+  return { offset, next: String(next), lag: `${count(lag)} messages`, note: '' };
+}
+
 const MAX_NOTICES = 20;
 const POLL_MS = 1000;
 
@@ -114,7 +159,7 @@ export class StreamMonitor {
           last.binary ? last.data : last.payload,
           300
         )}`;
-        this.set('offset', String(last.offset));
+        this.showOffsets();
         // The server's numbers are older than this message: refresh them now, at most
         // four times a second, instead of waiting for the next poll.
         if (this.info !== null && last.offset >= this.info.next) {
@@ -242,6 +287,22 @@ export class StreamMonitor {
     }
   }
 
+  /** Last offset, next offset and lag from one consistent reading (offsetFigures). */
+  private showOffsets(): void {
+    const resume = this.subscription?.resume;
+    const last = resume && resume.lastOffset !== null ? { offset: resume.lastOffset, epoch: resume.epoch } : null;
+    const mine = this.info?.subscriptions?.find(s => s.connection === this.connection);
+    const figures = offsetFigures(this.info, last, mine?.lag);
+    this.set('offset', figures.offset);
+    this.set('next', figures.next);
+    this.set('lag', figures.lag);
+    this.node.dataset.offsetNote = figures.note;
+    const next = this.cells.get('next');
+    if (next) {
+      next.title = figures.note;
+    }
+  }
+
   private showInfo(): void {
     const info = this.info;
     this.node.dataset.infoError = this.infoError;
@@ -249,13 +310,9 @@ export class StreamMonitor {
       this.set('server_rate', this.infoError || '–');
       return;
     }
-    const last = this.subscription?.resume.lastOffset ?? null;
     this.set('server_rate', `${formatRate(info.rate)} msg/s`);
-    this.set('next', String(info.next));
     const subs = info.subscriptions ?? [];
-    const mine = subs.find(s => s.connection === this.connection);
-    const lag = mine !== undefined ? mine.lag : last === null ? 0 : Math.max(0, info.next - 1 - last);
-    this.set('lag', `${count(lag)} messages`);
+    this.showOffsets();
     this.set('history', `offsets ${info.first}-${info.next - 1} (${count(info.history_messages)} messages, ${count(info.history_bytes)} bytes)`);
     this.set('subscribers', count(info.subscribers));
     this.set('drops', count(info.drops));

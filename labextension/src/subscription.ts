@@ -8,7 +8,7 @@
 
 import { ServerConnection } from '@jupyterlab/services';
 
-import { diagnose, serverSettings, wsUrl } from './connection';
+import { diagnose, redactSecrets, serverSettings, wsUrl } from './connection';
 import {
   ControlMessage,
   GapMessage,
@@ -77,6 +77,9 @@ export class StreamSubscription {
   private requestId = 0;
   private requestedSince: number | null = null;
   private closeReason: string | null = null;
+  /** While history is replayed: the offset where it ends (exclusive) and the live detail. */
+  private replayEnd: number | null = null;
+  private liveDetail = 'live';
   /** The last status reported (for views created later). */
   status: SubscriptionStatus = { state: 'connecting', detail: 'connecting', problem: false };
   /** Successful connections (the first one and each reconnect). */
@@ -103,7 +106,7 @@ export class StreamSubscription {
     try {
       socket = new WebSocket(wsUrl('nbws/ws', {}, this.settings), PROTOCOL);
     } catch (error) {
-      this.report('retrying', `cannot open a WebSocket: ${String(error)}`, true);
+      this.report('retrying', `cannot open a WebSocket: ${redactSecrets(String(error), this.settings)}`, true);
       return;
     }
     socket.binaryType = 'arraybuffer';
@@ -194,6 +197,7 @@ export class StreamSubscription {
         const delivered = message as unknown as StreamMessage;
         if (delivered.stream === this.stream && this.resume.accept(delivered)) {
           this.handlers.message(delivered);
+          this.replayed(delivered.offset);
         }
         break;
       }
@@ -204,9 +208,12 @@ export class StreamSubscription {
         const requested = this.requestedSince;
         const cursor = requested !== null && requested >= 0 && !changed ? requested : (this.resume.cursor ?? reply.next);
         const replay = Math.max(0, reply.next - cursor);
-        let detail = this.connections > 1 ? `live again, resumed at offset ${cursor}` : 'live';
+        this.liveDetail = this.connections > 1 ? `live again, resumed at offset ${cursor}` : 'live';
+        let detail = this.liveDetail;
+        this.replayEnd = null;
         if (replay > 0) {
           detail += `, replaying ${replay} message${replay === 1 ? '' : 's'} of history`;
+          this.replayEnd = reply.next;
         }
         this.report('live', detail, false);
         this.handlers.subscribed?.(reply, changed);
@@ -216,6 +223,9 @@ export class StreamSubscription {
         const gap = message as unknown as GapMessage;
         this.resume.gap(gap);
         this.handlers.gap?.(gap);
+        if (gap.to !== null) {
+          this.replayed(gap.to - 1);
+        }
         break;
       }
       case 'error': {
@@ -242,6 +252,16 @@ export class StreamSubscription {
       }
       default:
         this.handlers.control?.(message);
+    }
+  }
+
+  /** Offsets up to `offset` have been delivered (or skipped): the replay may be over. */
+  private replayed(offset: number): void {
+    if (this.replayEnd !== null && offset >= this.replayEnd - 1) {
+      this.replayEnd = null;
+      if (this.status.state === 'live' && !this.status.problem) {
+        this.report('live', this.liveDetail, false);
+      }
     }
   }
 

@@ -22,10 +22,12 @@ import socket
 import ssl
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._redact import redact_headers, redact_text, redact_url
 from ..errors import ConnectionClosed
 from ..protocol.session import State
 from ..protocol.tap import PREVIEW_BYTES, FrameRecord, FrameTap
@@ -85,7 +87,8 @@ def _matcher(what: FrameFilter) -> Callable[[ParsedFrame], bool]:
 
 
 class _SafeListener:
-    """Calls a listener and logs (instead of raising into the reader) when it fails."""
+    """Calls a listener and logs (instead of raising into the reader) when it fails; the
+    log line is redacted, since a listener's error may well quote the connection's URL."""
 
     def __init__(self, listener: FrameListener) -> None:
         self.listener = listener
@@ -93,8 +96,9 @@ class _SafeListener:
     def __call__(self, record: FrameRecord) -> None:
         try:
             self.listener(record)
-        except Exception:
-            log.exception("frame listener %r failed", self.listener)
+        except Exception as exc:
+            trace = redact_text("".join(traceback.format_exception(exc)).rstrip())
+            log.error("frame listener %r failed\n%s", self.listener, trace)
 
 
 class RawConnection:
@@ -450,9 +454,15 @@ class RawConnection:
 
     # --- display ----------------------------------------------------------------------------
 
+    @property
+    def shown_url(self) -> str:
+        """:attr:`url` as it may be shown: tokens and passwords redacted (a notebook
+        saves what it displays)."""
+        return redact_url(self.url)
+
     def _summary(self) -> str:
         state = self._state.name
-        text = f"RawConnection {self.url} {state}"
+        text = f"RawConnection {self.shown_url} {state}"
         if self.close_code is not None:
             text += f", server closed with {self.close_code}"
             if self.close_reason:
@@ -461,9 +471,9 @@ class RawConnection:
 
     def __repr__(self) -> str:
         lines = [self._summary(), ""]
-        lines += [f"> {name}: {value}" for name, value in self.request_headers]
+        lines += [f"> {name}: {value}" for name, value in redact_headers(self.request_headers)]
         lines.append(f"< HTTP/1.1 {self.response.status} {self.response.reason}")
-        lines += [f"< {name}: {value}" for name, value in self.response.headers]
+        lines += [f"< {name}: {value}" for name, value in redact_headers(self.response.headers)]
         lines += ["", frame_table_text(self.records, self.opened_at)]
         return "\n".join(lines)
 
@@ -489,10 +499,10 @@ class RawConnection:
     def _repr_html_(self) -> str:
         from html import escape
 
-        request = "\n".join(f"{k}: {v}" for k, v in self.request_headers)
+        request = "\n".join(f"{k}: {v}" for k, v in redact_headers(self.request_headers))
         response = "\n".join(
             [f"HTTP/1.1 {self.response.status} {self.response.reason}"]
-            + [f"{k}: {v}" for k, v in self.response.headers]
+            + [f"{k}: {v}" for k, v in redact_headers(self.response.headers)]
         )
         return (
             f"<div><b>{escape(self._summary())}</b>"

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from websockets.utils import accept_key
 
+from .._redact import redact_url
 from ..errors import NbwsError
 
 __all__ = [
@@ -64,9 +65,9 @@ def parse_url(url: str) -> Target:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("ws", "wss", "http", "https"):
-        raise ValueError(f"expected a ws:// or wss:// URL, not {url!r}")
+        raise ValueError(f"expected a ws:// or wss:// URL, not {redact_url(url)!r}")
     if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
+        raise ValueError(f"no host in {redact_url(url)!r}")
     secure = scheme in ("wss", "https")
     port = parts.port or (443 if secure else 80)
     resource = parts.path or "/"

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._redact import redact_text
 from ..errors import ConnectionClosed
 from ..protocol.session import State
 from .client import RawConnection, WriteTimeout, connect
@@ -133,7 +134,8 @@ class Scenario:
             try:
                 observed, verdict, details = self.body(conn, ctx)
             except Exception as exc:  # report, do not raise: the other scenarios go on
-                observed, verdict, details = f"could not complete: {exc!r}", INFO, {}
+                observed = redact_text(f"could not complete: {exc!r}")  # shown and saved
+                verdict, details = INFO, {}
         finally:
             if conn.state is not State.CLOSED:
                 conn.close(timeout=min(ctx.timeout, 1.0))

@@ -13,7 +13,7 @@ from ipywidgets import DOMWidget
 from traitlets import TraitError, Unicode, validate
 
 from .._version import __version__
-from ..wire import valid_stream_name
+from ..protocol.messages import STREAM_RULE, valid_stream_name
 
 __all__ = ["MODULE_NAME", "MODULE_VERSION", "NbwsWidget", "StreamWidget"]
 
@@ -45,7 +45,5 @@ class StreamWidget(NbwsWidget):
     def _check_stream(self, proposal: dict[str, Any]) -> str:
         value = proposal["value"]
         if not valid_stream_name(value):
-            raise TraitError(
-                f"stream names are 1-200 characters from A-Z a-z 0-9 . _ : / - (got {value!r})"
-            )
+            raise TraitError(f"stream names are {STREAM_RULE} (got {value!r})")
         return str(value)

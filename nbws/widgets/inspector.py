@@ -17,11 +17,13 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from traitlets import Dict, Enum, TraitError, Unicode, validate
 
+from .._redact import redact_text, redact_url
 from ._base import NbwsWidget
 
 __all__ = ["FrameInspector", "FrameSourceLike", "KernelFeed", "inspect_connection", "record_dict"]
@@ -67,7 +69,9 @@ class FrameInspector(NbwsWidget):
     label = Unicode(help="Tap label for the browser's connection.").tag(sync=True)
     options = Dict(help="Query options of the browser's echo connection.").tag(sync=True)
     source = Enum(["browser", "kernel"], "browser", help="Who makes the connection.").tag(sync=True)
-    url = Unicode("", help="The kernel connection's URL (kernel source).").tag(sync=True)
+    url = Unicode(
+        "", help="The kernel connection's URL (kernel source), tokens and passwords redacted."
+    ).tag(sync=True)
 
     _feed: KernelFeed | None = None
 
@@ -85,6 +89,11 @@ class FrameInspector(NbwsWidget):
             label=label or f"inspector-{secrets.token_hex(4)}",
             **kwargs,
         )
+
+    @validate("url")
+    def _check_url(self, proposal: dict[str, Any]) -> str:
+        # Synced state is saved in the notebook: a token must never reach it.
+        return redact_url(str(proposal["value"]))
 
     @validate("endpoint")
     def _check_endpoint(self, proposal: dict[str, Any]) -> str:
@@ -123,6 +132,11 @@ class KernelFeed:
 
     Frames arrive on the connection's threads; they are batched (every 50 ms, at most
     ``max_frames`` pending, the oldest dropped and counted) into custom comm messages.
+
+    Each frame is numbered once (``seq``, from 1) and the newest ``max_frames`` are kept
+    with their numbers. A view asks for a replay when it starts, but the kernel answers
+    only when it is idle: under "Run All" the view has meanwhile received the same frames
+    live. The numbers let it show each frame once, in order.
     """
 
     def __init__(
@@ -139,15 +153,40 @@ class KernelFeed:
         self.reconnect = reconnect
         self.dropped = 0
         self._pending: list[dict[str, Any]] = []
+        self._history: deque[dict[str, Any]] = deque(maxlen=max_frames)
+        self._seq = 0
+        self._early: list[Any] | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._attached = False
 
-    def attach(self) -> None:
-        """Start forwarding frames and answering the view."""
+    def attach(self, *, announce: bool = False) -> None:
+        """Start forwarding frames and answering the view.
+
+        Args:
+            announce: also send the frames the connection recorded before (a new
+                connection after Reconnect, whose views are already showing).
+        """
+        with self._lock:
+            self._early = []  # frames delivered while the records are read
+        self._attached = True
         self.conn.on_frame(self._on_frame)
         self.widget.on_msg(self._on_view_message)
-        self._attached = True
+        # Read without holding our lock: the connection calls _on_frame under its own.
+        recorded = list(self.conn.records)
+        with self._lock:
+            early, self._early = self._early or [], None
+            delivered = {id(item) for item in early}
+            older = [r for r in recorded if id(r) not in delivered]
+            kept = older[-self.max_frames :] if self.max_frames else []
+            self._seq += len(older) - len(kept)  # numbered, but past what is kept
+            before = [self._number(r) for r in kept]
+            during = [self._number(r) for r in early]
+            if announce:
+                self._pending.extend(before)
+            self._pending.extend(during)
+        if (before and announce) or during:
+            self._schedule()
 
     def detach(self) -> None:
         """Stop forwarding (the connection itself stays as it is)."""
@@ -165,15 +204,29 @@ class KernelFeed:
 
     # --- frames -> view ---------------------------------------------------------------
 
+    def _number(self, record: Any) -> dict[str, Any]:
+        """The record as the view reads it, with the next ``seq`` (call with the lock)."""
+        self._seq += 1
+        frame = {**record_dict(record), "seq": self._seq}
+        self._history.append(frame)
+        return frame
+
     def _on_frame(self, record: Any) -> None:
         if not self._attached:
             return
         with self._lock:
-            self._pending.append(record_dict(record))
+            if self._early is not None:
+                self._early.append(record)
+                return
+            self._pending.append(self._number(record))
             if len(self._pending) > self.max_frames:
                 del self._pending[0]
                 self.dropped += 1
-            if self._timer is None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        with self._lock:
+            if self._timer is None and self._attached:
                 self._timer = threading.Timer(FLUSH_SECONDS, self.flush)
                 self._timer.daemon = True
                 self._timer.start()
@@ -196,10 +249,11 @@ class KernelFeed:
         state = getattr(self.conn, "state", None)
         name = getattr(state, "name", None) or (str(state) if state is not None else "open")
         code = getattr(self.conn, "close_code", None)
-        detail = f"{getattr(self.conn, 'url', '')} {name}".strip()
+        detail = f"{redact_url(str(getattr(self.conn, 'url', '')))} {name}".strip()
         if code is not None:
             reason = getattr(self.conn, "close_reason", "")
             detail += f"; the server closed with {code}" + (f" {reason!r}" if reason else "")
+        detail = redact_text(detail)
         message: dict[str, Any] = {
             "type": "state",
             "state": name.lower(),
@@ -211,7 +265,7 @@ class KernelFeed:
         self.widget.send(message)
 
     def _note(self, text: str, problem: bool = False, view: str | None = None) -> None:
-        message: dict[str, Any] = {"type": "note", "text": text, "problem": problem}
+        message: dict[str, Any] = {"type": "note", "text": redact_text(text), "problem": problem}
         if view is not None:
             message["view"] = view
         self.widget.send(message)
@@ -230,7 +284,8 @@ class KernelFeed:
         conn: Any = self.conn
         if action == "replay":
             view = str(content.get("view", ""))
-            frames = [record_dict(r) for r in list(conn.records)[-self.max_frames :]]
+            with self._lock:
+                frames = list(self._history)
             self.widget.send({"type": "frames", "frames": frames, "view": view})
             self._send_state(view)
         elif action == "text":
@@ -277,7 +332,7 @@ class KernelFeed:
         self.detach()
         self.conn = new
         self.widget.url = str(getattr(new, "url", self.widget.url))
-        self.attach()
+        self.attach(announce=True)
         self._note("reconnected")
         self.flush()
 

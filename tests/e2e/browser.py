@@ -106,6 +106,26 @@ def run_cell(page: Page, index: int) -> list[dict[str, Any]]:
     return outputs
 
 
+_RUN_ALL = """async () => {
+    const app = window.jupyterapp;
+    const notebook = app.shell.currentWidget.content;
+    await app.commands.execute('notebook:run-all-cells');
+    return notebook.widgets.map(cell => cell.model.outputs ? cell.model.outputs.toJSON() : []);
+}"""
+
+
+def run_all(page: Page) -> list[list[dict[str, Any]]]:
+    """Run every cell in one go ("Run All"), wait until all finished; fails on an error."""
+    cells: list[list[dict[str, Any]]] = page.evaluate(_RUN_ALL)
+    for index, outputs in enumerate(cells):
+        for output in outputs:
+            if output.get("output_type") == "error":
+                raise AssertionError(
+                    f"cell {index} failed: {output.get('ename')}: {output.get('evalue')}"
+                )
+    return cells
+
+
 def start_cell(page: Page, index: int) -> None:
     """Start running cell ``index`` without waiting for it (e.g. a long ``time.sleep``)."""
     page.evaluate(_RUN, [index, False])

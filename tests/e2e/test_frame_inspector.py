@@ -3,11 +3,16 @@ kernel-side raw connection (nbws.explore) that can send what a browser cannot.""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import nbformat
 from playwright.sync_api import Locator, Page, expect
 
-from .browser import open_notebook, run_cell, screenshot
+from .browser import open_notebook, run_all, run_cell, screenshot
 from .lab import LabServer, write_notebook
 
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 XSS = '<img src=x onerror="window.__nbwsXss=1">'
 
 
@@ -116,3 +121,60 @@ def test_kernel_inspector_sends_fragments_and_pings(page: Page, lab: LabServer) 
         '1000 normal closure "bye"'
     )
     screenshot(view, "frame-inspector-kernel")
+
+
+def test_kernel_inspector_under_run_all_lists_each_frame_once(page: Page, lab: LabServer) -> None:
+    """Notebook 04's pattern run in one go: the view attaches while the next cells send
+    frames, gets them live, then gets its replay once the kernel is idle. Each frame is
+    listed once (it was listed twice: 30 rows for 15 frames)."""
+    url = f"ws://127.0.0.1:{lab.port}/nbws/echo?token={lab.token}"
+    name = write_notebook(
+        lab.root,
+        "inspector-run-all.ipynb",
+        [
+            f"from nbws.explore import connect\nconn = connect({url!r})\nconn",
+            "import time\ntime.sleep(2)  # the view attaches while the kernel is busy",
+            "for i in range(5):\n    conn.text(f'message {i}')\n    conn.receive()",
+            "time.sleep(2)\nconn.text('last')\nconn.receive()",
+        ],
+    )
+    open_notebook(page, lab, name)
+    run_all(page)
+    view = page.locator(".nbws-inspector")
+    expect(view.locator(".nbws-status")).to_have_attribute("data-state", "open")
+    texts = view.locator('.nbws-frame-row[data-opcode="TEXT"]')
+    expect(texts.filter(has_text="last")).to_have_count(2)  # sent and echoed
+    expect(texts).to_have_count(12)
+    indices = view.locator(".nbws-frame-row:not(.nbws-frame-header) .nbws-frame-index")
+    shown = indices.all_text_contents()
+    assert len(shown) == len(set(shown)), shown
+    assert [int(i) for i in shown] == sorted(int(i) for i in shown)
+    assert view.get_attribute("data-frames") == str(len(shown))
+
+
+def test_notebook_04_run_all_lists_each_frame_of_its_connection_once(
+    page: Page, lab: LabServer
+) -> None:
+    """The protocol explorer notebook itself, run in one go: its first inspector lists
+    exactly the frames its connection recorded, each once (it listed them twice), and
+    no output or widget shows the server's token."""
+    notebook = nbformat.read(NOTEBOOKS / "04_protocol_explorer.ipynb", as_version=4)
+    cells = [c.source for c in notebook.cells if c.cell_type == "code"]
+    cells.append("print('recorded', len(conn.records))")
+    name = write_notebook(lab.root, "04-run-all.ipynb", cells)
+    open_notebook(page, lab, name)
+    outputs = run_all(page)
+    [recorded] = [
+        int(o["text"].split()[1])
+        for o in outputs[-1]
+        if o.get("output_type") == "stream" and o["text"].startswith("recorded")
+    ]
+    view = page.locator(".nbws-inspector").first
+    expect(view).to_have_attribute("data-frames", str(recorded))
+    indices = view.locator(".nbws-frame-row:not(.nbws-frame-header) .nbws-frame-index")
+    expect(indices).to_have_count(recorded)
+    shown = [int(i) for i in indices.all_text_contents()]
+    assert shown == list(range(1, recorded + 1))
+    for inspector in page.locator(".nbws-inspector").all():
+        assert lab.token not in inspector.inner_text()
+    assert lab.token not in json.dumps(outputs)

@@ -121,7 +121,7 @@ def test_a_new_view_gets_the_history_addressed_to_it(
     click(widget, {"action": "replay", "view": "v1"})
     [replay] = sent.of("frames")
     assert replay["view"] == "v1"
-    assert replay["frames"] == [record_dict(conn.records[0])]
+    assert replay["frames"] == [{**record_dict(conn.records[0]), "seq": 1}]
     [state] = sent.of("state")
     assert (state["view"], state["state"], state["problem"]) == ("v1", "open", False)
 
@@ -221,3 +221,65 @@ def test_real_raw_connection_frames_reach_the_view(serve_process: Any) -> None:
     finally:
         widget.close()
         conn.abort()
+
+
+def test_frames_are_numbered_once_so_a_view_can_merge_its_replay_with_live_batches(
+    stand_in: tuple[StandIn, FrameInspector, Sent],
+) -> None:
+    """Under "Run All" a view attaches while frames arrive: it gets them live, and again
+    in the replay it asked for (the kernel answers that only when the cells are done).
+    Each frame carries one ``seq`` in both, so the view shows it once."""
+    conn, widget, sent = stand_in
+    for i in range(3):
+        conn.emit(record("out", 1, f"live {i}".encode()))
+    sent.wait(lambda: len(sent.frames()) == 3)
+    live = [f for m in sent.of("frames") for f in m["frames"]]
+    click(widget, {"action": "replay", "view": "v1"})
+    [replay] = [m for m in sent.of("frames") if m.get("view") == "v1"]
+    assert [f["seq"] for f in replay["frames"]] == [1, 2, 3, 4]  # "earlier", then live 0-2
+    assert [f["preview"] for f in replay["frames"]] == ["earlier", "live 0", "live 1", "live 2"]
+    assert [(f["seq"], f["preview"]) for f in live] == [(2, "live 0"), (3, "live 1"), (4, "live 2")]
+    conn.emit(record("in", 1, b"after"))
+    sent.wait(lambda: any(f["preview"] == "after" for f in sent.frames()))
+    assert [f["seq"] for f in sent.frames() if f["preview"] == "after"] == [5]
+
+
+def test_a_frame_arriving_while_the_feed_attaches_is_numbered_once() -> None:
+    """A frame recorded between ``on_frame`` and the feed reading ``records`` is both in the
+    records and delivered to the listener: it gets one number, not two."""
+    conn = StandIn()
+    late = record("in", 1, b"late")
+    original = conn.on_frame
+
+    def on_frame(listener: Callable[[FrameRecord], None]) -> None:
+        original(listener)
+        conn.emit(late)  # recorded and delivered before the feed reads conn.records
+
+    conn.on_frame = on_frame  # type: ignore[method-assign]
+    widget = inspect_connection(conn)
+    sent = Sent(widget)
+    try:
+        click(widget, {"action": "replay", "view": "v"})
+        [replay] = sent.of("frames")
+        assert [(f["seq"], f["preview"]) for f in replay["frames"]] == [(1, "earlier"), (2, "late")]
+    finally:
+        widget.close()
+
+
+def test_a_long_recording_is_numbered_in_full_and_replayed_newest_first_kept() -> None:
+    conn = StandIn()
+    conn.records += [record("out", 1, f"r{i}".encode()) for i in range(2, 21)]
+    widget = inspect_connection(conn, max_frames=5)
+    sent = Sent(widget)
+    try:
+        click(widget, {"action": "replay", "view": "v"})
+        [replay] = sent.of("frames")
+        assert [(f["seq"], f["preview"]) for f in replay["frames"]] == [
+            (16, "r16"),
+            (17, "r17"),
+            (18, "r18"),
+            (19, "r19"),
+            (20, "r20"),
+        ]
+    finally:
+        widget.close()
