@@ -14,7 +14,7 @@ from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
-from ..errors import CloseCode
+from ..errors import CloseCode, InternalError, TryAgainLater
 from ..protocol import State
 from .connection import Connection
 
@@ -31,6 +31,8 @@ class ConnectionRegistry:
         heartbeat_interval: seconds of silence before a ping (0: no heartbeats).
         heartbeat_timeout: seconds to wait for the pong before closing with 1011.
         idle_timeout: seconds without a data message before closing with 1001 (0: off).
+        stall_timeout: seconds a peer may read nothing while over ``write_high_water``
+            before it is closed with 1013 (0: never); by default ``heartbeat_timeout``.
     """
 
     def __init__(
@@ -40,11 +42,13 @@ class ConnectionRegistry:
         heartbeat_interval: float = 30.0,
         heartbeat_timeout: float = 20.0,
         idle_timeout: float = 0.0,
+        stall_timeout: float | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.idle_timeout = idle_timeout
+        self.stall_timeout = heartbeat_timeout if stall_timeout is None else stall_timeout
         self.connections: set[Connection] = set()
         self._forget = self.connections.discard  # one bound method for every connection
         self.accepted = 0
@@ -111,9 +115,13 @@ class ConnectionRegistry:
         return None
 
     def _sweep_period(self) -> float:
-        periods = [
-            p for p in (self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout) if p > 0
-        ]
+        timeouts = (
+            self.heartbeat_interval,
+            self.heartbeat_timeout,
+            self.idle_timeout,
+            self.stall_timeout,
+        )
+        periods = [p for p in timeouts if p > 0]
         if not periods:
             return 0.0
         return max(0.02, min(min(periods) / 4, 5.0))
@@ -128,11 +136,24 @@ class ConnectionRegistry:
         self._sweeper.start()
 
     def sweep(self, now: float | None = None) -> None:
-        """Ping quiet peers, drop ones that missed their pong, close idle ones."""
+        """Close stalled peers, ping quiet ones, drop ones that missed their pong, close
+        idle ones."""
         now = time.monotonic() if now is None else now
         interval, timeout, idle = self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout
+        stall = self.stall_timeout
         for conn in list(self.connections):
             if conn.session.state is not State.OPEN:
+                continue
+            if stall > 0 and conn.stalled_for(now) >= stall:
+                log.info(
+                    "closing %s: read nothing for %.1fs with %d bytes waiting",
+                    conn.remote,
+                    stall,
+                    conn.pending_write,
+                )
+                # The close frame queues behind the backlog: a peer that reads again
+                # sees it; one that does not is dropped after close_timeout.
+                conn.fail_with(TryAgainLater(f"peer read nothing for {stall:g}s"))
                 continue
             if idle > 0 and now - conn.last_data_received >= idle:
                 log.info("closing idle connection %s after %.1fs", conn.remote, idle)
@@ -141,9 +162,13 @@ class ConnectionRegistry:
             if interval <= 0:
                 continue
             if conn.ping_sent_at is not None:
+                if stall > 0 and conn.backlogged:
+                    # Reading is paused, so its pong may be unread in the socket: the
+                    # stall deadline is in charge of this peer, not the heartbeat.
+                    continue
                 if now - conn.ping_sent_at >= timeout:
                     log.info("dropping %s: no pong within %.1fs", conn.remote, timeout)
-                    conn.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    conn.fail_with(InternalError("keepalive ping timeout"))
                     conn.abort()
             elif now - conn.last_received >= interval:
                 conn.send_heartbeat(now)
