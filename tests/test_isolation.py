@@ -10,11 +10,8 @@ server and the well-behaved client share this test's event loop.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +19,9 @@ from typing import Any
 import pytest
 import websockets
 from conftest import RunningServer
+from raw_peer import RawPeer, masked
 from tornado.httpclient import AsyncHTTPClient
-from websockets.frames import Frame, Opcode
+from websockets.frames import Opcode
 
 from nbws.transport import Connection
 
@@ -42,106 +40,6 @@ async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
-
-
-def masked(opcode: Opcode, data: bytes = b"", fin: bool = True) -> bytes:
-    return Frame(opcode, data, fin).serialize(mask=True, extensions=[])
-
-
-class RawPeer:
-    """A blocking socket that has done the WebSocket handshake and then sends what it is
-    told, reading nothing unless asked."""
-
-    @classmethod
-    async def open(
-        cls, server: RunningServer, path: str, subprotocol: str | None = None
-    ) -> RawPeer:
-        """Connect and do the handshake (in a thread: the server shares this loop)."""
-        return await asyncio.to_thread(cls, server, path, subprotocol)
-
-    def __init__(self, server: RunningServer, path: str, subprotocol: str | None = None):
-        self.sock = socket.create_connection((server.host, server.port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Small socket buffers, so "the peer does not read" shows up after little data.
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * KiB)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            f"GET {path} HTTP/1.1",
-            f"Host: {server.host}:{server.port}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
-        if subprotocol:
-            lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(1)
-            assert chunk, "server closed during the handshake"
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 101"), head
-        self.sent = 0
-        self.blocked = threading.Event()  # a send could not complete: backpressure
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-
-    def flood(self, frame: bytes, limit: int) -> None:
-        """Send ``frame`` over and over (up to ``limit`` bytes) until told to stop; note
-        when a send stays blocked for a while (the server stopped reading)."""
-        self.sock.settimeout(0.5)
-        view = b""
-        try:
-            while self.sent < limit and not self.stop.is_set():
-                if not view:
-                    view = frame * max(1, 16 * KiB // len(frame))
-                try:
-                    n = self.sock.send(view)
-                except TimeoutError:
-                    self.blocked.set()
-                    continue
-                self.sent += n
-                view = view[n:]
-        except OSError as exc:  # the server closed it
-            self.error = exc
-
-    def start_flood(self, frame: bytes, limit: int = 400 * MiB) -> threading.Thread:
-        thread = threading.Thread(target=self.flood, args=(frame, limit), daemon=True)
-        thread.start()
-        return thread
-
-    def read_close_code(self, timeout: float = 60.0) -> int | None:
-        """Read everything the server sent until EOF; the code of its close frame."""
-        self.sock.settimeout(timeout)
-        data = bytearray()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            data += chunk
-        # Server frames are unmasked: walk the headers to the close frame.
-        position = 0
-        while position + 2 <= len(data):
-            opcode, length = data[position] & 0x0F, data[position + 1] & 0x7F
-            header = 2
-            if length == 126:
-                length, header = int.from_bytes(data[position + 2 : position + 4], "big"), 4
-            elif length == 127:
-                length, header = int.from_bytes(data[position + 2 : position + 10], "big"), 10
-            if opcode == Opcode.CLOSE:
-                start = position + header
-                return int.from_bytes(data[start : start + 2], "big")
-            position += header + length
-        return None
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
 
 
 def server_conns(server: RunningServer) -> list[Connection]:
@@ -179,7 +77,7 @@ FLOOD_OPTIONS = {
 async def test_ping_flood_is_throttled_then_closed_and_spares_others(
     nbws_server: RunningServer,
 ) -> None:
-    flooder = await RawPeer.open(nbws_server, "/nbws/echo")
+    flooder = await RawPeer.open(nbws_server.host, nbws_server.port, "/nbws/echo")
     await until(lambda: len(server_conns(nbws_server)) == 1)
     (conn,) = server_conns(nbws_server)
     thread = flooder.start_flood(masked(Opcode.PING, b"x" * 125))
@@ -217,7 +115,7 @@ async def test_unread_info_replies_stop_reading_from_that_peer(
         await pub.recv()  # welcome
         await pub.send(json.dumps({"type": "publish", "stream": "iso-info", "payload": 1}))
         (publisher,) = server_conns(nbws_server)
-        flooder = await RawPeer.open(nbws_server, "/nbws/ws", "nbws.v1")
+        flooder = await RawPeer.open(nbws_server.host, nbws_server.port, "/nbws/ws", "nbws.v1")
         await until(lambda: len(server_conns(nbws_server)) == 2)
         (conn,) = [c for c in server_conns(nbws_server) if c is not publisher]
         request = json.dumps({"type": "info", "stream": "iso-info"}).encode()
@@ -248,7 +146,7 @@ async def test_unread_info_replies_stop_reading_from_that_peer(
 
 @pytest.mark.parametrize("server_options", [FLOOD_OPTIONS])
 async def test_flooder_that_reads_late_sees_the_1013_close(nbws_server: RunningServer) -> None:
-    flooder = await RawPeer.open(nbws_server, "/nbws/echo")
+    flooder = await RawPeer.open(nbws_server.host, nbws_server.port, "/nbws/echo")
     await until(lambda: len(server_conns(nbws_server)) == 1)
     (conn,) = server_conns(nbws_server)
     thread = flooder.start_flood(masked(Opcode.PING, b"p" * 64))
@@ -272,7 +170,7 @@ async def test_abandoned_echo_connection_is_released(
     nbws_server: RunningServer, query: str
 ) -> None:
     before = await health_connections(nbws_server)
-    peer = await RawPeer.open(nbws_server, "/nbws/echo" + query)
+    peer = await RawPeer.open(nbws_server.host, nbws_server.port, "/nbws/echo" + query)
     await until(lambda: len(server_conns(nbws_server)) == before + 1)
     message = masked(Opcode.BINARY, os.urandom(MiB))
     thread = peer.start_flood(message, limit=10 * MiB)
