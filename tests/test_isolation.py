@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -156,6 +157,29 @@ async def test_flooder_that_reads_late_sees_the_1013_close(nbws_server: RunningS
     # Everything queued before the close frame, then the close frame itself.
     assert await asyncio.to_thread(flooder.read_close_code) == 1013
     flooder.close()
+
+
+@pytest.mark.parametrize("server_options", [FLOOD_OPTIONS])
+async def test_a_slow_but_steady_reader_is_throttled_not_closed(nbws_server: RunningServer) -> None:
+    peer = await RawPeer.open(nbws_server.host, nbws_server.port, "/nbws/echo")
+    await until(lambda: len(server_conns(nbws_server)) == 1)
+    (conn,) = server_conns(nbws_server)
+    read = 0
+
+    def read_slowly() -> None:  # the peer's behaviour: ~320 KB/s, well past stall_timeout
+        nonlocal read
+        while read < 2 * MiB:
+            read += len(peer.sock.recv(16 * KiB))
+            time.sleep(0.05)
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    flood = peer.start_flood(masked(Opcode.PING, b"s" * 125))
+    await until(lambda: not reader.is_alive(), timeout=90)
+    assert conn.session.sent_close_code is None and conn.open
+    assert peer.blocked.is_set()  # it was throttled all along
+    peer.close()
+    flood.join(10)
 
 
 # --- a peer that vanishes ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ Isolation: a connection never costs its neighbours more than a bounded share.
 - Each read is at most ``READ_CHUNK`` bytes, and the reader yields to the event loop after
   every read that completed without waiting, so a peer whose bytes are already in the
   socket buffer cannot hold the loop for more than one chunk's frames at a time.
-- A peer that reads nothing while its backlog is over high water is *stalled*
+- A peer that reads nothing at all while its backlog is over low water is *stalled*
   (:meth:`Connection.stalled_for`); the registry's sweep closes it with 1013.
 - When the TCP connection is gone (reset by the peer, dropped by a heartbeat, aborted),
   every wait (reader pause, drain, writable callbacks, inbox) is released at once.
@@ -30,6 +30,8 @@ import asyncio
 import functools
 import logging
 import socket
+import struct
+import sys
 import time
 import uuid
 from collections import deque
@@ -44,6 +46,14 @@ from ..protocol import CloseReceived, Fragment, Pong, Session, State
 __all__ = ["Connection", "IncomingMessage"]
 
 log = logging.getLogger("nbws.connection")
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ  # bytes sent but not yet acknowledged
+else:  # pragma: no cover - progress is then counted at the stream, not the kernel
+    _SIOCOUTQ = None
 
 READ_CHUNK = 65536
 """Bytes read from the socket (and parsed) per turn of a connection's reader."""
@@ -190,11 +200,6 @@ class Connection:
     def subprotocol(self) -> str | None:
         return self.session.subprotocol
 
-    @property
-    def backlogged(self) -> bool:
-        """True while more than ``write_high_water`` bytes wait to go out to the peer."""
-        return self.pending_write > self.write_high_water
-
     async def _read_loop(self) -> None:
         session = self.session
         stream = self.stream
@@ -334,21 +339,20 @@ class Connection:
         return ConnectionClosed(code, self.session.close_reason, self.session.sent_close_code)
 
     def stalled_for(self, now: float) -> float:
-        """Seconds this connection has been backlogged (over ``write_high_water``) with the
-        peer reading nothing at all; 0 when it is not backlogged or the peer reads.
+        """Seconds the peer has read nothing at all while more than ``write_low_water``
+        bytes wait for it (so reading from it may be paused); 0 when it reads or little
+        waits.
 
         Called by the registry's sweep, which closes stalled peers; the first call that
         sees the backlog starts the clock, any byte the peer takes restarts it.
         """
-        if self.pending_write <= self.write_high_water or self.session.state is not State.OPEN:
+        if self.pending_write <= self.write_low_water or self.session.state is not State.OPEN:
             self._stall_mark = None
             return 0.0
-        flushed = getattr(self.stream, "_total_write_done_index", None)
-        if not isinstance(flushed, int):  # not a tornado stream: count completed writes
-            flushed = self.bytes_out - self.pending_write
+        taken = _bytes_taken(self.stream, self.bytes_out - self.pending_write)
         mark = self._stall_mark
-        if mark is None or mark[1] != flushed:
-            self._stall_mark = (now, flushed)
+        if mark is None or mark[1] != taken:
+            self._stall_mark = (now, taken)
             return 0.0
         return now - mark[0]
 
@@ -745,6 +749,23 @@ class IncomingMessage:
             self.size += len(fragment.data)
             self._done = fragment.last
             yield fragment.data
+
+
+def _bytes_taken(stream: IOStream, written: int) -> int:
+    """Bytes the peer has taken so far: handed to the kernel (tornado's count, else
+    ``written``) less what the kernel still holds unacknowledged. The kernel's send buffer
+    can hold megabytes, so only its count moves while a slow peer reads."""
+    handed = getattr(stream, "_total_write_done_index", None)
+    if not isinstance(handed, int):
+        handed = written
+    sock = stream.socket
+    if _SIOCOUTQ is not None and sock is not None:
+        try:
+            unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))
+        except OSError:
+            return handed
+        return handed - int(unacked[0])
+    return handed
 
 
 async def _aiter(chunks: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

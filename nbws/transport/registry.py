@@ -31,8 +31,9 @@ class ConnectionRegistry:
         heartbeat_interval: seconds of silence before a ping (0: no heartbeats).
         heartbeat_timeout: seconds to wait for the pong before closing with 1011.
         idle_timeout: seconds without a data message before closing with 1001 (0: off).
-        stall_timeout: seconds a peer may read nothing while over ``write_high_water``
-            before it is closed with 1013 (0: never); by default ``heartbeat_timeout``.
+        stall_timeout: seconds a peer may read nothing at all while more than
+            ``write_low_water`` bytes wait for it before it is closed with 1013 (0: never);
+            by default ``heartbeat_timeout``.
     """
 
     def __init__(
@@ -162,7 +163,7 @@ class ConnectionRegistry:
             if interval <= 0:
                 continue
             if conn.ping_sent_at is not None:
-                if stall > 0 and conn.backlogged:
+                if stall > 0 and conn.pending_write > conn.write_low_water:
                     # Reading is paused, so its pong may be unread in the socket: the
                     # stall deadline is in charge of this peer, not the heartbeat.
                     continue
