@@ -35,7 +35,7 @@ from nbws.config import Nbws
 from nbws.errors import ConnectionClosed, InvalidState
 from nbws.protocol import State, encode_frame
 from nbws.transport import Connection, ConnectionRegistry, accept_websocket
-from nbws.transport.connection import READ_CHUNK
+from nbws.transport.connection import FRAGMENT_COST, READ_CHUNK
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -197,6 +197,29 @@ async def test_a_burst_already_in_the_socket_is_handled_in_bounded_slices(probe:
     assert sum(steps) >= 4 * MiB  # the burst went through while the ticker ran
     assert max(steps) <= 2 * READ_CHUNK, max(steps)
     peer.close()
+
+
+@pytest.mark.parametrize("probe_options", [{"read_high_water": 64 * KiB}])
+async def test_queued_tiny_messages_count_what_they_hold_not_just_their_payload(
+    probe: Probe,
+) -> None:
+    """A flood of 1-byte messages the application has not read yet is bounded by memory:
+    each queued fragment counts its own cost against read_high_water."""
+    peer = await RawPeer.open("127.0.0.1", probe.port, "/probe")
+    conn = await probe.connection()
+    flood = peer.start_flood(masked(Opcode.BINARY, b"."), limit=2 * MiB)
+    await until(
+        lambda: (
+            conn._resume_reading is not None and (peer.blocked.is_set() or not flood.is_alive())
+        ),
+        timeout=60,
+    )
+    inbox = conn._inbox
+    assert inbox is not None
+    per_read = READ_CHUNK // 7  # 1-byte masked frames are 7 bytes: what one read can add
+    assert len(inbox) <= 64 * KiB // FRAGMENT_COST + per_read, len(inbox)
+    peer.close()
+    flood.join(10)
 
 
 @pytest.mark.parametrize("probe_options", [{"read_high_water": 256 * KiB}])

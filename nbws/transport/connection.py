@@ -58,6 +58,11 @@ else:  # pragma: no cover - progress is then counted at the stream, not the kern
 READ_CHUNK = 65536
 """Bytes read from the socket (and parsed) per turn of a connection's reader."""
 
+FRAGMENT_COST = 112
+"""Bytes a queued inbound fragment holds besides its payload (the event object, the bytes
+header, its inbox slot), counted against ``read_high_water``: a flood of tiny messages
+is bounded by the memory it takes, not only by its payload bytes."""
+
 
 class Connection:
     """One open WebSocket connection on the server.
@@ -257,7 +262,7 @@ class Connection:
                 if inbox is None:
                     inbox = self._inbox = deque()
                 inbox.append(event)
-                self._inbox_bytes += len(event.data)
+                self._inbox_bytes += len(event.data) + FRAGMENT_COST
                 if event.first:
                     self.messages_in += 1
                 self.last_data_received = now
@@ -676,7 +681,7 @@ class Connection:
             await waiter
             inbox = self._inbox  # made by the first fragment to arrive
         fragment = inbox.popleft()
-        self._inbox_bytes -= len(fragment.data)
+        self._inbox_bytes -= len(fragment.data) + FRAGMENT_COST
         if self._resume_reading is not None and self._inbox_bytes <= self.read_high_water // 2:
             self._wake_reader()
         return fragment
