@@ -210,3 +210,42 @@ async def test_abandoned_echo_connection_is_released(
         assert time.monotonic() < deadline, f"still {server_conns(nbws_server)} open"
         await asyncio.sleep(0.05)
     assert await echo_round_trip(nbws_server) == "are you there?"
+
+
+@pytest.mark.parametrize(
+    "server_options",
+    [{"heartbeat_interval": 0.3, "heartbeat_timeout": 1.0, "write_high_water": HIGH}],
+)
+async def test_abandoned_tap_and_streams_connections_are_released(
+    nbws_server: RunningServer,
+) -> None:
+    before = await health_connections(nbws_server)
+    # A tap that never reads, following a labelled echo connection kept busy...
+    tap = await RawPeer.open(nbws_server.host, nbws_server.port, "/nbws/tap?label=iso")
+    async with websockets.connect(nbws_server.url("/nbws/echo?tap=iso")) as tapped:
+        for _ in range(200):
+            await tapped.send("x" * 1000)
+            await tapped.recv()
+        # ...and an nbws.v1 peer that floods publishes, reading nothing.
+        streams = await RawPeer.open(nbws_server.host, nbws_server.port, "/nbws/ws", "nbws.v1")
+        publish = masked(
+            Opcode.TEXT, b'{"type":"publish","stream":"iso-gone","payload":"' + b"y" * 500 + b'"}'
+        )
+        sub = masked(Opcode.TEXT, b'{"type":"subscribe","stream":"iso-gone"}')
+        await asyncio.to_thread(streams.sock.sendall, sub)
+        await until(lambda: len(server_conns(nbws_server)) == before + 3)
+        flood = streams.start_flood(publish, limit=20 * MiB)
+        await until(lambda: streams.blocked.is_set() or not flood.is_alive(), timeout=60)
+        tap.close()
+        streams.close()
+        flood.join(10)
+
+        async def released() -> bool:
+            return await health_connections(nbws_server) == before + 1  # the tapped one
+
+        deadline = time.monotonic() + 20
+        while not await released():
+            assert time.monotonic() < deadline, f"still {server_conns(nbws_server)} open"
+            await asyncio.sleep(0.05)
+        await tapped.send("still served")
+        assert await tapped.recv() == "still served"
