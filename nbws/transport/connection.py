@@ -74,6 +74,9 @@ class Connection:
         write_low_water: pending write bytes at which waiting senders resume.
         read_high_water: queued inbound bytes above which reading from the socket pauses.
         close_timeout: seconds to wait for the peer during the closing handshake.
+        stall_timeout: seconds the peer may read nothing at all while more than
+            ``write_low_water`` bytes wait for it; the registry's sweep then closes it
+            with 1013 (0: never).
         path: request path (for logs and endpoints).
         query: parsed query arguments (first value of each).
         remote: peer address, for logs.
@@ -117,6 +120,7 @@ class Connection:
         "read_high_water",
         "remote",
         "session",
+        "stall_timeout",
         "stream",
         "tap",
         "write_high_water",
@@ -132,6 +136,7 @@ class Connection:
         write_low_water: int = 1 << 18,
         read_high_water: int = 4 << 20,
         close_timeout: float = 5.0,
+        stall_timeout: float = 0.0,
         path: str = "",
         query: dict[str, str] | None = None,
         remote: str = "",
@@ -144,6 +149,7 @@ class Connection:
         self.write_low_water = write_low_water
         self.read_high_water = read_high_water
         self.close_timeout = close_timeout
+        self.stall_timeout = stall_timeout
         self.path = path
         self.query = query or {}
         self.remote = remote

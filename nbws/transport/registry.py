@@ -31,9 +31,9 @@ class ConnectionRegistry:
         heartbeat_interval: seconds of silence before a ping (0: no heartbeats).
         heartbeat_timeout: seconds to wait for the pong before closing with 1011.
         idle_timeout: seconds without a data message before closing with 1001 (0: off).
-        stall_timeout: seconds a peer may read nothing at all while more than
-            ``write_low_water`` bytes wait for it before it is closed with 1013 (0: never);
-            by default ``heartbeat_timeout``.
+
+    Each connection's own ``stall_timeout`` says how long its peer may read nothing while
+    a backlog waits for it before the sweep closes it with 1013.
     """
 
     def __init__(
@@ -43,13 +43,11 @@ class ConnectionRegistry:
         heartbeat_interval: float = 30.0,
         heartbeat_timeout: float = 20.0,
         idle_timeout: float = 0.0,
-        stall_timeout: float | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.idle_timeout = idle_timeout
-        self.stall_timeout = heartbeat_timeout if stall_timeout is None else stall_timeout
         self.connections: set[Connection] = set()
         self._forget = self.connections.discard  # one bound method for every connection
         self.accepted = 0
@@ -74,7 +72,7 @@ class ConnectionRegistry:
         self.connections.add(connection)
         self.accepted += 1
         connection.on_close(self._forget)
-        self._ensure_sweeper()
+        self._ensure_sweeper(connection.stall_timeout)
         label = connection.query.get("tap")
         if label:
             self._label(label, connection)
@@ -115,22 +113,22 @@ class ConnectionRegistry:
                 del self._label_waiters[label]
         return None
 
-    def _sweep_period(self) -> float:
+    def _sweep_period(self, stall_timeout: float = 0.0) -> float:
         timeouts = (
             self.heartbeat_interval,
             self.heartbeat_timeout,
             self.idle_timeout,
-            self.stall_timeout,
+            stall_timeout,
         )
         periods = [p for p in timeouts if p > 0]
         if not periods:
             return 0.0
         return max(0.02, min(min(periods) / 4, 5.0))
 
-    def _ensure_sweeper(self) -> None:
+    def _ensure_sweeper(self, stall_timeout: float = 0.0) -> None:
         if self._sweeper is not None:
             return
-        period = self._sweep_period()
+        period = self._sweep_period(stall_timeout)
         if period <= 0:
             return
         self._sweeper = PeriodicCallback(self.sweep, period * 1000)
@@ -141,10 +139,10 @@ class ConnectionRegistry:
         idle ones."""
         now = time.monotonic() if now is None else now
         interval, timeout, idle = self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout
-        stall = self.stall_timeout
         for conn in list(self.connections):
             if conn.session.state is not State.OPEN:
                 continue
+            stall = conn.stall_timeout
             if stall > 0 and conn.stalled_for(now) >= stall:
                 log.info(
                     "closing %s: read nothing for %.1fs with %d bytes waiting",
