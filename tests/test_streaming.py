@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import socket
 import threading
@@ -22,16 +23,19 @@ import psutil
 import pytest
 import websockets
 from conftest import start_serve_process, stop_serve_process
+from raw_peer import RawPeer, masked
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 from traitlets.config import Config
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
+from websockets.frames import Opcode
 
 from nbws.config import Nbws
 from nbws.errors import ConnectionClosed, InvalidState
 from nbws.protocol import State, encode_frame
 from nbws.transport import Connection, ConnectionRegistry, accept_websocket
+from nbws.transport.connection import FRAGMENT_COST, READ_CHUNK
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -159,6 +163,63 @@ async def test_receive_reassembles_whole_messages_and_iteration_ends_at_close(pr
     with pytest.raises(ConnectionClosed) as info:
         await conn.receive()
     assert (info.value.code, info.value.reason) == (4000, "bye")
+
+
+@pytest.mark.parametrize(
+    "probe_options",
+    [{"read_high_water": 64 * KiB, "write_high_water": 64 * MiB, "write_low_water": MiB}],
+)
+async def test_a_burst_already_in_the_socket_is_handled_in_bounded_slices(probe: Probe) -> None:
+    """However much a peer has already sent, its reader hands the loop back after each read
+    (READ_CHUNK bytes), so other connections and callbacks get their turn."""
+    peer = await RawPeer.open("127.0.0.1", probe.port, "/probe")
+    conn = await probe.connection()
+    # One message over read_high_water that the application leaves unread: reading pauses...
+    await asyncio.to_thread(peer.sock.sendall, masked(Opcode.BINARY, b"m" * 128 * KiB))
+    await until(lambda: conn._resume_reading is not None)
+    # ...while a ping flood fills the socket buffers behind it.
+    flood = peer.start_flood(masked(Opcode.PING, b"p" * 125), limit=6 * MiB)
+    await until(peer.blocked.is_set)
+    samples: list[int] = []
+    loop = asyncio.get_running_loop()
+    done = False
+
+    def tick() -> None:  # runs once per loop turn: how far the reader got in between
+        samples.append(conn.bytes_in)
+        if not done:
+            loop.call_soon(tick)
+
+    tick()
+    assert await conn.receive() == b"m" * 128 * KiB  # resumes reading: the burst is there
+    await until(lambda: not flood.is_alive() and conn.bytes_in >= peer.sent, timeout=60)
+    done = True
+    steps = [b - a for a, b in itertools.pairwise(samples)]
+    assert sum(steps) >= 4 * MiB  # the burst went through while the ticker ran
+    assert max(steps) <= 2 * READ_CHUNK, max(steps)
+    peer.close()
+
+
+@pytest.mark.parametrize("probe_options", [{"read_high_water": 64 * KiB}])
+async def test_queued_tiny_messages_count_what_they_hold_not_just_their_payload(
+    probe: Probe,
+) -> None:
+    """A flood of 1-byte messages the application has not read yet is bounded by memory:
+    each queued fragment counts its own cost against read_high_water."""
+    peer = await RawPeer.open("127.0.0.1", probe.port, "/probe")
+    conn = await probe.connection()
+    flood = peer.start_flood(masked(Opcode.BINARY, b"."), limit=2 * MiB)
+    await until(
+        lambda: (
+            conn._resume_reading is not None and (peer.blocked.is_set() or not flood.is_alive())
+        ),
+        timeout=60,
+    )
+    inbox = conn._inbox
+    assert inbox is not None
+    per_read = READ_CHUNK // 7  # 1-byte masked frames are 7 bytes: what one read can add
+    assert len(inbox) <= 64 * KiB // FRAGMENT_COST + per_read, len(inbox)
+    peer.close()
+    flood.join(10)
 
 
 @pytest.mark.parametrize("probe_options", [{"read_high_water": 256 * KiB}])

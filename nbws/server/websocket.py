@@ -63,11 +63,10 @@ async def _run_endpoint(endpoint: Endpoint, name: str, conn: Connection, options
     except ConnectionError_ as exc:
         code, reason = close_for(exc)
         log.info("closing %s with %d: %s", conn.remote, code, reason)
-        conn.fail(code, reason)
+        conn.fail_with(exc)
     except Exception as exc:
         log.exception("endpoint %s failed for %s", name, conn.remote)
-        code, reason = close_for(exc)
-        conn.fail(code, reason)
+        conn.fail_with(exc)
     finally:
         conn.start_close(1000, "")
         await conn.closed

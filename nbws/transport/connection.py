@@ -1,9 +1,27 @@
 """Drive a :class:`~nbws.protocol.Session` over a tornado ``IOStream``.
 
 :class:`Connection` owns the socket after the HTTP upgrade. One reader task feeds bytes to
-the session and queues inbound fragments (pausing the socket when the application falls
-behind: TCP backpressure); writes go straight to the stream, with the bytes not yet flushed
-counted so senders can wait for the transport to drain below a low-water mark.
+the session and queues inbound fragments; writes go straight to the stream, with the bytes
+not yet flushed counted so senders can wait for the transport to drain below a low-water
+mark.
+
+Isolation: a connection never costs its neighbours more than a bounded share.
+
+- The reader stops reading from the socket (TCP backpressure to the peer) while the
+  application has more than ``read_high_water`` bytes of it to handle, *or* while more
+  than ``write_high_water`` bytes wait to go out to it. The second rule covers what the
+  peer makes the server send without any application code: ``websockets`` answers each
+  ping with a pong into ``data_to_send()``, and a peer that floods pings (or requests)
+  without reading the replies would otherwise make the server buffer without bound.
+  :meth:`Connection.receive_fragment` waits on the same rule, so an endpoint does not
+  turn already-read requests into replies nobody reads.
+- Each read is at most ``READ_CHUNK`` bytes, and the reader yields to the event loop after
+  every read that completed without waiting, so a peer whose bytes are already in the
+  socket buffer cannot hold the loop for more than one chunk's frames at a time.
+- A peer that reads nothing at all while its backlog is over low water is *stalled*
+  (:meth:`Connection.stalled_for`); the registry's sweep closes it with 1013.
+- When the TCP connection is gone (reset by the peer, dropped by a heartbeat, aborted),
+  every wait (reader pause, drain, writable callbacks, inbox) is released at once.
 """
 
 from __future__ import annotations
@@ -12,6 +30,8 @@ import asyncio
 import functools
 import logging
 import socket
+import struct
+import sys
 import time
 import uuid
 from collections import deque
@@ -20,14 +40,28 @@ from typing import Any
 
 from tornado.iostream import IOStream, StreamClosedError
 
-from ..errors import CloseCode, ConnectionClosed, InvalidState
+from ..errors import CloseCode, ConnectionClosed, InvalidState, close_for
 from ..protocol import CloseReceived, Fragment, Pong, Session, State
 
 __all__ = ["Connection", "IncomingMessage"]
 
 log = logging.getLogger("nbws.connection")
 
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ  # bytes sent but not yet acknowledged
+else:  # pragma: no cover - progress is then counted at the stream, not the kernel
+    _SIOCOUTQ = None
+
 READ_CHUNK = 65536
+"""Bytes read from the socket (and parsed) per turn of a connection's reader."""
+
+FRAGMENT_COST = 112
+"""Bytes a queued inbound fragment holds besides its payload (the event object, the bytes
+header, its inbox slot), counted against ``read_high_water``: a flood of tiny messages
+is bounded by the memory it takes, not only by its payload bytes."""
 
 
 class Connection:
@@ -40,6 +74,9 @@ class Connection:
         write_low_water: pending write bytes at which waiting senders resume.
         read_high_water: queued inbound bytes above which reading from the socket pauses.
         close_timeout: seconds to wait for the peer during the closing handshake.
+        stall_timeout: seconds the peer may read nothing at all while more than
+            ``write_low_water`` bytes wait for it; the registry's sweep then closes it
+            with 1013 (0: never).
         path: request path (for logs and endpoints).
         query: parsed query arguments (first value of each).
         remote: peer address, for logs.
@@ -65,6 +102,7 @@ class Connection:
         "_reader",
         "_resume_reading",
         "_send_lock",
+        "_stall_mark",
         "bytes_in",
         "bytes_out",
         "close_timeout",
@@ -82,6 +120,7 @@ class Connection:
         "read_high_water",
         "remote",
         "session",
+        "stall_timeout",
         "stream",
         "tap",
         "write_high_water",
@@ -97,6 +136,7 @@ class Connection:
         write_low_water: int = 1 << 18,
         read_high_water: int = 4 << 20,
         close_timeout: float = 5.0,
+        stall_timeout: float = 0.0,
         path: str = "",
         query: dict[str, str] | None = None,
         remote: str = "",
@@ -109,6 +149,7 @@ class Connection:
         self.write_low_water = write_low_water
         self.read_high_water = read_high_water
         self.close_timeout = close_timeout
+        self.stall_timeout = stall_timeout
         self.path = path
         self.query = query or {}
         self.remote = remote
@@ -135,8 +176,12 @@ class Connection:
         self._close_timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[None] | None = None
         self._close_callbacks: list[Callable[[Connection], None]] | None = None
+        self._stall_mark: tuple[float, int] | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         stream.set_nodelay(True)
+        # However the TCP connection ends (peer reset, abort, heartbeat drop), whatever
+        # the reader and the senders are waiting for is released.
+        stream.set_close_callback(self._stream_closed)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -171,10 +216,27 @@ class Connection:
         stream = self.stream
         try:
             while True:
-                if self._inbox_bytes > self.read_high_water:
+                if (
+                    (
+                        self._inbox_bytes > self.read_high_water
+                        or self.pending_write > self.write_high_water
+                    )
+                    and session.state is State.OPEN
+                    and not stream.closed()
+                ):
+                    # Stop reading: the application is behind, or the peer is not reading
+                    # what it is sent (pongs included). Resumed by receive_fragment, by
+                    # the transport draining to low water, or by the stream closing.
                     self._resume_reading = asyncio.get_running_loop().create_future()
                     await self._resume_reading
-                data = await stream.read_bytes(READ_CHUNK, partial=True)
+                    continue
+                future = asyncio.ensure_future(stream.read_bytes(READ_CHUNK, partial=True))
+                waited = not future.done()
+                data = await future
+                if not waited:
+                    # Read from bytes already in the socket: give other connections their
+                    # turn before parsing more of this one's burst.
+                    await asyncio.sleep(0)
                 now = time.monotonic()
                 self.last_received = now
                 self.bytes_in += len(data)
@@ -206,7 +268,7 @@ class Connection:
                 if inbox is None:
                     inbox = self._inbox = deque()
                 inbox.append(event)
-                self._inbox_bytes += len(event.data)
+                self._inbox_bytes += len(event.data) + FRAGMENT_COST
                 if event.first:
                     self.messages_in += 1
                 self.last_data_received = now
@@ -226,6 +288,25 @@ class Connection:
             waiter.set_result(None)
         self._inbox_waiter = None
 
+    def _stream_closed(self) -> None:
+        """The TCP connection is gone: wake the reader (its next read raises) and every
+        sender waiting for the transport to drain."""
+        self._wake_reader()
+        self._wake_drain_waiters()
+        if self._reader is None or self._reader.done():
+            self._finish()
+
+    def _wake_reader(self) -> None:
+        resume, self._resume_reading = self._resume_reading, None
+        if resume is not None and not resume.done():
+            resume.set_result(None)
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _finish(self) -> None:
         if self.closed.done():
             return
@@ -236,13 +317,10 @@ class Connection:
             self.stream.close()
         self.closed.set_result(None)
         self._wake_inbox()
-        waiters, self._drain_waiters = self._drain_waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_drain_waiters()
         self._drain_callbacks = None
-        if self._resume_reading is not None and not self._resume_reading.done():
-            self._resume_reading.set_result(None)
+        self._wake_reader()
+        self._stall_mark = None
         callbacks, self._close_callbacks = self._close_callbacks, None
         for callback in callbacks or ():
             try:
@@ -260,15 +338,34 @@ class Connection:
         if self._cork:
             self._uncork()  # a close frame queued just before (e.g. 1011) still goes out
         if not self.stream.closed():
-            self.stream.close()
-        if self._reader is None or self._reader.done():
+            self.stream.close()  # runs _stream_closed, which releases every wait
+        elif self._reader is None or self._reader.done():
             self._finish()
 
     def closed_error(self) -> ConnectionClosed:
         """The exception that describes how this connection ended."""
-        return ConnectionClosed(
-            self.session.close_code, self.session.close_reason, self.session.sent_close_code
-        )
+        code = self.session.close_code
+        if code is None and self.stream.closed():
+            code = CloseCode.ABNORMAL_CLOSURE  # the TCP connection went first
+        return ConnectionClosed(code, self.session.close_reason, self.session.sent_close_code)
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds the peer has read nothing at all while more than ``write_low_water``
+        bytes wait for it (so reading from it may be paused); 0 when it reads or little
+        waits.
+
+        Called by the registry's sweep, which closes stalled peers; the first call that
+        sees the backlog starts the clock, any byte the peer takes restarts it.
+        """
+        if self.pending_write <= self.write_low_water or self.session.state is not State.OPEN:
+            self._stall_mark = None
+            return 0.0
+        taken = _bytes_taken(self.stream, self.bytes_out - self.pending_write)
+        mark = self._stall_mark
+        if mark is None or mark[1] != taken:
+            self._stall_mark = (now, taken)
+            return 0.0
+        return now - mark[0]
 
     # --- writing -----------------------------------------------------------------------
 
@@ -325,10 +422,9 @@ class Connection:
         self.pending_write -= size
         if self.pending_write <= self.write_low_water:
             if self._drain_waiters:
-                waiters, self._drain_waiters = self._drain_waiters, None
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                self._wake_drain_waiters()
+            if self._resume_reading is not None:
+                self._wake_reader()
             if self._drain_callbacks and not self.session.sending_fragmented:
                 self._run_drain_callbacks()
         if self.pending_write == 0 and self._eof_after_writes:
@@ -365,7 +461,7 @@ class Connection:
         else:
             self._drain_waiters.append(waiter)
         await waiter
-        if self.closed.done():
+        if self.closed.done() or self.stream.closed():
             raise self.closed_error()
 
     def when_writable(self, callback: Callable[[], None]) -> None:
@@ -411,6 +507,8 @@ class Connection:
         state = self.session.state
         if state is not State.OPEN:
             raise InvalidState(f"cannot send {what}: connection is {state.name.lower()}")
+        if self.stream.closed():
+            raise InvalidState(f"cannot send {what}: the TCP connection is gone")
 
     def send_nowait(self, message: str | bytes, *, text: bool | None = None) -> None:
         """Queue one whole message without waiting for the transport to drain.
@@ -542,11 +640,22 @@ class Connection:
             self._arm_close_timer()
 
     def fail(self, code: int, reason: str = "") -> None:
-        """Fail the connection with ``code``: close frame if OPEN, then drop."""
+        """Fail the connection with ``code``: close frame if OPEN, then drop.
+
+        Prefer :meth:`fail_with`, which takes the code from the error itself.
+        """
         if self.session.state in (State.OPEN, State.CLOSING):
             self.session.fail(code, reason)
             self._flush()
             self._arm_close_timer()
+
+    def fail_with(self, exc: BaseException) -> None:
+        """End the connection because of ``exc``, with the close code and reason
+        :func:`nbws.errors.close_for` gives it (1011 for anything that is not an nbws
+        error). The one way a connection is ended for an error, so every error closes
+        with the same code wherever it is caught."""
+        code, reason = close_for(exc)
+        self.fail(code, reason)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code`` and wait until the TCP connection is gone."""
@@ -560,9 +669,15 @@ class Connection:
     async def receive_fragment(self) -> Fragment:
         """Next inbound fragment, as it arrives.
 
+        While the peer is not reading what it is sent (over ``write_high_water``), this
+        waits for the transport to drain first: input is not turned into replies that
+        would only queue up.
+
         Raises:
             ConnectionClosed: no more data will come.
         """
+        if self.pending_write > self.write_high_water and self.session.state is State.OPEN:
+            await self.wait_drained()
         inbox = self._inbox
         while not inbox:
             if self.closed.done() or self.session.state is not State.OPEN:
@@ -572,12 +687,9 @@ class Connection:
             await waiter
             inbox = self._inbox  # made by the first fragment to arrive
         fragment = inbox.popleft()
-        self._inbox_bytes -= len(fragment.data)
-        resume = self._resume_reading
-        if resume is not None and self._inbox_bytes <= self.read_high_water // 2:
-            self._resume_reading = None
-            if not resume.done():
-                resume.set_result(None)
+        self._inbox_bytes -= len(fragment.data) + FRAGMENT_COST
+        if self._resume_reading is not None and self._inbox_bytes <= self.read_high_water // 2:
+            self._wake_reader()
         return fragment
 
     async def receive(self) -> str | bytes:
@@ -648,6 +760,23 @@ class IncomingMessage:
             self.size += len(fragment.data)
             self._done = fragment.last
             yield fragment.data
+
+
+def _bytes_taken(stream: IOStream, written: int) -> int:
+    """Bytes the peer has taken so far: handed to the kernel (tornado's count, else
+    ``written``) less what the kernel still holds unacknowledged. The kernel's send buffer
+    can hold megabytes, so only its count moves while a slow peer reads."""
+    handed = getattr(stream, "_total_write_done_index", None)
+    if not isinstance(handed, int):
+        handed = written
+    sock = stream.socket
+    if _SIOCOUTQ is not None and sock is not None:
+        try:
+            unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))
+        except OSError:
+            return handed
+        return handed - int(unacked[0])
+    return handed
 
 
 async def _aiter(chunks: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

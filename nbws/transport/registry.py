@@ -14,7 +14,7 @@ from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
-from ..errors import CloseCode
+from ..errors import CloseCode, InternalError, TryAgainLater
 from ..protocol import State
 from .connection import Connection
 
@@ -31,6 +31,9 @@ class ConnectionRegistry:
         heartbeat_interval: seconds of silence before a ping (0: no heartbeats).
         heartbeat_timeout: seconds to wait for the pong before closing with 1011.
         idle_timeout: seconds without a data message before closing with 1001 (0: off).
+
+    Each connection's own ``stall_timeout`` says how long its peer may read nothing while
+    a backlog waits for it before the sweep closes it with 1013.
     """
 
     def __init__(
@@ -69,7 +72,7 @@ class ConnectionRegistry:
         self.connections.add(connection)
         self.accepted += 1
         connection.on_close(self._forget)
-        self._ensure_sweeper()
+        self._ensure_sweeper(connection.stall_timeout)
         label = connection.query.get("tap")
         if label:
             self._label(label, connection)
@@ -110,29 +113,46 @@ class ConnectionRegistry:
                 del self._label_waiters[label]
         return None
 
-    def _sweep_period(self) -> float:
-        periods = [
-            p for p in (self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout) if p > 0
-        ]
+    def _sweep_period(self, stall_timeout: float = 0.0) -> float:
+        timeouts = (
+            self.heartbeat_interval,
+            self.heartbeat_timeout,
+            self.idle_timeout,
+            stall_timeout,
+        )
+        periods = [p for p in timeouts if p > 0]
         if not periods:
             return 0.0
         return max(0.02, min(min(periods) / 4, 5.0))
 
-    def _ensure_sweeper(self) -> None:
+    def _ensure_sweeper(self, stall_timeout: float = 0.0) -> None:
         if self._sweeper is not None:
             return
-        period = self._sweep_period()
+        period = self._sweep_period(stall_timeout)
         if period <= 0:
             return
         self._sweeper = PeriodicCallback(self.sweep, period * 1000)
         self._sweeper.start()
 
     def sweep(self, now: float | None = None) -> None:
-        """Ping quiet peers, drop ones that missed their pong, close idle ones."""
+        """Close stalled peers, ping quiet ones, drop ones that missed their pong, close
+        idle ones."""
         now = time.monotonic() if now is None else now
         interval, timeout, idle = self.heartbeat_interval, self.heartbeat_timeout, self.idle_timeout
         for conn in list(self.connections):
             if conn.session.state is not State.OPEN:
+                continue
+            stall = conn.stall_timeout
+            if stall > 0 and conn.stalled_for(now) >= stall:
+                log.info(
+                    "closing %s: read nothing for %.1fs with %d bytes waiting",
+                    conn.remote,
+                    stall,
+                    conn.pending_write,
+                )
+                # The close frame queues behind the backlog: a peer that reads again
+                # sees it; one that does not is dropped after close_timeout.
+                conn.fail_with(TryAgainLater(f"peer read nothing for {stall:g}s"))
                 continue
             if idle > 0 and now - conn.last_data_received >= idle:
                 log.info("closing idle connection %s after %.1fs", conn.remote, idle)
@@ -141,9 +161,13 @@ class ConnectionRegistry:
             if interval <= 0:
                 continue
             if conn.ping_sent_at is not None:
+                if stall > 0 and conn.pending_write > conn.write_low_water:
+                    # Reading is paused, so its pong may be unread in the socket: the
+                    # stall deadline is in charge of this peer, not the heartbeat.
+                    continue
                 if now - conn.ping_sent_at >= timeout:
                     log.info("dropping %s: no pong within %.1fs", conn.remote, timeout)
-                    conn.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    conn.fail_with(InternalError("keepalive ping timeout"))
                     conn.abort()
             elif now - conn.last_received >= interval:
                 conn.send_heartbeat(now)
