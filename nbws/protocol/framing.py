@@ -33,6 +33,7 @@ __all__ = [
     "CONT",
     "CONTROL_OPCODES",
     "DATA_OPCODES",
+    "MASKED",
     "MAX_CONTROL_PAYLOAD",
     "OPCODE_NAMES",
     "PING",
@@ -58,6 +59,7 @@ CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 DATA_OPCODES = frozenset({CONT, TEXT, BINARY})
 CONTROL_OPCODES = frozenset({CLOSE, PING, PONG})
 MAX_CONTROL_PAYLOAD = 125
+MASKED = 0x100  # added to a frame's first byte by split_frames when it is masked
 
 OPCODE_NAMES: dict[int, str] = {
     CONT: "CONT",
@@ -110,10 +112,17 @@ def encode_frame(
     """
     length = len(payload)
     data = payload if type(payload) is bytes else bytes(payload)
-    if fin and not continuation and length < 126:
-        return (_SHORT_TEXT if text else _SHORT_BINARY)[length] + data
-    first = (_FIN if fin else 0) | (CONT if continuation else TEXT if text else BINARY)
-    return _header(first, 0, length) + data
+    if fin and not continuation:
+        if length < 126:
+            return (_SHORT_TEXT if text else _SHORT_BINARY)[length] + data
+        first = 0x81 if text else 0x82
+    else:
+        first = (_FIN if fin else 0) | (CONT if continuation else TEXT if text else BINARY)
+    if length < 65536:
+        return (
+            _PACK_16(first, 126, length) + data if length > 125 else _PACK_7(first, length) + data
+        )
+    return _PACK_64(first, 127, length) + data
 
 
 def encode_message(
@@ -257,15 +266,10 @@ def parse_close_payload(payload: bytes) -> tuple[int | None, bytes]:
 # --- reading -----------------------------------------------------------------------------
 
 
-class FrameHeader(NamedTuple):
-    """A frame header as on the wire (a tuple, so it unpacks in this order)."""
-
-    opcode: int
-    fin: bool
-    rsv: tuple[bool, bool, bool]
-    masked: bool
-    length: int  # payload length
-    size: int  # header length, masking key included
+FrameHeader = tuple[int, bool, tuple[bool, bool, bool], bool, int, int]
+"""``(opcode, fin, rsv, masked, payload_length, header_length)`` of a frame on the wire
+(the header length counts the masking key). A plain tuple: the tap and the explorer read
+one per frame, and a named tuple costs several times more to build."""
 
 
 class PartialHeader(NamedTuple):
@@ -279,48 +283,31 @@ class PartialHeader(NamedTuple):
     size: int | None
 
 
-def _measure(data: bytes | bytearray | memoryview, position: int) -> tuple[int, int]:
-    """``(header_length, payload_length)`` of the frame at ``position``, or
-    ``(0, bytes_needed)`` when its header is not all there yet."""
-    available = len(data) - position
-    if available < 2:
-        return 0, 2
-    second = data[position + 1]
-    length = second & 0x7F
-    head = 6 if second & _MASK else 2
-    if length == 126:
-        head += 2
-        if available < head:
-            return 0, head
-        length = _UNPACK_16(data, position + 2)[0]
-    elif length == 127:
-        head += 8
-        if available < head:
-            return 0, head
-        length = _UNPACK_64(data, position + 2)[0]
-    elif available < head:
-        return 0, head
-    return head, length
-
-
 def parse_frame_header(data: bytes | bytearray | memoryview, position: int = 0) -> FrameHeader:
     """Read the header of the frame that starts at ``position``.
 
     Raises:
         ValueError: ``data`` is shorter than the header it announces.
     """
-    head, length = _measure(data, position)
-    if not head:
+    available = len(data) - position
+    if available < 2:
         raise ValueError("incomplete frame header")
-    first = data[position]
-    return FrameHeader(
-        first & 0x0F,
-        bool(first & 0x80),
-        (bool(first & 0x40), bool(first & 0x20), bool(first & 0x10)),
-        bool(data[position + 1] & _MASK),
-        length,
-        head,
-    )
+    first, second = data[position], data[position + 1]
+    length = second & 0x7F
+    masked = second > 127
+    head = 6 if masked else 2
+    if length == 126:
+        head += 2
+        if available >= head:
+            length = _UNPACK_16(data, position + 2)[0]
+    elif length == 127:
+        head += 8
+        if available >= head:
+            length = _UNPACK_64(data, position + 2)[0]
+    if available < head:
+        raise ValueError("incomplete frame header")
+    rsv = (first & 0x40 != 0, first & 0x20 != 0, first & 0x10 != 0)
+    return first & 0x0F, first > 127, rsv, masked, length, head
 
 
 def read_partial_header(data: bytes | bytearray | memoryview, position: int = 0) -> PartialHeader:
@@ -329,23 +316,23 @@ def read_partial_header(data: bytes | bytearray | memoryview, position: int = 0)
     The length is known once its extended bytes are there, even if the masking key is
     not yet; ``size`` only once the whole header is.
     """
+    try:
+        return PartialHeader(*parse_frame_header(data, position))
+    except ValueError:
+        pass
     first = data[position]
-    fin, opcode = bool(first & 0x80), first & 0x0F
-    rsv = (bool(first & 0x40), bool(first & 0x20), bool(first & 0x10))
+    fin, opcode = first > 127, first & 0x0F
+    rsv = (first & 0x40 != 0, first & 0x20 != 0, first & 0x10 != 0)
     if len(data) - position < 2:
         return PartialHeader(opcode, fin, rsv, None, None, None)
-    head, length = _measure(data, position)
     second = data[position + 1]
-    masked = bool(second & _MASK)
-    if head:
-        return PartialHeader(opcode, fin, rsv, masked, length, head)
     code = second & 0x7F
     extra = {126: 2, 127: 8}.get(code, 0)
     known: int | None = code
     if extra:
         tail = data[position + 2 : position + 2 + extra]
         known = int.from_bytes(tail, "big") if len(tail) == extra else None
-    return PartialHeader(opcode, fin, rsv, masked, known, None)
+    return PartialHeader(opcode, fin, rsv, second > 127, known, None)
 
 
 def count_frames(data: bytes | bytearray | memoryview, position: int = 0) -> tuple[int, int]:
@@ -357,23 +344,25 @@ def count_frames(data: bytes | bytearray | memoryview, position: int = 0) -> tup
         last one's payload is still to come, and at an incomplete header otherwise.
     """
     end = len(data)
+    last = end - 1  # a header has at least 2 bytes
     frames = 0
-    while position < end:
-        if end - position < 2:
-            break
+    while position < last:
         second = data[position + 1]
-        size = second & 0x7F
-        head = 6 if second & _MASK else 2
-        if size == 126:
-            if end - position < head + 2:
-                break
-            position += head + 2 + _UNPACK_16(data, position + 2)[0]
-        elif size == 127:
-            if end - position < head + 8:
-                break
-            position += head + 8 + _UNPACK_64(data, position + 2)[0]
+        if second < 126:  # unmasked with a 7-bit length: a server's small frames
+            position += 2 + second
         else:
-            position += head + size
+            size = second & 0x7F
+            head = 6 if second & _MASK else 2
+            if size < 126:
+                position += head + size
+            elif size == 126:
+                if end - position < head + 2:
+                    break
+                position += head + 2 + _UNPACK_16(data, position + 2)[0]
+            else:
+                if end - position < head + 8:
+                    break
+                position += head + 8 + _UNPACK_64(data, position + 2)[0]
         frames += 1
     return frames, position
 
@@ -384,8 +373,9 @@ def split_frames(
     """The whole frames in ``data`` from ``position``.
 
     Returns:
-        ``(frames, stop, needed)``: each frame as ``(first_byte, payload_start, end)``
-        (masked frames are not unmasked: a server's never should be); where the first
+        ``(frames, stop, needed)``: each frame as ``(first, payload_start, end)``, where
+        ``first`` is the first header byte plus :data:`MASKED` when the MASK bit is set
+        (such a frame is not unmasked: a server's never should be); where the first
         incomplete frame starts; and how many bytes from ``stop`` it needs before it is
         worth looking again (its whole length once its header is known).
     """
@@ -397,6 +387,13 @@ def split_frames(
         if available < 2:
             return frames, position, 2
         second = data[position + 1]
+        if second < 126:  # unmasked with a 7-bit length: a server's small frames
+            stop = position + 2 + second
+            if stop > end:
+                return frames, position, 2 + second
+            append((data[position], position + 2, stop))
+            position = stop
+            continue
         size = second & 0x7F
         head = 6 if second & _MASK else 2
         if size == 126:
@@ -412,5 +409,5 @@ def split_frames(
         stop = position + head + size
         if stop > end:
             return frames, position, head + size
-        append((data[position], position + head, stop))
+        append((data[position] | (MASKED if second & _MASK else 0), position + head, stop))
         position = stop
