@@ -19,10 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import orjson
-
-from ..errors import InvalidPayload, PolicyViolation
-from ..protocol.messages import Publish, encode, split_binary
+from ..protocol.messages import Publish, decode_object, encode, split_binary
 from ..protocol.messages import encode_publish_fast as publish_text
 from ..protocol.messages import publish_fast_prefix as publish_text_prefix
 
@@ -267,13 +264,7 @@ def parse(data: str | bytes) -> tuple[dict[str, Any], bytes | None]:
         InvalidPayload / PolicyViolation: the server sent something malformed.
     """
     if isinstance(data, str):
-        try:
-            message = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidPayload(f"text frame is not JSON: {exc}") from None
-        if not isinstance(message, dict):
-            raise PolicyViolation("a control message must be a JSON object")
-        return message, None
+        return decode_object(data), None
     header, payload = split_binary(data)
     return header, bytes(payload)
 

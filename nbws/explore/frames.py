@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Literal
 
 from ..protocol.framing import (
@@ -144,29 +145,13 @@ class ParsedFrame:
     record: FrameRecord
     payload: bytes
 
-    @property
-    def opcode(self) -> int:
-        return self.record.opcode
-
-    @property
-    def opcode_name(self) -> str:
-        return self.record.opcode_name
-
-    @property
-    def fin(self) -> bool:
-        return self.record.fin
-
-    @property
-    def rsv(self) -> tuple[bool, bool, bool]:
-        return self.record.rsv
-
-    @property
-    def masked(self) -> bool:
-        return self.record.masked
-
-    @property
-    def length(self) -> int:
-        return self.record.length
+    # the record's fields, read through
+    opcode = property(attrgetter("record.opcode"))
+    opcode_name = property(attrgetter("record.opcode_name"))
+    fin = property(attrgetter("record.fin"))
+    rsv = property(attrgetter("record.rsv"))
+    masked = property(attrgetter("record.masked"))
+    length = property(attrgetter("record.length"))
 
     @property
     def close(self) -> tuple[int | None, bytes]:

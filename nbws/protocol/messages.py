@@ -68,6 +68,7 @@ __all__ = [
     "Welcome",
     "binary_prefix",
     "decode_event",
+    "decode_object",
     "decode_request",
     "encode",
     "encode_delivery",
@@ -602,6 +603,13 @@ def _loads(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise PolicyViolation("a control message must be a JSON object")
     return obj
+
+
+def decode_object(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    """Parse a text frame into its JSON object without building a message (for readers
+    that pick fields themselves); raises :class:`~nbws.errors.InvalidPayload` (not JSON)
+    or :class:`~nbws.errors.PolicyViolation` (not an object)."""
+    return _loads(data)
 
 
 def split_binary(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], memoryview]:

@@ -41,7 +41,7 @@ from websockets.typing import ExtensionName, Subprotocol
 from ..errors import CloseCode, InvalidState, truncate_reason
 from . import _compat
 from .events import CloseReceived, Event, Fragment, Ping, Pong
-from .framing import parse_frame_header
+from .framing import MAX_CONTROL_PAYLOAD, parse_frame_header
 from .limits import Limits, RateLimiter
 from .tap import PREVIEW_BYTES, FrameRecord, FrameTap
 
@@ -59,6 +59,11 @@ if _wire_logger.level == logging.NOTSET:
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _check_control(data: bytes, kind: str) -> None:
+    if len(data) > MAX_CONTROL_PAYLOAD:
+        raise ValueError(f"a {kind} payload is at most {MAX_CONTROL_PAYLOAD} bytes")
 
 
 def _select_in_server_order(
@@ -450,27 +455,25 @@ class Session:
 
     def send_text(self, data: bytes, fin: bool = True) -> None:
         """Queue a text frame (``data`` is UTF-8); ``fin=False`` starts a fragmented message."""
-        self._send(self._protocol.send_text, _TEXT, data, fin)
+        self._send("text frame", lambda: self._protocol.send_text(data, fin))
 
     def send_binary(self, data: bytes, fin: bool = True) -> None:
         """Queue a binary frame; ``fin=False`` starts a fragmented message."""
-        self._send(self._protocol.send_binary, _BINARY, data, fin)
+        self._send("binary frame", lambda: self._protocol.send_binary(data, fin))
 
     def send_continuation(self, data: bytes, fin: bool) -> None:
         """Queue the next fragment of the message in flight."""
-        self._send(self._protocol.send_continuation, _CONT, data, fin)
+        self._send("continuation frame", lambda: self._protocol.send_continuation(data, fin))
 
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a ping (payload at most 125 bytes)."""
-        if len(data) > 125:
-            raise ValueError("a ping payload is at most 125 bytes")
-        self._send(lambda d, _fin: self._protocol.send_ping(d), _PING, data, True)
+        _check_control(data, "ping")
+        self._send("ping frame", lambda: self._protocol.send_ping(data))
 
     def send_pong(self, data: bytes = b"") -> None:
         """Queue an unsolicited pong (payload at most 125 bytes)."""
-        if len(data) > 125:
-            raise ValueError("a pong payload is at most 125 bytes")
-        self._send(lambda d, _fin: self._protocol.send_pong(d), _PONG, data, True)
+        _check_control(data, "pong")
+        self._send("pong frame", lambda: self._protocol.send_pong(data))
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake with ``code`` and ``reason``.
@@ -480,14 +483,11 @@ class Session:
             ValueError: ``code`` may not be sent on the wire.
         """
         reason = truncate_reason(reason)
-        try:
-            self._protocol.send_close(code, reason)
-        except _WsInvalidState as exc:
-            raise InvalidState(f"cannot send a close frame: {exc}") from None
-        except _WsProtocolError as exc:
-            raise ValueError(f"invalid close code {code}: {exc}") from None
-        if self.tap.active:
-            self._record_out_last()
+        self._send(
+            "a close frame",
+            lambda: self._protocol.send_close(code, reason),
+            refused=f"invalid close code {code}",
+        )
 
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the connection: send a close frame if still OPEN, half-close, drop input."""
@@ -495,15 +495,18 @@ class Session:
         if self.tap.active:
             self._record_out_last()
 
-    def _send(
-        self, method: Callable[[bytes, bool], None], opcode: Opcode, data: bytes, fin: bool
-    ) -> None:
+    def _send(self, what: str, send: Callable[[], None], refused: str | None = None) -> None:
+        """Run one of websockets' ``send_*`` and turn its errors into nbws's: a send in
+        the wrong state is :class:`InvalidState`; a refused value is ``ValueError`` with
+        ``refused`` as its message, or :class:`InvalidState` without one."""
         try:
-            method(data, fin)
+            send()
         except _WsInvalidState as exc:
-            raise InvalidState(f"cannot send {opcode.name.lower()} frame: {exc}") from None
+            raise InvalidState(f"cannot send {what}: {exc}") from None
         except _WsProtocolError as exc:
-            raise InvalidState(f"cannot send {opcode.name.lower()} frame: {exc}") from None
+            if refused is not None:
+                raise ValueError(f"{refused}: {exc}") from None
+            raise InvalidState(f"cannot send {what}: {exc}") from None
         if self.tap.active:
             self._record_out_last()
 
