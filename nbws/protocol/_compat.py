@@ -55,7 +55,7 @@ def server_protocol(**kwargs: Any) -> ServerProtocol:
 
 def set_frame_limit(protocol: Protocol, limit: int | None, in_flight: int) -> None:
     """Make the parser refuse the next frame from its header when it declares more than
-    ``limit`` bytes (None: no limit).
+    ``limit`` bytes (None: no limit). Called once per inbound frame.
 
     Args:
         protocol: made by :func:`server_protocol`.
@@ -63,10 +63,16 @@ def set_frame_limit(protocol: Protocol, limit: int | None, in_flight: int) -> No
         in_flight: bytes of the fragmented message in flight once the current frame
             counts (0 between messages). websockets 15 subtracts them from its one limit.
     """
-    if _SPLIT_LIMITS:
-        protocol.max_fragment_size = limit
-    else:  # pragma: no cover - websockets 15
-        setattr(protocol, "max_size", None if limit is None else limit + in_flight)  # noqa: B010
+    protocol.max_fragment_size = limit
+
+
+def _set_frame_limit_15(protocol: Protocol, limit: int | None, in_flight: int) -> None:
+    setattr(protocol, "max_size", None if limit is None else limit + in_flight)  # noqa: B010
+
+
+if not _SPLIT_LIMITS:  # pragma: no cover - websockets 15
+    _set_frame_limit_15.__doc__ = set_frame_limit.__doc__
+    set_frame_limit = _set_frame_limit_15
 
 
 def receiving_fragmented(protocol: Protocol) -> bool:

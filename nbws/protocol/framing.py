@@ -79,14 +79,10 @@ _UNPACK_16 = struct.Struct("!H").unpack_from
 _UNPACK_64 = struct.Struct("!Q").unpack_from
 _CODE = struct.Struct("!H")
 
-# Two-byte headers of every short frame, looked up instead of packed: encode_frame runs
-# once per published message and per ack, client_text_frames once per publish.
-_SHORT: dict[int, list[bytes]] = {
-    first: [bytes((first, size)) for size in range(126)]
-    for first in (0x81, 0x82, 0x80, 0x01, 0x02, 0x00)
-}
-_SHORT_TEXT = _SHORT[0x81]
-_SHORT_BINARY = _SHORT[0x82]
+# The two-byte headers of short whole frames, looked up instead of packed: encode_frame
+# runs once per published message and per ack, client_text_frames once per publish.
+_SHORT_TEXT = [bytes((0x81, size)) for size in range(126)]
+_SHORT_BINARY = [bytes((0x82, size)) for size in range(126)]
 _MASKED_TEXT = [bytes((0x81, _MASK | size)) for size in range(126)]
 
 

@@ -40,6 +40,7 @@ from websockets.typing import ExtensionName, Subprotocol
 
 from ..errors import CloseCode, InvalidState, truncate_reason
 from . import _compat
+from ._compat import set_frame_limit
 from .events import CloseReceived, Event, Fragment, Ping, Pong
 from .framing import MAX_CONTROL_PAYLOAD, parse_frame_header
 from .limits import Limits, RateLimiter
@@ -128,7 +129,7 @@ class _InboundCheck(Extension):
         limit = None if self._max_message is None else max(self._max_message - self._size, 125)
         if self._max_frame is not None:
             limit = self._max_frame if limit is None else min(limit, self._max_frame)
-        _compat.set_frame_limit(self._protocol, limit, self._size)
+        set_frame_limit(self._protocol, limit, self._size)
 
     def _check_size(self, size: int) -> None:
         if self._max_frame is not None and size > self._max_frame:
