@@ -33,10 +33,9 @@ def test_apply_mask_is_the_rfc_xor() -> None:
     assert _compat.apply_mask(bytearray(expected), key) == data
 
 
-def open_protocol(*extensions: Extension) -> object:
-    protocol = _compat.server_protocol(state=State.OPEN)
-    protocol.extensions = list(extensions)
-    return protocol
+def test_accept_key_is_rfc_6455s_example() -> None:
+    # RFC 6455 section 1.3
+    assert _compat.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
 def test_server_protocol_has_no_size_limit_of_its_own() -> None:

@@ -4,7 +4,8 @@ nbws supports websockets 15 to 17 (``pyproject.toml``). What changed between the
 not part of the library's public API, is reached only through this module, so a new
 release is checked here and in ``tests/test_compat.py``, nowhere else:
 
-- ``apply_mask``: the C speedup when the library was built with it;
+- ``apply_mask``: the C speedup when the library was built with it; ``accept_key``
+  (``Sec-WebSocket-Accept`` from the key), which the library keeps in ``utils``;
 - the size limits of the Sans-I/O parser (``max_size`` became a ``(message, fragment)``
   pair and ``cur_size`` became ``current_size`` in 16);
 - whether a fragmented message is in flight either way (parser attributes);
@@ -19,6 +20,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
+from websockets.utils import accept_key as _accept_key
 from websockets.version import version as _version
 
 try:
@@ -29,6 +31,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 __all__ = [
     "WEBSOCKETS_VERSION",
     "RawClientConnection",
+    "accept_key",
     "apply_mask",
     "receiving_fragmented",
     "sending_fragmented",
@@ -45,6 +48,11 @@ _SPLIT_LIMITS = WEBSOCKETS_VERSION >= (16,)  # max_size=(message, fragment), cur
 def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     """XOR ``data`` with the 4-byte masking ``key`` repeated (RFC 6455 section 5.3)."""
     return _apply_mask(data, key)
+
+
+def accept_key(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` a server answers ``Sec-WebSocket-Key: key`` with."""
+    return _accept_key(key)
 
 
 def server_protocol(**kwargs: Any) -> ServerProtocol:
