@@ -15,6 +15,7 @@ release is checked here and in ``tests/test_compat.py``, nowhere else:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -43,11 +44,15 @@ WEBSOCKETS_VERSION: tuple[int, ...] = tuple(
     int(part) for part in _version.split(".")[:2] if part.isdigit()
 )
 _SPLIT_LIMITS = WEBSOCKETS_VERSION >= (16,)  # max_size=(message, fragment), current_size
+_NO_LIMITS: Any = (None, None) if _SPLIT_LIMITS else None
+_IN_FLIGHT = "current_size" if _SPLIT_LIMITS else "cur_size"  # None between messages
+# Typed loosely so that this module type-checks against every supported version.
+_mask: Callable[[Any, bytes], bytes] = _apply_mask
 
 
 def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     """XOR ``data`` with the 4-byte masking ``key`` repeated (RFC 6455 section 5.3)."""
-    return _apply_mask(data, key)
+    return _mask(data, key)
 
 
 def accept_key(key: str) -> str:
@@ -58,7 +63,7 @@ def accept_key(key: str) -> str:
 def server_protocol(**kwargs: Any) -> ServerProtocol:
     """A ``ServerProtocol`` whose own size limits are off: the caller sets a limit per
     frame with :func:`set_frame_limit` (every keyword but ``max_size`` is passed on)."""
-    return ServerProtocol(max_size=(None, None) if _SPLIT_LIMITS else None, **kwargs)
+    return ServerProtocol(max_size=_NO_LIMITS, **kwargs)
 
 
 def set_frame_limit(protocol: Protocol, limit: int | None, in_flight: int) -> None:
@@ -71,7 +76,8 @@ def set_frame_limit(protocol: Protocol, limit: int | None, in_flight: int) -> No
         in_flight: bytes of the fragmented message in flight once the current frame
             counts (0 between messages). websockets 15 subtracts them from its one limit.
     """
-    protocol.max_fragment_size = limit
+    parser: Any = protocol
+    parser.max_fragment_size = limit
 
 
 def _set_frame_limit_15(protocol: Protocol, limit: int | None, in_flight: int) -> None:
@@ -85,8 +91,7 @@ if not _SPLIT_LIMITS:  # pragma: no cover - websockets 15
 
 def receiving_fragmented(protocol: Protocol) -> bool:
     """True while an inbound fragmented message is in flight."""
-    size = protocol.current_size if _SPLIT_LIMITS else getattr(protocol, "cur_size", None)
-    return size is not None
+    return getattr(protocol, _IN_FLIGHT) is not None
 
 
 def sending_fragmented(protocol: Protocol) -> bool:
