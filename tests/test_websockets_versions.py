@@ -1,5 +1,6 @@
 """The lowest websockets that pyproject.toml allows really works: the protocol, session,
-framing and client-frame tests run again in a venv that has exactly that version.
+framing and client-frame tests run again in a venv that has exactly that version, and
+``nbws.protocol`` (``_compat`` above all) type-checks against it.
 
 The venv is cached under ``~/.cache/nbws/venv-websockets-<version>`` (made with
 ``--system-site-packages``, so only websockets is installed into it, from pip's cache or
@@ -92,3 +93,18 @@ def test_the_lowest_supported_websockets_passes_the_protocol_tests() -> None:
     assert result.returncode == 0, output[-5000:]
     assert "PASSED tests/test_compat.py::test_the_expected_version_is_imported" in output
     assert re.search(r"\d+ passed", output)
+
+
+def test_compat_type_checks_against_the_lowest_supported_websockets() -> None:
+    version = lowest_websockets()
+    python = venv_with(version)
+    cache = CACHE / f"mypy-websockets-{version}"  # apart from the tree's own mypy cache
+    result = subprocess.run(
+        [str(python), "-m", "mypy", "--strict", "--cache-dir", str(cache), "nbws/protocol"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
