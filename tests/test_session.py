@@ -22,6 +22,7 @@ from nbws.protocol import (
     Fragment,
     FrameRecord,
     FrameTap,
+    Limits,
     Ping,
     Pong,
     RateLimiter,
@@ -61,8 +62,15 @@ def close_payload(code: int, reason: str = "") -> bytes:
     return Close(code, reason).serialize()
 
 
+_LIMITS = {"max_message_size", "max_frame_size", "rate_limit", "rate_limit_burst"}
+
+
 def open_session(**options: Any) -> Session:
-    """A session past a successful handshake, with the 101 response already taken."""
+    """A session past a successful handshake, with the 101 response already taken; size
+    and rate options go into its :class:`Limits`."""
+    limits = {name: options.pop(name) for name in list(options) if name in _LIMITS}
+    if limits:
+        options["limits"] = Limits(**limits)
     session = Session(**options)
     raw, _ = request_bytes()
     response = session.receive_request(raw)
@@ -391,7 +399,7 @@ def test_a_small_data_frame_just_over_the_limit_is_refused_exactly() -> None:
 
 
 def test_with_deflate_the_limit_applies_to_the_decompressed_size() -> None:
-    session = Session(compression={}, max_message_size=1000)
+    session = Session(compression={}, limits=Limits(max_message_size=1000))
     raw, _ = request_bytes(extra=("Sec-WebSocket-Extensions: permessage-deflate",))
     assert session.receive_request(raw).status_code == 101
     session.data_to_send()
@@ -762,3 +770,51 @@ def test_send_encoded_is_refused_mid_fragmented_message_and_with_compression() -
     assert not compressed.can_send_encoded
     with pytest.raises(InvalidState, match="compression"):
         compressed.send_encoded(encode_frame(b"x", text=False))
+
+
+# --- limits come from the settings object -----------------------------------------------
+
+
+def declared_frame(length: int) -> bytes:
+    """The header (and masking key) of a client binary frame declaring ``length`` bytes."""
+    return b"\x82\xff" + length.to_bytes(8, "big") + b"\x00\x00\x00\x00"
+
+
+def test_a_default_session_has_the_settings_defaults() -> None:
+    from nbws.config import Nbws
+
+    defaults = Nbws()
+    assert Limits.default() == Limits.from_config(defaults)
+    assert Limits.default().max_frame_size == defaults.max_frame_size
+    session = open_session()
+    session.receive_data(declared_frame(defaults.max_frame_size + 1), now=0.0)
+    assert close_of(session.data_to_send())[0] == 1009
+
+
+def test_from_config_takes_limits_subprotocols_and_tap_size_from_nbws() -> None:
+    from nbws.config import Nbws
+
+    config = Nbws(
+        max_frame_size=100,
+        max_message_size=0,  # no limit
+        rate_limit=1.0,
+        rate_limit_burst=1,
+        subprotocols={"streams": ["nbws.v1"]},
+        frame_tap_size=7,
+    )
+    assert Limits.from_config(config) == Limits(None, 100, 1.0, 1)
+    session = Session.from_config(config, "streams")
+    assert session.tap.capacity == 7
+    raw, _ = request_bytes(extra=("Sec-WebSocket-Protocol: nbws.v1",))
+    assert session.receive_request(raw).status_code == 101
+    assert session.subprotocol == "nbws.v1"
+    session.data_to_send()
+    session.receive_data(client_frame(Opcode.BINARY, b"a" * 100), now=0.0)
+    session.receive_data(client_frame(Opcode.BINARY, b"b"), now=0.0)  # over the rate
+    assert len(session.events_received()) == 1
+    assert close_of(session.data_to_send())[0] == 1008
+    other = Session.from_config(config, "echo")
+    other.receive_request(request_bytes()[0])
+    other.data_to_send()
+    other.receive_data(declared_frame(101), now=0.0)
+    assert close_of(other.data_to_send())[0] == 1009

@@ -1,6 +1,6 @@
-"""A minimal asyncio WebSocket client for load generation: masked frames built by the
-``websockets`` library, server frames counted by their headers without decoding payloads,
-so the client stays cheaper than the servers it measures."""
+"""A minimal asyncio WebSocket client for load generation: masked frames and header reads
+from :mod:`nbws.protocol.framing`, server frames counted by their headers without decoding
+payloads, so the client stays cheaper than the servers it measures."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import asyncio
 import base64
 import json
 import os
-import struct
 from collections import deque
 from typing import Any
 
-from websockets.frames import Frame, Opcode
+from ..protocol.framing import BINARY, CONT, TEXT, count_frames, split_frames
+from ..protocol.framing import client_frame as _client_frame
 
 __all__ = ["FrameCounter", "FrameParser", "Peer", "client_frame", "open_peer", "read_json"]
 
@@ -20,9 +20,8 @@ __all__ = ["FrameCounter", "FrameParser", "Peer", "client_frame", "open_peer", "
 def client_frame(
     payload: bytes, *, text: bool = True, fin: bool = True, cont: bool = False
 ) -> bytes:
-    """A masked client frame (the masking and header are the library's)."""
-    opcode = Opcode.CONT if cont else Opcode.TEXT if text else Opcode.BINARY
-    return Frame(opcode, payload, fin).serialize(mask=True, extensions=[])
+    """A masked client data frame."""
+    return _client_frame(CONT if cont else TEXT if text else BINARY, payload, fin=fin)
 
 
 class FrameCounter:
@@ -31,37 +30,20 @@ class FrameCounter:
     def __init__(self) -> None:
         self.frames = 0
         self.bytes = 0
-        self._skip = 0
-        self._head = b""
+        self._skip = 0  # payload bytes of the last frame still to come
+        self._head = b""  # the start of a header cut off at the end of the last feed
 
     def feed(self, data: bytes) -> None:
         self.bytes += len(data)
-        view = memoryview(self._head + data) if self._head else memoryview(data)
-        self._head = b""
-        pos, end = self._skip, len(view)
-        frames = 0
-        while pos < end:
-            if end - pos < 2:
-                self._head = bytes(view[pos:])
-                pos = end
-                break
-            size = view[pos + 1] & 0x7F
-            if size < 126:
-                pos += 2 + size
-            elif size == 126:
-                if end - pos < 4:
-                    self._head = bytes(view[pos:])
-                    pos = end
-                    break
-                pos += 4 + struct.unpack_from("!H", view, pos + 2)[0]
-            else:
-                if end - pos < 10:
-                    self._head = bytes(view[pos:])
-                    pos = end
-                    break
-                pos += 10 + struct.unpack_from("!Q", view, pos + 2)[0]
-            frames += 1
-        self._skip = pos - end
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        end = len(data)
+        frames, stop = count_frames(data, self._skip)
+        if stop < end:
+            self._head = data[stop:]
+            stop = end
+        self._skip = stop - end
         self.frames += frames
 
 
@@ -76,24 +58,10 @@ class FrameParser:
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         buf = self._buffer
         buf += data
-        frames = []
-        pos = 0
-        while len(buf) - pos >= 2:
-            size, head = buf[pos + 1] & 0x7F, 2
-            if size == 126:
-                if len(buf) - pos < 4:
-                    break
-                size, head = struct.unpack_from("!H", buf, pos + 2)[0], 4
-            elif size == 127:
-                if len(buf) - pos < 10:
-                    break
-                size, head = struct.unpack_from("!Q", buf, pos + 2)[0], 10
-            if len(buf) - pos < head + size:
-                break
-            frames.append((buf[pos] & 0x0F, bytes(buf[pos + head : pos + head + size])))
-            pos += head + size
-        del buf[:pos]
-        return frames
+        frames, stop, _ = split_frames(buf)
+        out = [(first & 0x0F, bytes(buf[start:end])) for first, start, end in frames]
+        del buf[:stop]
+        return out
 
 
 class Peer:
@@ -140,7 +108,7 @@ async def read_json(peer: Peer, type_: str) -> dict[str, Any]:
     """Read text frames until a JSON object whose ``type`` is ``type_``; return it."""
     while True:
         opcode, payload = await peer.next_frame()
-        if opcode == Opcode.TEXT.value:
+        if opcode == TEXT:
             message = json.loads(payload)
             if message.get("type") == type_:
                 return message  # type: ignore[no-any-return]

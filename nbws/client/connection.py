@@ -8,18 +8,20 @@ is good at (handshake, pings, close handshake, fragmented and binary messages, e
 and only adds two shortcuts:
 
 - :meth:`TextConnection.send_texts` writes many whole text messages as pre-masked
-  frames in one ``transport.write`` (see :func:`nbws.client.frames.text_frames`).
+  frames in one ``transport.write`` (see :func:`nbws.protocol.framing.client_text_frames`).
 - With :attr:`TextConnection.on_text` set, each incoming unfragmented, unmasked text
-  frame (``FIN`` + opcode 1, no RSV bits) is handed to it as bytes straight from
-  ``data_received`` (if it raises, the connection is aborted and the exception kept in
+  frame (``FIN`` + opcode 1, no RSV bits) is handed to it as bytes straight from the
+  socket (if it raises, the connection is aborted and the exception kept in
   :attr:`TextConnection.lane_error`).
 
 From the end of the opening handshake on, this class cuts the incoming bytes into frames
-itself and gives the library only whole frames, so the library's parser is always at a
-frame boundary and the fast lane can be switched on and off at any moment; a partial
-frame waits here for the rest of its bytes. Frames that do not take the fast lane reach
-the library in order and unchanged, so it still answers pings, reassembles fragments and
-reports protocol errors (a masked frame, a new message inside a fragmented one).
+itself (:func:`nbws.protocol.framing.split_frames`; the byte feed is
+:class:`nbws.protocol._compat.RawClientConnection`) and gives the library only whole
+frames, so the library's parser is always at a frame boundary and the fast lane can be
+switched on and off at any moment; a partial frame waits here for the rest of its bytes.
+Frames that do not take the fast lane reach the library in order and unchanged, so it
+still answers pings, reassembles fragments and reports protocol errors (a masked frame,
+a new message inside a fragmented one).
 
 Both lanes keep the wire order: nothing else sends data frames on a publisher's
 connection while :meth:`send_texts` runs (fragmented binary sends are awaited by the
@@ -28,27 +30,23 @@ same task), and frames are handled in the order they arrive.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
-from .frames import text_frames
+from ..protocol._compat import RawClientConnection
+from ..protocol.framing import CONT, TEXT, client_text_frames, split_frames
 
 __all__ = ["TextConnection"]
 
-_LENGTH_16 = struct.Struct("!H").unpack_from
-_LENGTH_64 = struct.Struct("!Q").unpack_from
-_FIN_TEXT = 0x81
+_FIN_TEXT = 0x80 | TEXT
 _FIN = 0x80
-_MASKED = 0x80
-_DATA_OPCODES = (0, 1, 2)  # continuation, text, binary
+_DATA_OPCODES = (CONT, TEXT, 0x2)  # continuation, text, binary
 _END_OF_HEADERS = b"\r\n\r\n"
 
 
-class TextConnection(ClientConnection):
+class TextConnection(RawClientConnection):
     """A :class:`~websockets.asyncio.client.ClientConnection` with the fast lanes above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,10 +65,9 @@ class TextConnection(ClientConnection):
         if self.protocol.state is not State.OPEN:
             await self.send(texts[0], text=True)
             return
-        self.transport.write(text_frames(texts))
-        await self.drain()
+        await self.write_raw(client_text_frames(texts))
 
-    def data_received(self, data: bytes) -> None:
+    def receive_raw(self, data: bytes) -> None:
         if self._response is not None:
             data = self._after_response(data)
         if self.protocol.state is not State.OPEN:
@@ -98,11 +95,11 @@ class TextConnection(ClientConnection):
         self._response += data
         end = self._response.find(_END_OF_HEADERS)
         if end < 0:
-            super().data_received(data)
+            self.to_library(data)
             return b""
         cut = end + len(_END_OF_HEADERS) - seen  # where the response ends in ``data``
         self._response = None
-        super().data_received(data[:cut])
+        self.to_library(data[:cut])
         return data[cut:]
 
     def _split(self, buffer: bytes) -> tuple[int, int]:
@@ -110,59 +107,38 @@ class TextConnection(ClientConnection):
         ``on_text``, runs of the others to the library. Returns where the first
         incomplete frame starts (or the end; or where the library started closing) and
         how many bytes from there are needed before it is worth looking again."""
-        end = len(buffer)
-        position = 0
-        needed = 0
+        frames, stop, needed = split_frames(buffer)
         run = -1  # where a run of frames for the library starts
-        while True:
-            if end - position < 2:
-                needed = 2
-                break
-            first, second = buffer[position], buffer[position + 1]
-            size, header = second & 0x7F, 2
-            if size == 126:
-                if end - position < 4:
-                    needed = 4
-                    break
-                size, header = _LENGTH_16(buffer, position + 2)[0], 4
-            elif size == 127:
-                if end - position < 10:
-                    needed = 10
-                    break
-                size, header = _LENGTH_64(buffer, position + 2)[0], 10
-            if second & _MASKED:
-                header += 4  # not allowed from a server: the library will say so
-            stop = position + header + size
-            if stop > end:
-                needed = header + size
-                break
+        position = 0
+        for first, start, end in frames:
             on_text = self.on_text
-            fast = first == _FIN_TEXT and not second & _MASKED and not self._library_message
-            if fast and on_text is not None:
+            # (a masked frame, not allowed from a server, has MASKED added to ``first``
+            # and is left to the library to refuse)
+            if first == _FIN_TEXT and on_text is not None and not self._library_message:
                 if run >= 0:
                     self._to_library(buffer[run:position])
                     run = -1
                     if self.protocol.state is not State.OPEN:
                         return position, 0
                 try:
-                    on_text(buffer[position + header : stop])
+                    on_text(buffer[start:end])
                 except Exception as exc:  # e.g. not JSON: end the connection, keep why
                     self.lane_error, self.on_text = exc, None
                     self.transport.abort()
-                    return end, 0
+                    return len(buffer), 0
             else:
                 if (first & 0x0F) in _DATA_OPCODES:  # is a fragmented message under way?
                     self._library_message = not first & _FIN
                 if run < 0:
                     run = position
-            position = stop
+            position = end
         if run >= 0:
             self._to_library(buffer[run:position])
-        return position, needed
+        return stop, needed
 
     def _to_library(self, data: bytes) -> None:
         if self._partial:  # the library takes over mid-frame (it is closing)
             data = b"".join([*self._partial, data])
             self._partial.clear()
         if data:
-            super().data_received(data)
+            self.to_library(data)

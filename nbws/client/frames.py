@@ -1,32 +1,27 @@
-"""What the client sends and receives on ``nbws/ws``, built with the codec in ``nbws.wire``.
+"""What the client sends and receives on ``nbws/ws``, built with :mod:`nbws.protocol.messages`.
 
-Outgoing: a JSON publish is its complete text (:func:`publish_text`, built once in the
-publishing thread, sent as is on every transmission); a :class:`BinaryItem` is a
-replayable :class:`BinarySource`, read in chunks so a large payload is never held whole,
-and re-encoded with the same ``(producer, seq)`` on every transmission. Queued text
-publishes go out as pre-masked WebSocket frames, many in one write
-(:func:`text_frames`). Incoming: :func:`parse` turns a received message into a dict plus the
-binary payload, and :func:`to_message` / :func:`to_gap` build what users iterate over.
+Outgoing: a JSON publish is its complete text (:func:`publish_text`, the messages layer's
+fast path, built once in the publishing thread, sent as is on every transmission); a
+:class:`BinaryItem` is a replayable :class:`BinarySource`, read in chunks so a large
+payload is never held whole, and re-encoded with the same ``(producer, seq)`` on every
+transmission. Queued text publishes go out as pre-masked WebSocket frames, many in one
+write (:func:`nbws.protocol.framing.client_text_frames`). Incoming: :func:`parse` turns a
+received message into a dict plus the binary payload, and :func:`to_message` /
+:func:`to_gap` build what users iterate over.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import struct
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import orjson
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets built without its C extension
-    from websockets.utils import apply_mask
-
-from ..wire import binary_prefix, decode_json, split_binary
+from ..protocol.messages import Publish, decode_object, encode, split_binary
+from ..protocol.messages import encode_publish_fast as publish_text
+from ..protocol.messages import publish_fast_prefix as publish_text_prefix
 
 __all__ = [
     "BinaryItem",
@@ -38,7 +33,6 @@ __all__ = [
     "publish_prefix",
     "publish_text",
     "publish_text_prefix",
-    "text_frames",
     "to_gap",
     "to_message",
 ]
@@ -111,57 +105,18 @@ class BinaryItem:
     sent_bytes: int = field(default=0)
 
 
-def publish_text_prefix(stream: str, producer: str) -> bytes:
-    """The constant start of a producer's JSON publishes, up to the value of ``seq``."""
-    return b'{"type":"publish","stream":%s,"producer":%s,"seq":' % (
-        orjson.dumps(stream),
-        orjson.dumps(producer),
-    )
-
-
-def publish_text(prefix: bytes, seq: int, payload: bytes, key: str | None = None) -> bytes:
-    """The text of a JSON publish: ``prefix`` (:func:`publish_text_prefix`), the seq, the
-    key, and the already serialised payload embedded as is (never re-encoded)."""
-    if key is None:
-        return b'%s%d,"payload":%s}' % (prefix, seq, payload)
-    return b'%s%d,"key":%s,"payload":%s}' % (prefix, seq, orjson.dumps(key), payload)
-
-
-_HEAD_SHORT = struct.Struct("!BB").pack
-_HEAD_MEDIUM = struct.Struct("!BBH").pack
-_HEAD_LONG = struct.Struct("!BBQ").pack
-_FIN_TEXT = 0x81
-_MASKED = 0x80
-
-
-def text_frames(texts: list[bytes]) -> bytes:
-    """Whole (FIN) masked client text frames carrying ``texts``, concatenated for one
-    write. Each frame has its own masking key from ``os.urandom`` (RFC 6455 5.3)."""
-    keys = os.urandom(4 * len(texts))
-    parts: list[bytes] = []
-    append = parts.append
-    for index, text in enumerate(texts):
-        size = len(text)
-        if size < 126:
-            append(_HEAD_SHORT(_FIN_TEXT, _MASKED | size))
-        elif size < 65536:
-            append(_HEAD_MEDIUM(_FIN_TEXT, _MASKED | 126, size))
-        else:
-            append(_HEAD_LONG(_FIN_TEXT, _MASKED | 127, size))
-        key = keys[4 * index : 4 * index + 4]
-        append(key)
-        append(apply_mask(text, key))
-    return b"".join(parts)
-
-
 def publish_prefix(stream: str, producer: str, seq: int, item: BinaryItem) -> bytes:
     """The bytes that precede a binary publish's payload (length + JSON header)."""
-    header: dict[str, Any] = {"type": "publish", "stream": stream, "producer": producer, "seq": seq}
-    if item.key is not None:
-        header["key"] = item.key
-    if item.content_type is not None:
-        header["content_type"] = item.content_type
-    return binary_prefix(header)
+    message = Publish(
+        stream=stream,
+        payload=b"",
+        producer=producer,
+        seq=seq,
+        key=item.key,
+        content_type=item.content_type,
+        binary=True,
+    )
+    return encode(message).data  # the payload is empty: the prefix alone
 
 
 # --- binary sources ---------------------------------------------------------------------
@@ -309,7 +264,7 @@ def parse(data: str | bytes) -> tuple[dict[str, Any], bytes | None]:
         InvalidPayload / PolicyViolation: the server sent something malformed.
     """
     if isinstance(data, str):
-        return decode_json(data), None
+        return decode_object(data), None
     header, payload = split_binary(data)
     return header, bytes(payload)
 

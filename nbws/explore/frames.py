@@ -12,14 +12,23 @@ a misbehaving server as it is.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Literal
 
-from websockets.utils import apply_mask
-
-from ..protocol.tap import OPCODE_NAMES, PREVIEW_BYTES, FrameRecord, parse_frame_header
+from ..protocol.framing import (
+    CONTROL_OPCODES,
+    DATA_OPCODES,
+    OPCODE_NAMES,
+    FrameHeader,
+    apply_mask,
+    close_payload,
+    frame_header,
+    parse_close_payload,
+    parse_frame_header,
+)
+from ..protocol.tap import PREVIEW_BYTES, FrameRecord
 
 __all__ = [
     "CONTROL_OPCODES",
@@ -35,9 +44,6 @@ __all__ = [
     "parse_frames",
     "split_payload",
 ]
-
-DATA_OPCODES = frozenset({0x0, 0x1, 0x2})
-CONTROL_OPCODES = frozenset({0x8, 0x9, 0xA})
 
 LengthForm = Literal[7, 16, 64]
 
@@ -98,58 +104,25 @@ def build_frame(
         ValueError: a field does not fit its bits (opcode > 15, a length that the chosen
             form cannot hold, a mask key that is not 4 bytes).
     """
-    code = opcode_from(opcode)
-    data = _as_bytes(payload)
     flags = tuple(bool(bit) for bit in rsv)
     if len(flags) != 3:
         raise ValueError("rsv is three bits: (RSV1, RSV2, RSV3)")
+    data = _as_bytes(payload)
     declared = len(data) if length is None else int(length)
-    if not 0 <= declared < 1 << 64:
-        raise ValueError(f"a payload length is 0 to 2**64-1, not {declared}")
-    form = length_form or (7 if declared <= 125 else 16 if declared <= 0xFFFF else 64)
-    b0 = (0x80 if fin else 0) | (0x40 if flags[0] else 0) | (0x20 if flags[1] else 0)
-    b0 |= (0x10 if flags[2] else 0) | code
-    mask_bit = 0x80 if mask else 0
-    if form == 7:
-        if declared > 125:
-            raise ValueError(f"the 7-bit length form holds 0-125, not {declared}")
-        header = struct.pack("!BB", b0, mask_bit | declared)
-    elif form == 16:
-        if declared > 0xFFFF:
-            raise ValueError(f"the 16-bit length form holds 0-65535, not {declared}")
-        header = struct.pack("!BBH", b0, mask_bit | 126, declared)
-    elif form == 64:
-        header = struct.pack("!BBQ", b0, mask_bit | 127, declared)
-    else:
-        raise ValueError(f"length_form is 7, 16 or 64, not {length_form!r}")
+    header = frame_header(
+        opcode_from(opcode),
+        declared,
+        fin=fin,
+        rsv=(flags[0], flags[1], flags[2]),
+        masked=mask,
+        length_form=length_form,
+    )
     if not mask:
         return header + data
     key = os.urandom(4) if mask_key is None else bytes(mask_key)
     if len(key) != 4:
         raise ValueError("a masking key is 4 bytes")
     return header + key + apply_mask(data, key)
-
-
-def close_payload(code: int | None = None, reason: bytes | str = b"") -> bytes:
-    """The body of a close frame: a 2-byte code then the reason, with no validation.
-
-    ``code=None`` gives an empty body (a close without a status code), unless a reason is
-    given, in which case the reason bytes alone are returned (a malformed body).
-    """
-    raw = _as_bytes(reason)
-    if code is None:
-        return raw
-    return struct.pack("!H", code) + raw
-
-
-def parse_close_payload(payload: bytes) -> tuple[int | None, bytes]:
-    """``(code, reason bytes)`` of a close body; ``(None, b"")`` when empty.
-
-    A 1-byte body (malformed) gives ``(None, body)``.
-    """
-    if len(payload) >= 2:
-        return struct.unpack("!H", payload[:2])[0], payload[2:]
-    return None, bytes(payload)
 
 
 def split_payload(data: bytes, n: int) -> list[bytes]:
@@ -172,29 +145,13 @@ class ParsedFrame:
     record: FrameRecord
     payload: bytes
 
-    @property
-    def opcode(self) -> int:
-        return self.record.opcode
-
-    @property
-    def opcode_name(self) -> str:
-        return self.record.opcode_name
-
-    @property
-    def fin(self) -> bool:
-        return self.record.fin
-
-    @property
-    def rsv(self) -> tuple[bool, bool, bool]:
-        return self.record.rsv
-
-    @property
-    def masked(self) -> bool:
-        return self.record.masked
-
-    @property
-    def length(self) -> int:
-        return self.record.length
+    # the record's fields, read through
+    opcode = property(attrgetter("record.opcode"))
+    opcode_name = property(attrgetter("record.opcode_name"))
+    fin = property(attrgetter("record.fin"))
+    rsv = property(attrgetter("record.rsv"))
+    masked = property(attrgetter("record.masked"))
+    length = property(attrgetter("record.length"))
 
     @property
     def close(self) -> tuple[int | None, bytes]:
@@ -220,7 +177,7 @@ class FrameParser:
         self.direction = direction
         self.max_payload = max_payload
         self._buffer = bytearray()
-        self._header: tuple[int, bool, tuple[bool, bool, bool], bool, int, int] | None = None
+        self._header: FrameHeader | None = None
 
     @property
     def pending(self) -> int:
@@ -240,7 +197,7 @@ class FrameParser:
             header = self._header
             if header is None:
                 try:
-                    header = parse_frame_header(bytes(buffer[:14]))
+                    header = parse_frame_header(buffer)
                 except ValueError:
                     break  # header incomplete
                 if header[4] > self.max_payload:

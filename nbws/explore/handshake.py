@@ -16,10 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from websockets.utils import accept_key
-
 from .._redact import redact_url
 from ..errors import NbwsError
+from ..protocol._compat import accept_key
 
 __all__ = [
     "HandshakeError",

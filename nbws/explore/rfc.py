@@ -25,10 +25,7 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass, field
 
-from websockets.utils import apply_mask
-
-from ..protocol.tap import parse_frame_header
-from .frames import CONTROL_OPCODES, DATA_OPCODES
+from ..protocol.framing import CONTROL_OPCODES, DATA_OPCODES, apply_mask, read_partial_header
 
 __all__ = [
     "NO_CLOSE_FRAME",
@@ -85,34 +82,6 @@ def _utf8_ok(decoder: codecs.IncrementalDecoder, data: bytes, final: bool) -> bo
     return True
 
 
-def _read_header(
-    stream: bytes, position: int
-) -> tuple[int, bool, tuple[bool, bool, bool], bool | None, int | None, int | None]:
-    """As much of a frame header as the stream holds: ``(opcode, fin, rsv, masked, length,
-    header_length)``, with None for what is cut off (the first byte is always there)."""
-    try:
-        opcode, fin, rsv, masked, length, header = parse_frame_header(
-            stream[position : position + 14]
-        )
-    except ValueError:
-        pass
-    else:
-        return opcode, fin, rsv, masked, length, header
-    b0 = stream[position]
-    fin, opcode = bool(b0 & 0x80), b0 & 0x0F
-    rsv = (bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10))
-    if len(stream) - position < 2:
-        return opcode, fin, rsv, None, None, None
-    b1 = stream[position + 1]
-    code = b1 & 0x7F
-    extra = {126: 2, 127: 8}.get(code, 0)
-    tail = stream[position + 2 : position + 2 + extra]
-    known: int | None = code
-    if extra:
-        known = int.from_bytes(tail, "big") if len(tail) == extra else None
-    return opcode, fin, rsv, bool(b1 & 0x80), known, None
-
-
 def expect_echo_server(
     stream: bytes, *, max_message_size: int | None = None, max_frame_size: int | None = None
 ) -> Expectation:
@@ -134,7 +103,7 @@ def expect_echo_server(
     decoder: codecs.IncrementalDecoder | None = None
     size = 0
     while position < len(stream):
-        opcode, fin, rsv, masked, length, header = _read_header(stream, position)
+        opcode, fin, rsv, masked, length, header = read_partial_header(stream, position)
         codes: set[int] = set()
         reasons: list[str] = []
 

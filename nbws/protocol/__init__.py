@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .events import CloseReceived, Event, Fragment, Ping, Pong
-from .limits import RateLimiter
-from .session import Response, Session, State, encode_frame, encode_message, serialize_request
-from .tap import OPCODE_NAMES, FrameRecord, FrameTap, parse_frame_header
+from .framing import OPCODE_NAMES, encode_frame, encode_message, parse_frame_header
+from .limits import Limits, RateLimiter
+from .session import Response, Session, State, serialize_request
+from .tap import FrameRecord, FrameTap
 
 __all__ = [
     "OPCODE_NAMES",
@@ -14,6 +15,7 @@ __all__ = [
     "Fragment",
     "FrameRecord",
     "FrameTap",
+    "Limits",
     "Ping",
     "Pong",
     "RateLimiter",

@@ -73,12 +73,15 @@ __all__ = [
     "Welcome",
     "binary_prefix",
     "decode_event",
+    "decode_object",
     "decode_request",
     "encode",
     "encode_delivery",
+    "encode_publish_fast",
     "encode_value",
     "json_schema",
     "message_from_dict",
+    "publish_fast_prefix",
     "resume_since",
     "schema_text",
     "split_binary",
@@ -611,6 +614,13 @@ def _loads(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
     return obj
 
 
+def decode_object(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    """Parse a text frame into its JSON object without building a message (for readers
+    that pick fields themselves); raises :class:`~nbws.errors.InvalidPayload` (not JSON)
+    or :class:`~nbws.errors.PolicyViolation` (not an object)."""
+    return _loads(data)
+
+
 def split_binary(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], memoryview]:
     """Split a binary message (or its first fragment) into header and payload.
 
@@ -784,6 +794,26 @@ def encode_delivery(
         header["binary"] = True
         return Encoded((binary_prefix(header) + payload, False))
     return Encoded((orjson.dumps(header)[:-1] + b',"payload":' + payload + b"}", True))
+
+
+def publish_fast_prefix(stream: str, producer: str) -> bytes:
+    """The constant start of a producer's JSON publishes, up to the value of ``seq``
+    (for :func:`encode_publish_fast`)."""
+    return b'{"type":"publish","stream":%s,"producer":%s,"seq":' % (
+        orjson.dumps(stream),
+        orjson.dumps(producer),
+    )
+
+
+def encode_publish_fast(prefix: bytes, seq: int, payload: bytes, key: str | None = None) -> bytes:
+    """The publisher's fast path: the JSON text of an acked :class:`Publish`, from its
+    producer's :func:`publish_fast_prefix` and an already serialised ``payload``
+    (:func:`encode_value`), embedded as is. Decodes to the same message as
+    ``encode(Publish(...))`` (with ``payload`` last), for a few string formats instead of
+    a dict and a serialisation per publish."""
+    if key is None:
+        return b'%s%d,"payload":%s}' % (prefix, seq, payload)
+    return b'%s%d,"key":%s,"payload":%s}' % (prefix, seq, orjson.dumps(key), payload)
 
 
 # --- resume ------------------------------------------------------------------------------

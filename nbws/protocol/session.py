@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import codecs
 import logging
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import InvalidState as _WsInvalidState
 from websockets.exceptions import PayloadTooBig
@@ -40,11 +39,17 @@ from websockets.server import ServerProtocol
 from websockets.typing import ExtensionName, Subprotocol
 
 from ..errors import CloseCode, InvalidState, truncate_reason
+from . import _compat
+from ._compat import set_frame_limit
 from .events import CloseReceived, Event, Fragment, Ping, Pong
-from .limits import RateLimiter
-from .tap import PREVIEW_BYTES, FrameRecord, FrameTap, parse_frame_header
+from .framing import MAX_CONTROL_PAYLOAD, parse_frame_header
+from .limits import Limits, RateLimiter
+from .tap import PREVIEW_BYTES, FrameRecord, FrameTap
 
-__all__ = ["Response", "Session", "State", "encode_frame", "encode_message", "serialize_request"]
+if TYPE_CHECKING:
+    from ..config import Nbws
+
+__all__ = ["Response", "Session", "State", "serialize_request"]
 
 # websockets logs every open and close at INFO; nbws logs connections itself (nbws.access,
 # nbws.server), so its own messages are kept to warnings unless a user lowers the level.
@@ -55,56 +60,11 @@ if _wire_logger.level == logging.NOTSET:
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
-_HEADER_7 = struct.Struct("!BB")
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
 
 
-def encode_frame(
-    payload: bytes | memoryview, *, text: bool, fin: bool = True, continuation: bool = False
-) -> bytes:
-    """Serialise one unmasked, uncompressed server frame.
-
-    This is the encode-once half of fan-out: the same bytes can be handed to many
-    sessions' :meth:`Session.send_encoded`.
-    """
-    # The RFC 6455 header of an unmasked frame, built directly: this runs once per
-    # published message and per ack, where websockets' general serialiser (masking,
-    # extensions, checks) costs several times more. tests/test_session.py checks that
-    # both produce the same bytes.
-    first = (0x80 if fin else 0x00) | (0 if continuation else 1 if text else 2)
-    length = len(payload)
-    if length < 126:
-        header = _HEADER_7.pack(first, length)
-    elif length < 65536:
-        header = _HEADER_16.pack(first, 126, length)
-    else:
-        header = _HEADER_64.pack(first, 127, length)
-    return header + payload if type(payload) is bytes else header + bytes(payload)
-
-
-def encode_message(
-    payload: bytes | memoryview, *, text: bool, fragment_size: int = 1 << 20
-) -> bytes:
-    """Serialise a whole message, as consecutive fragments when it is over ``fragment_size``.
-
-    The fragments are one contiguous byte string, so writing it in one go can never
-    interleave with another message.
-    """
-    if len(payload) <= fragment_size:
-        return encode_frame(payload, text=text)
-    view = memoryview(payload)
-    last = len(view)
-    frames = [
-        encode_frame(
-            view[start : start + fragment_size],
-            text=text,
-            fin=start + fragment_size >= last,
-            continuation=start > 0,
-        )
-        for start in range(0, last, fragment_size)
-    ]
-    return b"".join(frames)
+def _check_control(data: bytes, kind: str) -> None:
+    if len(data) > MAX_CONTROL_PAYLOAD:
+        raise ValueError(f"a {kind} payload is at most {MAX_CONTROL_PAYLOAD} bytes")
 
 
 def _select_in_server_order(
@@ -169,7 +129,7 @@ class _InboundCheck(Extension):
         limit = None if self._max_message is None else max(self._max_message - self._size, 125)
         if self._max_frame is not None:
             limit = self._max_frame if limit is None else min(limit, self._max_frame)
-        self._protocol.max_fragment_size = limit
+        set_frame_limit(self._protocol, limit, self._size)
 
     def _check_size(self, size: int) -> None:
         if self._max_frame is not None and size > self._max_frame:
@@ -251,10 +211,8 @@ class Session:
     Args:
         subprotocols: subprotocols this endpoint offers, preferred first.
         compression: permessage-deflate settings, or None to refuse the extension.
-        max_message_size: inbound message limit in bytes, summed across fragments (1009).
-        max_frame_size: inbound frame limit in bytes (1009); bounds memory per frame.
-        rate_limit: inbound messages per second, 0 for none (1008 when exceeded).
-        rate_limit_burst: bucket size for the rate limit (0: one second's worth).
+        limits: inbound size and rate limits (default: ``nbws.config.Nbws``'s defaults;
+            :meth:`from_config` takes them from a configured one).
         tap: frame tap to record into when someone watches it.
         clock: time source for tap records (seconds).
     """
@@ -279,27 +237,26 @@ class Session:
         *,
         subprotocols: Sequence[str] = (),
         compression: Mapping[str, Any] | None = None,
-        max_message_size: int | None = 16 * 1024 * 1024,
-        max_frame_size: int | None = None,
-        rate_limit: float = 0.0,
-        rate_limit_burst: int = 0,
+        limits: Limits | None = None,
         tap: FrameTap | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if limits is None:
+            limits = Limits.default()
         extensions = [_deflate_factory(compression)] if compression is not None else None
-        self._protocol = ServerProtocol(
+        # Sizes are checked from each frame header by websockets, with limits that
+        # _InboundCheck sets frame by frame (the parser's own limits are off).
+        self._protocol = _compat.server_protocol(
             extensions=extensions,
             subprotocols=[Subprotocol(s) for s in subprotocols],
             select_subprotocol=_select_in_server_order,
-            max_size=(None, None),  # see below
             logger=_wire_logger,
         )
-        # Sizes are checked from each frame header by websockets, with limits that
-        # _InboundCheck sets frame by frame.
         self._inbound = _InboundCheck(
-            self._protocol, max_message_size or None, max_frame_size or None
+            self._protocol, limits.max_message_size or None, limits.max_frame_size or None
         )
-        self._rate = RateLimiter(rate_limit, rate_limit_burst) if rate_limit > 0 else None
+        rate, burst = limits.rate_limit, limits.rate_limit_burst
+        self._rate = RateLimiter(rate, burst) if rate > 0 else None
         self._in_text = False
         self._negotiated: tuple[Extension, ...] = ()
         self._events: list[Event] = []
@@ -307,6 +264,27 @@ class Session:
         self.tap = tap if tap is not None else FrameTap(0)
         self._wire: _WireView | None = None
         self._clock = clock
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Nbws,
+        endpoint: str,
+        *,
+        tap: FrameTap | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Session:
+        """A session for ``endpoint`` with everything ``config`` (an ``nbws.config.Nbws``)
+        sets: subprotocols, compression, size and rate limits, tap size."""
+        from ..config import endpoint_compression
+
+        return cls(
+            subprotocols=config.subprotocols.get(endpoint, ()),
+            compression=endpoint_compression(config, endpoint),
+            limits=Limits.from_config(config),
+            tap=tap if tap is not None else FrameTap(config.frame_tap_size),
+            clock=clock,
+        )
 
     # --- handshake -------------------------------------------------------------------
 
@@ -378,12 +356,12 @@ class Session:
     @property
     def sending_fragmented(self) -> bool:
         """True while an outbound fragmented message is in flight."""
-        return self._protocol.expect_continuation_frame
+        return _compat.sending_fragmented(self._protocol)
 
     @property
     def receiving_fragmented(self) -> bool:
         """True while an inbound fragmented message is in flight."""
-        return self._protocol.current_size is not None
+        return _compat.receiving_fragmented(self._protocol)
 
     @property
     def close_code(self) -> int | None:
@@ -478,27 +456,25 @@ class Session:
 
     def send_text(self, data: bytes, fin: bool = True) -> None:
         """Queue a text frame (``data`` is UTF-8); ``fin=False`` starts a fragmented message."""
-        self._send(self._protocol.send_text, _TEXT, data, fin)
+        self._send("text frame", lambda: self._protocol.send_text(data, fin))
 
     def send_binary(self, data: bytes, fin: bool = True) -> None:
         """Queue a binary frame; ``fin=False`` starts a fragmented message."""
-        self._send(self._protocol.send_binary, _BINARY, data, fin)
+        self._send("binary frame", lambda: self._protocol.send_binary(data, fin))
 
     def send_continuation(self, data: bytes, fin: bool) -> None:
         """Queue the next fragment of the message in flight."""
-        self._send(self._protocol.send_continuation, _CONT, data, fin)
+        self._send("continuation frame", lambda: self._protocol.send_continuation(data, fin))
 
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a ping (payload at most 125 bytes)."""
-        if len(data) > 125:
-            raise ValueError("a ping payload is at most 125 bytes")
-        self._send(lambda d, _fin: self._protocol.send_ping(d), _PING, data, True)
+        _check_control(data, "ping")
+        self._send("ping frame", lambda: self._protocol.send_ping(data))
 
     def send_pong(self, data: bytes = b"") -> None:
         """Queue an unsolicited pong (payload at most 125 bytes)."""
-        if len(data) > 125:
-            raise ValueError("a pong payload is at most 125 bytes")
-        self._send(lambda d, _fin: self._protocol.send_pong(d), _PONG, data, True)
+        _check_control(data, "pong")
+        self._send("pong frame", lambda: self._protocol.send_pong(data))
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake with ``code`` and ``reason``.
@@ -508,14 +484,11 @@ class Session:
             ValueError: ``code`` may not be sent on the wire.
         """
         reason = truncate_reason(reason)
-        try:
-            self._protocol.send_close(code, reason)
-        except _WsInvalidState as exc:
-            raise InvalidState(f"cannot send a close frame: {exc}") from None
-        except _WsProtocolError as exc:
-            raise ValueError(f"invalid close code {code}: {exc}") from None
-        if self.tap.active:
-            self._record_out_last()
+        self._send(
+            "a close frame",
+            lambda: self._protocol.send_close(code, reason),
+            refused=f"invalid close code {code}",
+        )
 
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the connection: send a close frame if still OPEN, half-close, drop input."""
@@ -523,21 +496,25 @@ class Session:
         if self.tap.active:
             self._record_out_last()
 
-    def _send(
-        self, method: Callable[[bytes, bool], None], opcode: Opcode, data: bytes, fin: bool
-    ) -> None:
+    def _send(self, what: str, send: Callable[[], None], refused: str | None = None) -> None:
+        """Run one of websockets' ``send_*`` and turn its errors into nbws's: a send in
+        the wrong state is :class:`InvalidState`; a refused value is ``ValueError`` with
+        ``refused`` as its message, or :class:`InvalidState` without one."""
         try:
-            method(data, fin)
+            send()
         except _WsInvalidState as exc:
-            raise InvalidState(f"cannot send {opcode.name.lower()} frame: {exc}") from None
+            raise InvalidState(f"cannot send {what}: {exc}") from None
         except _WsProtocolError as exc:
-            raise InvalidState(f"cannot send {opcode.name.lower()} frame: {exc}") from None
+            if refused is not None:
+                raise ValueError(f"{refused}: {exc}") from None
+            raise InvalidState(f"cannot send {what}: {exc}") from None
         if self.tap.active:
             self._record_out_last()
 
     @property
     def can_send_encoded(self) -> bool:
-        """Whether pre-encoded frames from :func:`encode_frame` may be sent now.
+        """Whether pre-encoded frames from :func:`~nbws.protocol.framing.encode_frame` may be
+        sent now.
 
         Only on OPEN connections without compression and with no outbound fragmented
         message in flight (a frame in between would corrupt it).
@@ -546,12 +523,13 @@ class Session:
         return (
             protocol.state is State.OPEN
             and not self._negotiated
-            and not protocol.expect_continuation_frame
+            and not _compat.sending_fragmented(protocol)
         )
 
     def send_encoded(self, frame: bytes) -> None:
-        """Queue bytes made by :func:`encode_frame` or :func:`encode_message` (one or more
-        whole messages, joined), keeping order with other sends.
+        """Queue bytes made by :func:`~nbws.protocol.framing.encode_frame` or
+        :func:`~nbws.protocol.framing.encode_message` (one or more whole messages, joined),
+        keeping order with other sends.
 
         Raises:
             InvalidState: :attr:`can_send_encoded` is False.
@@ -611,9 +589,7 @@ class Session:
         """Record every frame in ``chunk`` (one frame, or several joined ones)."""
         position, end = 0, len(chunk)
         while position < end:
-            opcode, fin, rsv, masked, length, header = parse_frame_header(
-                chunk[position : position + 14]
-            )
+            opcode, fin, rsv, masked, length, header = parse_frame_header(chunk, position)
             start = position + header
             self.tap.record(
                 FrameRecord(

@@ -7,21 +7,13 @@ the frame explorer and the FrameInspector widget show.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["OPCODE_NAMES", "FrameRecord", "FrameTap", "parse_frame_header"]
+from .framing import OPCODE_NAMES
 
-OPCODE_NAMES: dict[int, str] = {
-    0x0: "CONT",
-    0x1: "TEXT",
-    0x2: "BINARY",
-    0x8: "CLOSE",
-    0x9: "PING",
-    0xA: "PONG",
-}
+__all__ = ["PREVIEW_BYTES", "FrameRecord", "FrameTap"]
 
 PREVIEW_BYTES = 64
 
@@ -143,41 +135,3 @@ class FrameTap:
 
     def __len__(self) -> int:
         return len(self._records) if self._records is not None else 0
-
-
-def parse_frame_header(data: bytes) -> tuple[int, bool, tuple[bool, bool, bool], bool, int, int]:
-    """Read a serialised frame's header.
-
-    Args:
-        data: bytes starting at a frame boundary (at least the whole header).
-
-    Returns:
-        ``(opcode, fin, rsv, masked, payload_length, header_length)``.
-
-    Raises:
-        ValueError: if ``data`` is shorter than the header it announces.
-    """
-    if len(data) < 2:
-        raise ValueError("incomplete frame header")
-    b0, b1 = data[0], data[1]
-    fin = bool(b0 & 0x80)
-    rsv = (bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10))
-    opcode = b0 & 0x0F
-    masked = bool(b1 & 0x80)
-    length = b1 & 0x7F
-    offset = 2
-    if length == 126:
-        if len(data) < 4:
-            raise ValueError("incomplete frame header")
-        (length,) = struct.unpack_from("!H", data, 2)
-        offset = 4
-    elif length == 127:
-        if len(data) < 10:
-            raise ValueError("incomplete frame header")
-        (length,) = struct.unpack_from("!Q", data, 2)
-        offset = 10
-    if masked:
-        offset += 4
-    if len(data) < offset:
-        raise ValueError("incomplete frame header")
-    return opcode, fin, rsv, masked, length, offset

@@ -6,8 +6,8 @@ import logging
 
 from tornado.web import RequestHandler
 
-from ..config import Nbws, endpoint_compression
-from ..protocol import FrameTap, Session, serialize_request
+from ..config import Nbws
+from ..protocol import Session, serialize_request
 from .connection import Connection
 from .registry import ConnectionRegistry
 
@@ -36,15 +36,7 @@ def accept_websocket(
         handler.set_header("Content-Type", "text/plain; charset=utf-8")
         handler.finish(f"Too many WebSocket connections (limit {registry.max_connections}).\n")
         return None
-    session = Session(
-        subprotocols=config.subprotocols.get(endpoint, []),
-        compression=endpoint_compression(config, endpoint),
-        max_message_size=config.max_message_size,
-        max_frame_size=config.max_frame_size,
-        rate_limit=config.rate_limit,
-        rate_limit_burst=config.rate_limit_burst,
-        tap=FrameTap(config.frame_tap_size),
-    )
+    session = Session.from_config(config, endpoint)
     raw = serialize_request(
         request.method or "GET", request.uri or "/", list(request.headers.get_all())
     )

@@ -17,9 +17,9 @@ from nbws.client.frames import (
     publish_prefix,
     publish_text,
     publish_text_prefix,
-    text_frames,
 )
-from nbws.wire import encode_value, split_binary
+from nbws.protocol.framing import client_text_frames as text_frames
+from nbws.protocol.messages import Publish, decode_request, encode, encode_value, split_binary
 
 
 def test_json_publish_embeds_the_serialised_payload() -> None:
@@ -40,6 +40,16 @@ def test_json_publish_embeds_the_serialised_payload() -> None:
         "seq": 0,
         "payload": None,
     }
+
+
+@pytest.mark.parametrize("key", [None, 'k"\\é'])
+@pytest.mark.parametrize("payload", [None, 0, "é\u2028", [1, 2.5], {"a": {"b": []}}])
+def test_the_fast_publish_text_is_the_publish_message(key: str | None, payload: object) -> None:
+    fast = publish_text(publish_text_prefix("s/1", 'p"1'), 42, encode_value(payload), key)
+    message = Publish(stream="s/1", payload=payload, producer='p"1', seq=42, key=key)
+    assert decode_request(fast) == message
+    if payload is not None:  # encode() leaves a null payload out; the fast path writes it
+        assert orjson.loads(fast) == orjson.loads(encode(message).data)
 
 
 def test_text_frames_are_whole_masked_client_frames_of_every_length_form() -> None:
