@@ -437,6 +437,13 @@ class RedisBroker:
         infos = await asyncio.gather(*(self.info(_text(n)) for n in sorted(names)))
         return [info for info in infos if info is not None]
 
+    async def stream_count(self) -> int:
+        """``SCARD`` of the set of stream names the scripts maintain (one O(1) command)."""
+        client = self._client
+        if client is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        return int(await self._command(lambda: client.scard(self._registry)))
+
     # --- append / read -----------------------------------------------------------------------
 
     async def append(
