@@ -220,6 +220,34 @@ async def test_malformed_requests_get_an_error_and_the_connection_stays(connect,
     assert (await peer.expect("error"))["code"] == "unknown-stream"
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # no payload
+        {"payload": 1, "key": 7},
+        {"payload": 1, "key": "k" * 5000},
+        {"payload": 1, "content_type": ["x"]},
+    ],
+    ids=["no-payload", "key-not-a-string", "key-too-long", "content-type-not-a-string"],
+)
+async def test_bad_acked_publish_is_nacked_for_its_seq(connect, fields):
+    """The nack table promises `bad-request` for an acked publish with bad fields, so a
+    reliable client can settle that seq (an `error` with `ref: null` names no seq)."""
+    stream = unique()
+    peer = await connect()
+    await peer.send(type="publish", stream=stream, producer="p", seq=4, **fields)
+    nack = await peer.expect("nack")
+    assert (nack["code"], nack["retry"], nack["producer"], nack["seq"]) == (
+        "bad-request",
+        False,
+        "p",
+        4,
+    )
+    assert nack["stream"] == stream and nack["reason"]
+    ack = (await peer.publish_acked(stream, "p", range(5, 6)))[0]
+    assert ack["offset"] == 0  # the refused one took no offset
+
+
 async def test_text_that_is_not_json_closes_1007_and_others_are_unaffected(connect):
     bad, good = await connect(), await connect()
     await bad.ws.send("{not json")
