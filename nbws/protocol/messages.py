@@ -862,3 +862,91 @@ def json_schema() -> dict[str, Any]:
         "$defs": defs,
         "oneOf": [{"$ref": f"#/$defs/{name}"} for name in defs],
     }
+
+
+# --- REST bodies -------------------------------------------------------------------------
+#
+# The JSON bodies of ``nbws/api`` (docs/protocol.md, "REST"), checked with the same field
+# kinds as nbws.v1 messages, plus upper bounds: a limit must survive every store (Redis
+# keeps numbers as doubles, JavaScript clients too), so integers stop at 2**53 - 1.
+
+__all__ += ["MAX_SAFE_INTEGER", "REST_BODIES", "CreateStream", "PublishBody", "decode_body"]
+__all__ += ["since_cursor"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer a REST limit may have (exact as a double)."""
+
+REST_BODIES: dict[str, type[_Base]] = {}
+"""REST request bodies by name (not nbws.v1 messages: they have no ``type``)."""
+
+
+@_message("create-stream", REST_BODIES)
+@dataclass(frozen=True, slots=True)
+class CreateStream(_Base):
+    """``POST nbws/api/streams/{name}``: create a stream or change its history limits."""
+
+    LIMITS: ClassVar[dict[str, int | float]] = {
+        "max_messages": MAX_SAFE_INTEGER,
+        "max_bytes": MAX_SAFE_INTEGER,
+        "max_age": float(MAX_SAFE_INTEGER),
+    }
+
+    max_messages: int | None = _f(Kind.POSITIVE, "history bound in messages")
+    max_bytes: int | None = _f(Kind.NAT, "history bound in payload bytes (0: none)")
+    max_age: float | None = _f(Kind.NUMBER, "history bound in seconds (0: none)")
+
+
+@_message("publish-body", REST_BODIES)
+@dataclass(frozen=True, slots=True)
+class PublishBody(_Base):
+    """``POST nbws/api/streams/{name}/messages``: append one JSON message (no ack
+    identity: the response carries the offset)."""
+
+    LIMITS: ClassVar[dict[str, int | float]] = {}
+
+    payload: Any = _f(Kind.JSON, "the message (required; may be null)")
+    key: str | None = _f(Kind.STR, "conflation key", limit=MAX_KEY_LENGTH)
+
+
+def decode_body(cls: type[M], raw: bytes) -> M:
+    """Parse and check a REST request body (empty means ``{}``).
+
+    Raises:
+        BadRequest: not JSON, not an object, or a field of the wrong kind or out of
+            range; the message is one line, fit for a 400 response.
+    """
+    if raw.strip():
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _bad(f"body is not JSON: {exc}") from None
+    else:
+        obj = {}
+    if type(obj) is not dict:
+        raise _bad("body must be a JSON object")
+    message = _build(cls, obj)
+    limits: dict[str, int | float] = getattr(cls, "LIMITS", {})
+    for column in cls.COLUMNS:
+        value = getattr(message, column.name)
+        if column.spec.kind is Kind.NUMBER and value is not None and value < 0:
+            raise _bad(f"'{column.wire}' must be at least 0")
+        bound = limits.get(column.name)
+        if bound is not None and value is not None and value > bound:
+            raise _bad(f"'{column.wire}' must be at most {bound:.0f}")
+    if cls is PublishBody and "payload" not in obj:
+        raise _bad("body needs a 'payload'")
+    return message
+
+
+def since_cursor(since: int | None, first: int, next_offset: int) -> int:
+    """The first offset a ``subscribe`` with ``since`` delivers on a stream holding
+    ``first`` … ``next_offset - 1`` (the server's side of :func:`resume_since`).
+
+    None: live only (``next_offset``); ``-k``: the last ``k`` still held; an offset:
+    itself (older than ``first`` gives a ``history`` gap first).
+    """
+    if since is None:
+        return next_offset
+    if since < 0:
+        return max(first, next_offset + since)
+    return since

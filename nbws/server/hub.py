@@ -38,12 +38,13 @@ from ..protocol.messages import (
     Subscribed,
     encode,
     encode_delivery,
+    since_cursor,
 )
 from . import metrics
 from .buffers import Delivery, Gap, SubscriberBuffer
 from .sink import ConnectionSink, Sink
 from .stats import StreamStats
-from .subscriber import Live, State, Step, Subscription, resolve_since
+from .subscriber import Live, State, Step, Subscription
 
 __all__ = ["Client", "LiveStream", "StreamHub", "Subscriber", "delivery_frame"]
 
@@ -445,7 +446,7 @@ class StreamHub:
         buffer = SubscriberBuffer(policy, max_messages, max_bytes)
         core = Subscription(
             stream,
-            cursor=resolve_since(since, info.first, info.next),
+            cursor=since_cursor(since, info.first, info.next),
             epoch=info.epoch if epoch is None else epoch,
             until=until,
             buffer=buffer,

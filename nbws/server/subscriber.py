@@ -36,7 +36,6 @@ __all__ = [
     "State",
     "Step",
     "Subscription",
-    "resolve_since",
 ]
 
 
@@ -110,30 +109,12 @@ class Live(enum.Enum):
     OVERFLOW = "overflow"  # the buffer refused: close with 1013
 
 
-def resolve_since(since: int | None, first: int, next_offset: int) -> int:
-    """The cursor a ``subscribe`` with ``since`` starts at, on a stream holding
-    ``first`` … ``next_offset - 1``.
-
-    Args:
-        since: None for live only; ``-k`` for the last ``k`` messages still held; an
-            offset otherwise (older than ``first`` gives a ``history`` gap first).
-
-    Returns:
-        The first offset to deliver.
-    """
-    if since is None:
-        return next_offset
-    if since < 0:
-        return max(first, next_offset + since)
-    return since
-
-
 class Subscription:
     """The state of one connection's subscription to one stream.
 
     Args:
         stream: the stream's name (for gap notices).
-        cursor: the first offset to deliver (:func:`resolve_since`).
+        cursor: the first offset to deliver (:func:`~nbws.protocol.messages.since_cursor`).
         epoch: the epoch ``cursor`` refers to.
         until: deliver offsets below this, then end (None: forever).
         buffer: the bounded buffer live messages are offered to.
