@@ -167,7 +167,10 @@ class MessagesMixin(_ApiMixin):
     async def get(self, name: str) -> None:
         since = self.int_arg("since", 0) or 0
         until = self.int_arg("until", None)
-        limit = min(self.int_arg("limit", 1000) or 1000, MAX_READ)
+        limit = self.int_arg("limit", 1000)
+        if limit is None or limit < 1:
+            raise HTTPError(400, "limit must be at least 1")
+        limit = min(limit, MAX_READ)
         try:
             page = await self.nbws.hub.broker.read(_check_name(name), since, limit)
         except UnknownStream:

@@ -132,6 +132,15 @@ async def test_health_counts_the_brokers_streams(target):
     assert await counts() == (count - 1, listed - 1)  # deleted streams no longer count
 
 
+@pytest.mark.parametrize("query", ["limit=0", "limit=-3", "since=x", "until=99999999999999999999"])
+async def test_bad_history_queries_are_400(target, query):
+    stream = unique()
+    code, _ = await target.rest("POST", f"nbws/api/streams/{stream}/messages", {"payload": 1})
+    assert code == 201
+    code, data = await target.rest("GET", f"nbws/api/streams/{stream}/messages?{query}")
+    assert code == 400 and one_line_error(data)
+
+
 async def test_missing_stream_errors_are_json(target):
     code, data = await target.rest("GET", f"nbws/api/streams/{unique()}")
     assert code == 404 and "no stream named" in one_line_error(data)
