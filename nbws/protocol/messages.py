@@ -950,3 +950,61 @@ def since_cursor(since: int | None, first: int, next_offset: int) -> int:
     if since < 0:
         return max(first, next_offset + since)
     return since
+
+
+# --- the frame tap (``nbws/tap``) --------------------------------------------------------
+#
+# Not nbws.v1: what the tap endpoint sends the frame inspector about a labelled connection.
+
+__all__ += ["TAP_EVENTS", "TapAttached", "TapClosed", "TapDropped", "TapFrame"]
+
+TAP_EVENTS: dict[str, type[_Base]] = {}
+"""Messages of the ``nbws/tap`` endpoint by ``type``."""
+
+
+@_message("attached", TAP_EVENTS)
+@dataclass(frozen=True, slots=True)
+class TapAttached(_Base):
+    """The tap follows a connection from now on (earlier frames of it follow)."""
+
+    connection: str = _f(Kind.STR, required=True)
+    path: str = _f(Kind.STR, required=True)
+    query: dict[str, str] = _f(Kind.OBJECT, required=True)
+    subprotocol: str | None = _f(Kind.STR, keep_null=True)
+
+
+@_message("frame", TAP_EVENTS)
+@dataclass(frozen=True, slots=True)
+class TapFrame(_Base):
+    """One frame of the followed connection (``FrameRecord.as_dict``)."""
+
+    time: float = _f(Kind.NUMBER, required=True)
+    direction: str = _f(Kind.STR, required=True)
+    opcode: int = _f(Kind.NAT, required=True)
+    opcode_name: str = _f(Kind.STR, required=True)
+    fin: bool = _f(Kind.BOOL, required=True)
+    rsv: list[bool] = _f(Kind.JSON, required=True)
+    masked: bool = _f(Kind.BOOL, required=True)
+    length: int = _f(Kind.NAT, required=True)
+    preview: str = _f(Kind.STR, required=True)
+    preview_kind: str = _f(Kind.STR, required=True)
+
+
+@_message("dropped", TAP_EVENTS)
+@dataclass(frozen=True, slots=True)
+class TapDropped(_Base):
+    """Frames not sent because the tap's own connection was not writable."""
+
+    count: int = _f(Kind.NAT, required=True)
+
+
+@_message("closed", TAP_EVENTS)
+@dataclass(frozen=True, slots=True)
+class TapClosed(_Base):
+    """The followed connection closed (codes and reasons both ways, if any)."""
+
+    connection: str = _f(Kind.STR, required=True)
+    code: int | None = _f(Kind.NAT, keep_null=True)
+    reason: str | None = _f(Kind.STR, keep_null=True)
+    sent_code: int | None = _f(Kind.NAT, keep_null=True)
+    sent_reason: str | None = _f(Kind.STR, keep_null=True)
