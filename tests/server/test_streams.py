@@ -127,23 +127,23 @@ async def test_epoch_change_after_delete_gives_an_epoch_gap(connect, target):
 
 
 async def test_binary_publish_travels_without_base64(connect):
-    from nbws.wire import encode_binary
+    from nbws.protocol.messages import binary_prefix
 
     stream = unique()
     sub, pub = await connect(), await connect()
     await sub.subscribe(stream)
     blob = bytes(range(256)) * 4000
     await pub.ws.send(
-        encode_binary(
+        binary_prefix(
             {
                 "type": "publish",
                 "stream": stream,
                 "producer": "b",
                 "seq": 0,
                 "content_type": "application/x-test",
-            },
-            blob,
+            }
         )
+        + blob
     )
     ack = await pub.expect("ack")
     message = await sub.recv()
