@@ -1008,3 +1008,76 @@ class TapClosed(_Base):
     reason: str | None = _f(Kind.STR, keep_null=True)
     sent_code: int | None = _f(Kind.NAT, keep_null=True)
     sent_reason: str | None = _f(Kind.STR, keep_null=True)
+
+
+# --- hot-path shortcuts ------------------------------------------------------------------
+#
+# The acked-publish path runs once per message: these give exactly what the general
+# functions give (tests/server/test_fast_paths.py compares them), without building and
+# walking the column table.
+
+__all__ += ["decode_request_fast", "encode_ack"]
+
+
+def encode_ack(
+    stream: str, producer: str, seq: int, epoch: str, duplicate: bool, offset: int | None
+) -> bytes:
+    """``encode(Ack(stream, producer, seq, epoch, duplicate, offset)).data``."""
+    return orjson.dumps(
+        {
+            "type": "ack",
+            "stream": stream,
+            "producer": producer,
+            "seq": seq,
+            "epoch": epoch,
+            "duplicate": duplicate,
+            "offset": offset,
+        }
+    )
+
+
+def _fast_publish(obj: dict[str, Any]) -> Publish | None:
+    """A text publish whose every field is plainly valid, else None (then the general
+    decoder runs and names what is wrong)."""
+    stream = obj.get("stream")
+    if type(stream) is not str or STREAM_NAME.match(stream) is None or "payload" not in obj:
+        return None
+    producer, seq = obj.get("producer"), obj.get("seq")
+    if producer is None:
+        if seq is not None:
+            return None
+    elif (
+        type(producer) is not str
+        or len(producer) > MAX_PRODUCER_LENGTH
+        or type(seq) is not int
+        or seq < 0
+    ):
+        return None
+    key, content_type, ref = obj.get("key"), obj.get("content_type"), obj.get("id")
+    if key is not None and (type(key) is not str or len(key) > MAX_KEY_LENGTH):
+        return None
+    if content_type is not None and (
+        type(content_type) is not str or len(content_type) > MAX_CONTENT_TYPE_LENGTH
+    ):
+        return None
+    if (
+        ref is not None
+        and type(ref) is not int
+        and (type(ref) is not str or len(ref) > MAX_REF_LENGTH)
+    ):
+        return None
+    return Publish(stream, obj["payload"], producer, seq, key, content_type, ref)
+
+
+def decode_request_fast(
+    data: bytes | bytearray | memoryview | str, *, text: bool = True
+) -> Request:
+    """:func:`decode_request`, with a shortcut for a well-formed text publish."""
+    if text:
+        obj = _loads(data)
+        if obj.get("type") == "publish":
+            publish = _fast_publish(obj)
+            if publish is not None:
+                return publish
+        return message_from_dict(obj, REQUESTS)  # type: ignore[return-value]
+    return decode_request(data, text=False)

@@ -27,7 +27,6 @@ from ..config import Nbws
 from ..errors import CloseCode, NackCode, RequestError
 from ..protocol import encode_frame, encode_message
 from ..protocol.messages import (
-    Ack,
     End,
     Error,
     Event,
@@ -37,6 +36,7 @@ from ..protocol.messages import (
     Status,
     Subscribed,
     encode,
+    encode_ack,
     encode_delivery,
     since_cursor,
 )
@@ -376,7 +376,10 @@ class StreamHub:
             live.stats.published(len(payload))
         if producer is None or seq is None:
             return
-        ack = event_frame(Ack(stream, producer, seq, result.epoch, result.duplicate, result.offset))
+        ack = encode_frame(
+            encode_ack(stream, producer, seq, result.epoch, result.duplicate, result.offset),
+            text=True,
+        )
         metrics.ACK_LATENCY.observe(time.perf_counter() - started)
         if live is not None and live.block_subscribers:
             live.held_acks.append((client, result.offset, ack))

@@ -1,6 +1,7 @@
 """``/nbws/ws``: the ``nbws.v1`` protocol on one connection (docs/protocol.md).
 
-Decodes each message with :func:`nbws.protocol.messages.decode_request`, turns it into a
+Decodes each message with :func:`nbws.protocol.messages.decode_request` (its
+shortcut for a well-formed publish), turns it into a
 hub call, and answers refused requests with an ``error`` (or, for an acked publish whose
 ``producer``/``seq`` were valid, a ``nack`` for that seq) — never a crash, never an
 effect on other connections. Text that is not JSON closes with 1007; JSON that is not an
@@ -38,7 +39,7 @@ from ..protocol.messages import (
     Unsubscribe,
     Unsubscribed,
     Welcome,
-    decode_request,
+    decode_request_fast,
 )
 from ..transport import Connection
 from . import metrics
@@ -115,7 +116,7 @@ class StreamsEndpoint:
                 except ConnectionClosed:
                     return
                 try:
-                    await self.handle(client, decode_request(data, text=text))
+                    await self.handle(client, decode_request_fast(data, text=text))
                 except RequestError as exc:
                     bad_requests += 1
                     if bad_requests > MAX_BAD_REQUESTS:
