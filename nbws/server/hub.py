@@ -42,7 +42,7 @@ from ..protocol.messages import (
 )
 from . import metrics
 from .buffers import Delivery, Gap, SubscriberBuffer
-from .sink import ConnectionSink, Sink
+from .sink import Sink
 from .stats import StreamStats
 from .subscriber import Live, State, Step, Subscription
 
@@ -111,11 +111,6 @@ class Client:
         # Publishes whose append is still in flight (brokers with concurrent appends).
         self.in_flight: set[asyncio.Future[None]] = set()
 
-    @classmethod
-    def over(cls, conn: Any) -> Client:
-        """A client writing to a transport connection."""
-        return cls(ConnectionSink(conn))
-
     def send(self, event: Event) -> None:
         """Queue a control message (dropped silently once the connection is closing)."""
         self.sink.send_event(event)
@@ -177,9 +172,11 @@ class Subscriber:
         try:
             while core.state is State.CATCHING_UP:
                 if self.buffer.pending:  # live messages queued before falling behind
-                    self.flush()
-                if not sink.writable and not await sink.wait_writable():
-                    return
+                    self.flush()  # go first: the page continues after them
+                if not sink.writable:
+                    if not await sink.wait_writable():
+                        return
+                    continue
                 try:
                     page = await self.hub.broker.read(self.stream, core.cursor, REPLAY_PAGE)
                 except UnknownStream:
@@ -207,8 +204,9 @@ class Subscriber:
                 if step is Step.LIVE:
                     return
         except BrokerUnavailable as exc:
-            self.client.send(Status(HealthState.DEGRADED, str(exc)))
-            core.broker_down()  # caught up again when the broker is back
+            if core.state is State.CATCHING_UP:
+                self.client.send(Status(HealthState.DEGRADED, str(exc)))
+                core.broker_down()  # caught up again when the broker is back
         except Exception:  # pragma: no cover - logged, the connection is failed
             log.exception("replay failed for %s", self.stream)
             sink.fail(CloseCode.INTERNAL_ERROR, "replay failed")

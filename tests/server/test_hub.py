@@ -169,3 +169,30 @@ async def test_a_closed_block_subscriber_releases_the_acks_it_held(hub: StreamHu
     assert producer_sink.acks() == [] and sub.state is State.BLOCKED
     hub.unsubscribe(sub)
     assert producer_sink.acks() == [0, 1, 2, 3]
+
+
+async def test_falling_behind_replays_after_what_was_buffered(hub: StreamHub) -> None:
+    """A live message ahead of the cursor (the broker's listener missed some): the
+    subscriber replays the missed ones from history, after the messages it had queued,
+    with no gap and no duplicate."""
+    slow = FakeSink("slow")
+    sub = await subscribe(hub, slow, Policy.DROP_OLDEST, bound=100)
+    slow.writable = False
+    broker = hub.broker
+    for i in range(5):
+        await broker.append("s", b"%d" % i)
+    await settle()
+    assert sub.buffer.messages == 5
+    listener = hub._listeners["s"]
+    broker.unlisten("s", listener)  # the listener misses 5 and 6
+    for i in range(5, 7):
+        await broker.append("s", b"%d" % i)
+    broker.listen("s", listener)
+    await broker.append("s", b"7")
+    await settle()
+    assert sub.state is State.CATCHING_UP
+    slow.drain()
+    for _ in range(5):
+        await settle()
+    offsets = [m["offset"] for m in slow.messages() if m["type"] == "message"]
+    assert offsets == list(range(8)) and sub.state is State.LIVE
