@@ -79,8 +79,14 @@ class _ApiMixin:
         handler: RequestHandler = self  # type: ignore[assignment]
         message = responses.get(status_code, "error")
         exc_info = kwargs.get("exc_info")
-        if exc_info and isinstance(exc_info[1], HTTPError) and exc_info[1].log_message:
-            message = exc_info[1].log_message
+        exc = exc_info[1] if exc_info else None
+        if isinstance(exc, HTTPError) and exc.log_message:
+            message = exc.log_message
+        elif isinstance(exc, BrokerUnavailable):  # the broker is down: retry later
+            status_code = 503
+            message = str(exc)
+            handler.set_status(503)
+            handler.set_header("Retry-After", "1")
         handler.set_header("Content-Type", "application/json")
         handler.finish(orjson.dumps({"status": status_code, "message": message}))
 
