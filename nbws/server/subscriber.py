@@ -36,6 +36,7 @@ __all__ = [
     "State",
     "Step",
     "Subscription",
+    "diagram",
 ]
 
 
@@ -321,3 +322,15 @@ class Subscription:
     def lag(self, stream_next: int) -> int:
         """Messages between what this subscription has been written and the stream's end."""
         return max(0, stream_next - self.cursor) + self.buffer.messages
+
+
+def diagram() -> str:
+    """:data:`TRANSITIONS` as a Mermaid state diagram (docs/protocol.md shows it; a test
+    checks the two agree)."""
+    lines = ["stateDiagram-v2", "    [*] --> catching_up"]
+    for state, moves in TRANSITIONS.items():
+        for move, target in moves.items():
+            if state is not target:
+                a, b = state.value.replace("-", "_"), target.value.replace("-", "_")
+                lines.append(f"    {a} --> {b}: {move.value}")
+    return "\n".join(lines)

@@ -270,3 +270,12 @@ def test_lag_counts_unread_history_and_the_buffer() -> None:
     sub = live(make(cursor=5))
     sub.receive_live(*batch(5, 6), "e1")
     assert sub.lag(10) == 3 + 2
+
+
+def test_the_documented_state_diagram_is_the_table() -> None:
+    import pathlib
+
+    from nbws.server.subscriber import diagram
+
+    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+    assert f"```mermaid\n{diagram()}\n```" in doc.read_text()
