@@ -29,7 +29,7 @@ import enum
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from ..protocol.messages import Policy
+from ..protocol.messages import GapReason, Policy
 
 __all__ = ["BLOCK_SLACK", "Delivery", "Gap", "Offer", "Policy", "SubscriberBuffer"]
 
@@ -58,7 +58,7 @@ class Gap:
     start: int
     end: int
     count: int
-    reason: str
+    reason: GapReason
 
 
 class SubscriberBuffer:
@@ -205,7 +205,7 @@ class SubscriberBuffer:
     def _append(self, delivery: Delivery, size: int) -> None:
         tail = self._tail_gap
         if tail is not None:
-            self._queue.append(Gap(tail[0], tail[2] + 1, tail[1], "dropped"))
+            self._queue.append(Gap(tail[0], tail[2] + 1, tail[1], GapReason.DROPPED))
             self._tail_gap = None
         self._queue.append(delivery)
         self.messages += 1
@@ -250,12 +250,12 @@ class SubscriberBuffer:
         out: list[Delivery | Gap] = []
         if self._conflated_gap is not None:
             low, high, count = self._conflated_gap
-            out.append(Gap(low, high + 1, count, "conflated"))
+            out.append(Gap(low, high + 1, count, GapReason.CONFLATED))
             self._conflated_gap = None
         if self._head_gap is not None:
             start, count = self._head_gap
             end = self._head_offset()
-            out.append(Gap(start, start + count if end is None else end, count, "dropped"))
+            out.append(Gap(start, start + count if end is None else end, count, GapReason.DROPPED))
             self._head_gap = None
         taken = 0
         messages = 0
@@ -280,6 +280,6 @@ class SubscriberBuffer:
         self.bytes -= taken
         if not self._queue and self._tail_gap is not None:
             start, count, last = self._tail_gap
-            out.append(Gap(start, last + 1, count, "dropped"))
+            out.append(Gap(start, last + 1, count, GapReason.DROPPED))
             self._tail_gap = None
         return out

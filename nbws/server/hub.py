@@ -275,7 +275,7 @@ class Subscriber:
             self.flush()
 
     def _gap_frame(self, gap: Gap) -> bytes:
-        self.live.stats.count_drops(gap.reason, gap.count)
+        self.live.stats.count_drops(gap.reason.value, gap.count)
         return event_frame(self.core.buffer_gap(gap))
 
     def close(self) -> None:

@@ -192,7 +192,7 @@ class Subscription:
 
     def buffer_gap(self, gap: Gap) -> GapNotice:
         """The notice of a gap the buffer hands out (drops, conflation)."""
-        return self._notice(gap.start, gap.end, gap.count, GapReason(gap.reason), self.epoch)
+        return self._notice(gap.start, gap.end, gap.count, gap.reason, self.epoch)
 
     # --- catching up ---------------------------------------------------------------
 
