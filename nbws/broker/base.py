@@ -151,6 +151,13 @@ class Broker(Protocol):
     async def streams(self) -> list[StreamInfo]:
         """Info of every stream."""
 
+    async def stream_count(self) -> int:
+        """How many streams exist (cheap: health reports it; no per-stream reads).
+
+        Raises:
+            BrokerUnavailable: the backing store is unreachable.
+        """
+
     async def append(
         self,
         stream: str,

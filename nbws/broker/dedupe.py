@@ -10,9 +10,10 @@ __all__ = ["DedupeWindow"]
 class DedupeWindow:
     """Remembers the offsets of one producer's last ``size`` sequence numbers.
 
-    A seq at or below the oldest one forgotten counts as already appended (producers
-    number their publishes in increasing order), so a very late retransmit is still not
-    appended twice; its original offset is then unknown (None).
+    A seq below the oldest one still remembered (or at or below one forgotten) counts as
+    already appended (producers number their publishes in increasing order), so a very
+    late retransmit is still not appended twice; its original offset is then unknown
+    (None). "Oldest" is by append order, which is what the Redis broker can see too.
     """
 
     __slots__ = ("_seen", "forgotten_upto", "size")
@@ -28,6 +29,8 @@ class DedupeWindow:
         if offset is not None:
             return True, offset
         if seq <= self.forgotten_upto:
+            return True, None
+        if self._seen and seq < next(iter(self._seen)):
             return True, None
         return False, None
 

@@ -133,6 +133,9 @@ class MemoryBroker:
     async def streams(self) -> list[StreamInfo]:
         return [s.info() for s in self._streams.values()]
 
+    async def stream_count(self) -> int:
+        return len(self._streams)
+
     async def append(
         self,
         stream: str,

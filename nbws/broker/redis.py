@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -41,6 +42,7 @@ from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..protocol.messages import MAX_SAFE_INTEGER
 from . import redis_scripts
 from .base import (
     AppendResult,
@@ -207,6 +209,7 @@ class RedisBroker:
         self.read_count = read_count
         self.backoff = backoff
         self._registry = f"{prefix}:streams"
+        self._bad_limits: set[str] = set()  # streams whose stored limits were logged
         self._wake_key = f"{prefix}:wake:{uuid.uuid4().hex}"
         self._wake_id = "0-0"
         self._keys: OrderedDict[str, _Keys] = OrderedDict()
@@ -397,9 +400,35 @@ class RedisBroker:
             next=next_offset,
             history_messages=next_offset - first,
             history_bytes=int(reply[4]),
-            limits=HistoryLimits(int(reply[6]), int(reply[7]), float(reply[8])),
+            limits=self._stored_limits(stream, reply[6], reply[7], reply[8]),
             created=float(reply[5]),
         )
+
+    def _stored_limits(self, stream: str, mm: Any, mb: Any, ma: Any) -> HistoryLimits:
+        """The limits kept in a stream's meta hash. A value no server would write now
+        (from before limits were checked) is clamped, logged once, and never breaks a
+        listing."""
+        values = []
+        for raw, default in (
+            (mm, self.default_limits.max_messages),
+            (mb, self.default_limits.max_bytes),
+            (ma, self.default_limits.max_age),
+        ):
+            try:
+                number = float(_text(raw))
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number) or number < 0 or number > MAX_SAFE_INTEGER:
+                if stream not in self._bad_limits:
+                    self._bad_limits.add(stream)
+                    log.warning("stream %r has an unreadable history limit %r", stream, raw)
+                number = (
+                    float(default)
+                    if not math.isfinite(number) or number < 0
+                    else (float(MAX_SAFE_INTEGER))
+                )
+            values.append(number)
+        return HistoryLimits(max(1, int(values[0])), int(values[1]), values[2])
 
     # --- streams ---------------------------------------------------------------------------
 
@@ -436,6 +465,13 @@ class RedisBroker:
         names = await self._command(lambda: client.smembers(self._registry))
         infos = await asyncio.gather(*(self.info(_text(n)) for n in sorted(names)))
         return [info for info in infos if info is not None]
+
+    async def stream_count(self) -> int:
+        """``SCARD`` of the set of stream names the scripts maintain (one O(1) command)."""
+        client = self._client
+        if client is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        return int(await self._command(lambda: client.scard(self._registry)))
 
     # --- append / read -----------------------------------------------------------------------
 

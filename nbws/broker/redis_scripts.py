@@ -141,6 +141,8 @@ if acked then
   if seen then return {'duplicate', m.epoch, seen} end
   local lo = redis.call('HGET', KEYS[5], producer)
   if lo and tonumber(seq) <= tonumber(lo) then return {'duplicate', m.epoch, false} end
+  local oldest = redis.call('ZRANGE', KEYS[6], 0, 0)[1]
+  if oldest and tonumber(seq) < tonumber(oldest) then return {'duplicate', m.epoch, false} end
 end
 local offset, c = m.next, m.total
 m.next, m.total = offset + 1, c + size

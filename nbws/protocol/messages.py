@@ -962,5 +962,224 @@ def _main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# --- REST bodies -------------------------------------------------------------------------
+#
+# The JSON bodies of ``nbws/api`` (docs/protocol.md, "REST"), checked with the same field
+# kinds as nbws.v1 messages, plus upper bounds: a limit must survive every store (Redis
+# keeps numbers as doubles, JavaScript clients too), so integers stop at 2**53 - 1.
+
+__all__ += ["MAX_SAFE_INTEGER", "REST_BODIES", "CreateStream", "PublishBody", "decode_body"]
+__all__ += ["since_cursor"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer a REST limit may have (exact as a double)."""
+
+REST_BODIES: dict[str, type[_Base]] = {}
+"""REST request bodies by name (not nbws.v1 messages: they have no ``type``)."""
+
+
+@_message("create-stream", REST_BODIES)
+@dataclass(frozen=True, slots=True)
+class CreateStream(_Base):
+    """``POST nbws/api/streams/{name}``: create a stream or change its history limits."""
+
+    LIMITS: ClassVar[dict[str, int | float]] = {
+        "max_messages": MAX_SAFE_INTEGER,
+        "max_bytes": MAX_SAFE_INTEGER,
+        "max_age": float(MAX_SAFE_INTEGER),
+    }
+
+    max_messages: int | None = _f(Kind.POSITIVE, "history bound in messages")
+    max_bytes: int | None = _f(Kind.NAT, "history bound in payload bytes (0: none)")
+    max_age: float | None = _f(Kind.NUMBER, "history bound in seconds (0: none)")
+
+
+@_message("publish-body", REST_BODIES)
+@dataclass(frozen=True, slots=True)
+class PublishBody(_Base):
+    """``POST nbws/api/streams/{name}/messages``: append one JSON message (no ack
+    identity: the response carries the offset)."""
+
+    LIMITS: ClassVar[dict[str, int | float]] = {}
+
+    payload: Any = _f(Kind.JSON, "the message (required; may be null)")
+    key: str | None = _f(Kind.STR, "conflation key", limit=MAX_KEY_LENGTH)
+
+
+def decode_body(cls: type[M], raw: bytes) -> M:
+    """Parse and check a REST request body (empty means ``{}``).
+
+    Raises:
+        BadRequest: not JSON, not an object, or a field of the wrong kind or out of
+            range; the message is one line, fit for a 400 response.
+    """
+    if raw.strip():
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _bad(f"body is not JSON: {exc}") from None
+    else:
+        obj = {}
+    if type(obj) is not dict:
+        raise _bad("body must be a JSON object")
+    message = _build(cls, obj)
+    limits: dict[str, int | float] = getattr(cls, "LIMITS", {})
+    for column in cls.COLUMNS:
+        value = getattr(message, column.name)
+        if column.spec.kind is Kind.NUMBER and value is not None and value < 0:
+            raise _bad(f"'{column.wire}' must be at least 0")
+        bound = limits.get(column.name)
+        if bound is not None and value is not None and value > bound:
+            raise _bad(f"'{column.wire}' must be at most {bound:.0f}")
+    if cls is PublishBody and "payload" not in obj:
+        raise _bad("body needs a 'payload'")
+    return message
+
+
+def since_cursor(since: int | None, first: int, next_offset: int) -> int:
+    """The first offset a ``subscribe`` with ``since`` delivers on a stream holding
+    ``first`` … ``next_offset - 1`` (the server's side of :func:`resume_since`).
+
+    None: live only (``next_offset``); ``-k``: the last ``k`` still held; an offset:
+    itself (older than ``first`` gives a ``history`` gap first).
+    """
+    if since is None:
+        return next_offset
+    if since < 0:
+        return max(first, next_offset + since)
+    return since
+
+
+# --- the frame tap (``nbws/tap``) --------------------------------------------------------
+#
+# Not nbws.v1: what the tap endpoint sends the frame inspector about a labelled connection.
+
+__all__ += ["TAP_EVENTS", "TapAttached", "TapClosed", "TapDropped", "TapFrame"]
+
+TAP_EVENTS: dict[str, type[_Base]] = {}
+"""Messages of the ``nbws/tap`` endpoint by ``type``."""
+
+
+@_message("attached", TAP_EVENTS)
+@dataclass(frozen=True, slots=True)
+class TapAttached(_Base):
+    """The tap follows a connection from now on (earlier frames of it follow)."""
+
+    connection: str = _f(Kind.STR, required=True)
+    path: str = _f(Kind.STR, required=True)
+    query: dict[str, str] = _f(Kind.OBJECT, required=True)
+    subprotocol: str | None = _f(Kind.STR, keep_null=True)
+
+
+@_message("frame", TAP_EVENTS)
+@dataclass(frozen=True, slots=True)
+class TapFrame(_Base):
+    """One frame of the followed connection (``FrameRecord.as_dict``)."""
+
+    time: float = _f(Kind.NUMBER, required=True)
+    direction: str = _f(Kind.STR, required=True)
+    opcode: int = _f(Kind.NAT, required=True)
+    opcode_name: str = _f(Kind.STR, required=True)
+    fin: bool = _f(Kind.BOOL, required=True)
+    rsv: list[bool] = _f(Kind.JSON, required=True)
+    masked: bool = _f(Kind.BOOL, required=True)
+    length: int = _f(Kind.NAT, required=True)
+    preview: str = _f(Kind.STR, required=True)
+    preview_kind: str = _f(Kind.STR, required=True)
+
+
+@_message("dropped", TAP_EVENTS)
+@dataclass(frozen=True, slots=True)
+class TapDropped(_Base):
+    """Frames not sent because the tap's own connection was not writable."""
+
+    count: int = _f(Kind.NAT, required=True)
+
+
+@_message("closed", TAP_EVENTS)
+@dataclass(frozen=True, slots=True)
+class TapClosed(_Base):
+    """The followed connection closed (codes and reasons both ways, if any)."""
+
+    connection: str = _f(Kind.STR, required=True)
+    code: int | None = _f(Kind.NAT, keep_null=True)
+    reason: str | None = _f(Kind.STR, keep_null=True)
+    sent_code: int | None = _f(Kind.NAT, keep_null=True)
+    sent_reason: str | None = _f(Kind.STR, keep_null=True)
+
+
+# --- hot-path shortcuts ------------------------------------------------------------------
+#
+# The acked-publish path runs once per message: these give exactly what the general
+# functions give (tests/server/test_fast_paths.py compares them), without building and
+# walking the column table.
+
+__all__ += ["decode_request_fast", "encode_ack"]
+
+
+def encode_ack(
+    stream: str, producer: str, seq: int, epoch: str, duplicate: bool, offset: int | None
+) -> bytes:
+    """``encode(Ack(stream, producer, seq, epoch, duplicate, offset)).data``."""
+    return orjson.dumps(
+        {
+            "type": "ack",
+            "stream": stream,
+            "producer": producer,
+            "seq": seq,
+            "epoch": epoch,
+            "duplicate": duplicate,
+            "offset": offset,
+        }
+    )
+
+
+def _fast_publish(obj: dict[str, Any]) -> Publish | None:
+    """A text publish whose every field is plainly valid, else None (then the general
+    decoder runs and names what is wrong)."""
+    stream = obj.get("stream")
+    if type(stream) is not str or STREAM_NAME.match(stream) is None or "payload" not in obj:
+        return None
+    producer, seq = obj.get("producer"), obj.get("seq")
+    if producer is None:
+        if seq is not None:
+            return None
+    elif (
+        type(producer) is not str
+        or len(producer) > MAX_PRODUCER_LENGTH
+        or type(seq) is not int
+        or seq < 0
+    ):
+        return None
+    key, content_type, ref = obj.get("key"), obj.get("content_type"), obj.get("id")
+    if key is not None and (type(key) is not str or len(key) > MAX_KEY_LENGTH):
+        return None
+    if content_type is not None and (
+        type(content_type) is not str or len(content_type) > MAX_CONTENT_TYPE_LENGTH
+    ):
+        return None
+    if (
+        ref is not None
+        and type(ref) is not int
+        and (type(ref) is not str or len(ref) > MAX_REF_LENGTH)
+    ):
+        return None
+    return Publish(stream, obj["payload"], producer, seq, key, content_type, ref)
+
+
+def decode_request_fast(
+    data: bytes | bytearray | memoryview | str, *, text: bool = True
+) -> Request:
+    """:func:`decode_request`, with a shortcut for a well-formed text publish."""
+    if text:
+        obj = _loads(data)
+        if obj.get("type") == "publish":
+            publish = _fast_publish(obj)
+            if publish is not None:
+                return publish
+        return message_from_dict(obj, REQUESTS)  # type: ignore[return-value]
+    return decode_request(data, text=False)
+
+
 if __name__ == "__main__":
     raise SystemExit(_main())

@@ -2,19 +2,39 @@
 
 Handler logic lives in mixins so ``nbws serve`` (token auth) and the Jupyter extension
 (Jupyter auth, XSRF) share it; each side composes them with its own base handler.
+Request bodies are checked by the message layer (``messages.CreateStream``,
+``messages.PublishBody``: the same field rules as nbws.v1), so a bad value is a 400
+with a one-line message and no side effect. Errors are JSON in both hosts:
+``{"status": 400, "message": "..."}``.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import time
+from http.client import responses
 from typing import Any
 
 import orjson
 from tornado.web import HTTPError, RequestHandler
 
-from ..broker import HistoryLimits, PayloadTooLarge, UnknownStream, default_limits
-from ..wire import valid_stream_name
+from ..broker import (
+    BrokerUnavailable,
+    HistoryLimits,
+    PayloadTooLarge,
+    UnknownStream,
+    default_limits,
+)
+from ..errors import BadRequest
+from ..protocol.messages import (
+    MAX_SAFE_INTEGER,
+    CreateStream,
+    M,
+    PublishBody,
+    decode_body,
+    valid_stream_name,
+)
 from .context import SETTINGS_KEY, NbwsContext
 
 __all__ = [
@@ -26,6 +46,9 @@ __all__ = [
 ]
 
 MAX_READ = 10_000
+
+log = logging.getLogger("nbws.api")
+_unlistable: set[str] = set()  # streams a listing skipped (logged once each)
 
 
 class _ApiMixin:
@@ -43,18 +66,29 @@ class _ApiMixin:
         handler.set_header("Content-Type", "application/json")
         handler.finish(orjson.dumps(body))
 
-    def body_json(self) -> dict[str, Any]:
+    def body(self, cls: type[M]) -> M:
+        """The request body as a checked message (400 on any bad field)."""
         handler: RequestHandler = self  # type: ignore[assignment]
-        raw = handler.request.body
-        if not raw:
-            return {}
         try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise HTTPError(400, f"body is not JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise HTTPError(400, "body must be a JSON object")
-        return value
+            return decode_body(cls, handler.request.body)
+        except BadRequest as exc:
+            raise HTTPError(400, str(exc)) from None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as one JSON object with a one-line message (never a traceback)."""
+        handler: RequestHandler = self  # type: ignore[assignment]
+        message = responses.get(status_code, "error")
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        if isinstance(exc, HTTPError) and exc.log_message:
+            message = exc.log_message
+        elif isinstance(exc, BrokerUnavailable):  # the broker is down: retry later
+            status_code = 503
+            message = str(exc)
+            handler.set_status(503)
+            handler.set_header("Retry-After", "1")
+        handler.set_header("Content-Type", "application/json")
+        handler.finish(orjson.dumps({"status": status_code, "message": message}))
 
     def int_arg(self, name: str, default: int | None) -> int | None:
         handler: RequestHandler = self  # type: ignore[assignment]
@@ -62,9 +96,12 @@ class _ApiMixin:
         if raw is None or raw == "":
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             raise HTTPError(400, f"{name} must be an integer") from None
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise HTTPError(400, f"{name} must be at most {MAX_SAFE_INTEGER} in magnitude")
+        return value
 
 
 def _check_name(name: str) -> str:
@@ -81,7 +118,15 @@ class StreamsMixin(_ApiMixin):
         infos = await hub.broker.streams()
         streams = []
         for info in sorted(infos, key=lambda i: i.name):
-            described = await hub.describe(info.name)
+            try:
+                described = await hub.describe(info.name)
+                if described is not None:
+                    orjson.dumps(described)  # one unreadable entry must not fail the list
+            except (ValueError, TypeError, orjson.JSONEncodeError) as exc:
+                if info.name not in _unlistable:
+                    _unlistable.add(info.name)
+                    log.warning("stream %r left out of the listing: %s", info.name, exc)
+                continue
             if described is not None:
                 streams.append(described)
         self.reply({"streams": streams})
@@ -98,20 +143,17 @@ class StreamMixin(_ApiMixin):
 
     async def post(self, name: str) -> None:
         """Create the stream (or change its history limits)."""
-        body = self.body_json()
+        _check_name(name)
+        body = self.body(CreateStream)
         base = default_limits(self.nbws.config)
-        try:
-            limits = HistoryLimits(
-                max_messages=int(body.get("max_messages", base.max_messages)),
-                max_bytes=int(body.get("max_bytes", base.max_bytes)),
-                max_age=float(body.get("max_age", base.max_age)),
-            )
-        except (TypeError, ValueError):
-            raise HTTPError(
-                400, "max_messages/max_bytes must be integers, max_age a number"
-            ) from None
-        existed = await self.nbws.hub.broker.info(_check_name(name)) is not None
-        await self.nbws.hub.broker.create(name, limits)
+        limits = HistoryLimits(
+            max_messages=base.max_messages if body.max_messages is None else body.max_messages,
+            max_bytes=base.max_bytes if body.max_bytes is None else body.max_bytes,
+            max_age=base.max_age if body.max_age is None else float(body.max_age),
+        )
+        broker = self.nbws.hub.broker
+        existed = await broker.info(name) is not None
+        await broker.create(name, limits)
         described = await self.nbws.hub.describe(name)
         self.reply(described, 200 if existed else 201)
 
@@ -131,7 +173,10 @@ class MessagesMixin(_ApiMixin):
     async def get(self, name: str) -> None:
         since = self.int_arg("since", 0) or 0
         until = self.int_arg("until", None)
-        limit = min(self.int_arg("limit", 1000) or 1000, MAX_READ)
+        limit = self.int_arg("limit", 1000)
+        if limit is None or limit < 1:
+            raise HTTPError(400, "limit must be at least 1")
+        limit = min(limit, MAX_READ)
         try:
             page = await self.nbws.hub.broker.read(_check_name(name), since, limit)
         except UnknownStream:
@@ -164,17 +209,13 @@ class MessagesMixin(_ApiMixin):
         )
 
     async def post(self, name: str) -> None:
-        body = self.body_json()
-        if "payload" not in body:
-            raise HTTPError(400, "body needs a 'payload'")
-        key = body.get("key")
-        if key is not None and not isinstance(key, str):
-            raise HTTPError(400, "key must be a string")
+        _check_name(name)
+        body = self.body(PublishBody)
         try:
             result = await self.nbws.hub.broker.append(
-                _check_name(name),
-                orjson.dumps(body["payload"]),
-                key=key,
+                name,
+                orjson.dumps(body.payload),
+                key=body.key,
                 create=self.nbws.config.auto_create_streams,
             )
         except UnknownStream:
@@ -190,6 +231,10 @@ class HealthMixin(_ApiMixin):
     async def get(self) -> None:
         ctx = self.nbws
         broker = ctx.hub.broker
+        try:
+            count: int | None = await broker.stream_count()
+        except BrokerUnavailable:
+            count = None  # health answers while the broker is down
         healthy = broker.healthy
         self.reply(
             {
@@ -197,7 +242,7 @@ class HealthMixin(_ApiMixin):
                 "reason": None if healthy else broker.reason,
                 "backend": broker.name,
                 "connections": len(ctx.registry),
-                "streams": len(ctx.hub.streams),
+                "streams": count,
                 "time": time.time(),
             }
         )

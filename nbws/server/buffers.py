@@ -1,6 +1,6 @@
 """One bounded outbound buffer per subscriber, with an explicit overflow policy.
 
-Pure bookkeeping: no sockets, no clock. The subscriber (``nbws.server.streams``) offers
+Pure bookkeeping: no sockets, no clock. The subscriber (``nbws.server.subscriber``) offers
 encoded deliveries and takes batches to write when its connection drains. Frames are
 shared between subscribers (encoded once per message), so a buffer holds references; its
 byte count is what those frames would cost to write.
@@ -12,7 +12,10 @@ drop-oldest  drop queued messages from the head; a ``dropped`` gap precedes the 
 drop-newest  drop the incoming message; a ``dropped`` gap precedes the next accepted one
 conflate     a message replaces a still-queued one with the same key, full or not, so
              a subscriber behind sees only the newest per key (``conflated`` gap);
-             if full with no such message queued, drop-oldest
+             if full with no such message queued, drop-oldest. O(1) per message: the
+             queue is an ordered dict (key, or offset for unkeyed messages → delivery),
+             so a replaced message leaves the queue at once and the queue never holds
+             more than the bound
 disconnect   refuse: the subscriber is closed with 1013
 block        accept, report ``full`` so producers' acks are delayed; past
              max(2 x bound, bound + 1024) messages or 2 x the byte bound (producers that
@@ -23,10 +26,10 @@ block        accept, report ``full`` so producers' acks are delayed; past
 from __future__ import annotations
 
 import enum
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from ..protocol.messages import Policy
+from ..protocol.messages import GapReason, Policy
 
 __all__ = ["BLOCK_SLACK", "Delivery", "Gap", "Offer", "Policy", "SubscriberBuffer"]
 
@@ -55,7 +58,7 @@ class Gap:
     start: int
     end: int
     count: int
-    reason: str
+    reason: GapReason
 
 
 class SubscriberBuffer:
@@ -72,8 +75,8 @@ class SubscriberBuffer:
         self.max_messages = max(1, max_messages)
         self.max_bytes = max(1, max_bytes)
         self._queue: deque[Delivery | Gap] = deque()
-        self._by_key: dict[str, int] = {}
-        self._dead: set[int] = set()
+        # conflate only: slot (key, or offset of an unkeyed message) -> delivery, in order.
+        self._keyed: OrderedDict[str | int, Delivery] = OrderedDict()
         self.messages = 0
         self.bytes = 0
         self.dropped = 0
@@ -88,6 +91,12 @@ class SubscriberBuffer:
 
     def __len__(self) -> int:
         return self.messages
+
+    @property
+    def queued(self) -> int:
+        """Entries held (deliveries and queued gap notices): never above the bound plus
+        one gap notice per delivery."""
+        return len(self._queue) + len(self._keyed)
 
     def _full_for(self, size: int) -> bool:
         return self.messages >= self.max_messages or (
@@ -109,9 +118,10 @@ class SubscriberBuffer:
         """Something (a delivery or a gap notice) waits to be written."""
         return (
             bool(self._queue)
+            or bool(self._keyed)
             or self._head_gap is not None
             or self._tail_gap is not None
-            or (self._conflated_gap is not None)
+            or self._conflated_gap is not None
         )
 
     def extend(self, batch: list[Delivery], size: int) -> bool:
@@ -135,21 +145,11 @@ class SubscriberBuffer:
 
     def offer(self, delivery: Delivery) -> Offer:
         """Queue ``delivery`` or apply the policy."""
-        offset, frame, key = delivery
-        size = len(frame)
         policy = self.policy
-        if policy is Policy.CONFLATE and key is not None:
-            old = self._by_key.get(key)
-            if old is not None and old not in self._dead:
-                self._kill(old, key)
-                self.conflated += 1
-                gap = self._conflated_gap
-                if gap is None:
-                    self._conflated_gap = [old, old, 1]
-                else:
-                    gap[0] = min(gap[0], old)
-                    gap[1] = max(gap[1], old)
-                    gap[2] += 1
+        if policy is Policy.CONFLATE:
+            return self._offer_conflate(delivery)
+        offset, frame, _key = delivery
+        size = len(frame)
         if self._full_for(size):
             if policy is Policy.DROP_NEWEST:
                 self.dropped += 1
@@ -174,28 +174,42 @@ class SubscriberBuffer:
         self._append(delivery, size)
         return Offer.ACCEPTED
 
+    def _offer_conflate(self, delivery: Delivery) -> Offer:
+        offset, frame, key = delivery
+        keyed = self._keyed
+        if key is not None:
+            old = keyed.pop(key, None)
+            if old is not None:  # replaced: it leaves the queue now (O(1))
+                self.messages -= 1
+                self.bytes -= len(old[1])
+                self.conflated += 1
+                gap = self._conflated_gap
+                if gap is None:
+                    self._conflated_gap = [old[0], old[0], 1]
+                else:
+                    gap[0] = min(gap[0], old[0])
+                    gap[1] = max(gap[1], old[0])
+                    gap[2] += 1
+        size = len(frame)
+        while self.messages and self._full_for(size):
+            _, dropped = keyed.popitem(last=False)
+            self.messages -= 1
+            self.bytes -= len(dropped[1])
+            self.dropped += 1
+            self._merge_head_gap(dropped[0], 1)
+        keyed[offset if key is None else key] = delivery
+        self.messages += 1
+        self.bytes += size
+        return Offer.ACCEPTED
+
     def _append(self, delivery: Delivery, size: int) -> None:
         tail = self._tail_gap
         if tail is not None:
-            self._queue.append(Gap(tail[0], tail[2] + 1, tail[1], "dropped"))
+            self._queue.append(Gap(tail[0], tail[2] + 1, tail[1], GapReason.DROPPED))
             self._tail_gap = None
         self._queue.append(delivery)
         self.messages += 1
         self.bytes += size
-        key = delivery[2]
-        if key is not None and self.policy is Policy.CONFLATE:
-            self._by_key[key] = delivery[0]
-
-    def _kill(self, offset: int, key: str) -> None:
-        """Mark a queued delivery (found by its key) as replaced."""
-        for item in self._queue:
-            if type(item) is tuple and item[0] == offset:
-                self._dead.add(offset)
-                self.messages -= 1
-                self.bytes -= len(item[1])
-                break
-        if self._by_key.get(key) == offset:
-            del self._by_key[key]
 
     def _drop_head(self) -> None:
         queue = self._queue
@@ -204,16 +218,10 @@ class SubscriberBuffer:
             if isinstance(item, Gap):
                 self._merge_head_gap(item.start, item.count)
                 continue
-            offset, frame, key = item
-            if offset in self._dead:
-                self._dead.discard(offset)
-                continue
             self.messages -= 1
-            self.bytes -= len(frame)
-            if key is not None and self._by_key.get(key) == offset:
-                del self._by_key[key]
+            self.bytes -= len(item[1])
             self.dropped += 1
-            self._merge_head_gap(offset, 1)
+            self._merge_head_gap(item[0], 1)
             return
 
     def _merge_head_gap(self, start: int, count: int) -> None:
@@ -224,6 +232,15 @@ class SubscriberBuffer:
             head[0] = min(head[0], start)
             head[1] += count
 
+    def _head_offset(self) -> int | None:
+        """Offset of the first queued delivery or gap notice, if any."""
+        if self._keyed:
+            return next(iter(self._keyed.values()))[0]
+        if self._queue:
+            item = self._queue[0]
+            return item.start if isinstance(item, Gap) else item[0]
+        return None
+
     def take(self, max_bytes: int) -> list[Delivery | Gap]:
         """Remove and return the next batch (at least one item, about ``max_bytes``).
 
@@ -231,43 +248,38 @@ class SubscriberBuffer:
         the batch, dropped-tail gaps where the next accepted message follows them.
         """
         out: list[Delivery | Gap] = []
-        queue = self._queue
-        dead = self._dead
         if self._conflated_gap is not None:
             low, high, count = self._conflated_gap
-            out.append(Gap(low, high + 1, count, "conflated"))
+            out.append(Gap(low, high + 1, count, GapReason.CONFLATED))
             self._conflated_gap = None
         if self._head_gap is not None:
             start, count = self._head_gap
-            end = next(
-                (i[0] for i in queue if type(i) is tuple and i[0] not in dead),
-                None,
-            )
-            if end is None:
-                end = next((i.start for i in queue if isinstance(i, Gap)), start + count)
-            out.append(Gap(start, end, count, "dropped"))
+            end = self._head_offset()
+            out.append(Gap(start, start + count if end is None else end, count, GapReason.DROPPED))
             self._head_gap = None
         taken = 0
         messages = 0
-        by_key = self._by_key
-        while queue and (taken < max_bytes or not out):
-            item = queue.popleft()
-            if type(item) is not tuple:
+        if self._keyed:
+            keyed = self._keyed
+            while keyed and (taken < max_bytes or not out):
+                _, delivery = keyed.popitem(last=False)
+                taken += len(delivery[1])
+                messages += 1
+                out.append(delivery)
+        else:
+            queue = self._queue
+            while queue and (taken < max_bytes or not out):
+                item = queue.popleft()
+                if type(item) is not tuple:
+                    out.append(item)
+                    continue
+                taken += len(item[1])
+                messages += 1
                 out.append(item)
-                continue
-            if dead and item[0] in dead:
-                dead.discard(item[0])
-                continue
-            taken += len(item[1])
-            messages += 1
-            key = item[2]
-            if key is not None and by_key and by_key.get(key) == item[0]:
-                del by_key[key]
-            out.append(item)
         self.messages -= messages
         self.bytes -= taken
-        if not queue and self._tail_gap is not None:
+        if not self._queue and self._tail_gap is not None:
             start, count, last = self._tail_gap
-            out.append(Gap(start, last + 1, count, "dropped"))
+            out.append(Gap(start, last + 1, count, GapReason.DROPPED))
             self._tail_gap = None
         return out

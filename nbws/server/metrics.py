@@ -1,6 +1,6 @@
 """Prometheus metrics (served by jupyter-server's /metrics, or /metrics in `nbws serve`).
 
-Hot paths only bump plain integers on each stream (``LiveStream``); one collector,
+Hot paths only bump plain integers on each stream (``stats.StreamStats``); one collector,
 registered once per process, turns them into counters when /metrics is scraped, so
 publishing and fan-out pay nothing for metrics.
 """
@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .streams import StreamHub
+    from .hub import StreamHub
 
 __all__ = ["ACK_LATENCY", "CONNECTIONS", "track_hub"]
 
@@ -59,9 +59,10 @@ class _StreamCollector(Collector):
         )
         for hub in list(_hubs):
             for name, live in hub.streams.items():
+                stats = live.stats
                 for attr, family in families.items():
-                    family.add_metric([name], getattr(live, attr))
-                for reason, count in live.drops_by_reason.items():
+                    family.add_metric([name], getattr(stats, attr))
+                for reason, count in stats.drops_by_reason.items():
                     drops.add_metric([name, reason], count)
                 depth.add_metric([name], sum(s.buffer.messages for s in live.subscribers))
         yield from families.values()

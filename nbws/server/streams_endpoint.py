@@ -1,9 +1,12 @@
 """``/nbws/ws``: the ``nbws.v1`` protocol on one connection (docs/protocol.md).
 
-Parses and validates each control message, turns it into a hub call, and answers bad
-requests with an ``error`` — never a crash, never an effect on other connections. Text
-that is not JSON closes with 1007; a malformed binary header, or more than
-``MAX_BAD_REQUESTS`` bad requests, with 1008.
+Decodes each message with :func:`nbws.protocol.messages.decode_request` (its
+shortcut for a well-formed publish), turns it into a
+hub call, and answers refused requests with an ``error`` (or, for an acked publish whose
+``producer``/``seq`` were valid, a ``nack`` for that seq) — never a crash, never an
+effect on other connections. Text that is not JSON closes with 1007; JSON that is not an
+object, a malformed binary header, or more than ``MAX_BAD_REQUESTS`` bad requests, with
+1008.
 """
 
 from __future__ import annotations
@@ -17,63 +20,39 @@ import orjson
 
 from .. import __version__
 from ..config import Nbws
-from ..errors import ConnectionClosed, PolicyViolation
+from ..errors import (
+    BadRequest,
+    ConnectionClosed,
+    NotSubscribed,
+    PolicyViolation,
+    RequestError,
+    UnknownStream,
+)
+from ..protocol.messages import (
+    PROTOCOL,
+    Info,
+    InfoRequest,
+    Policy,
+    Publish,
+    Request,
+    Subscribe,
+    Unsubscribe,
+    Unsubscribed,
+    Welcome,
+    decode_request_fast,
+)
 from ..transport import Connection
-from ..wire import PROTOCOL, decode_json, split_binary, valid_stream_name
 from . import metrics
-from .buffers import Policy
-from .streams import Client, StreamHub
+from .hub import Client, StreamHub
+from .sink import ConnectionSink
 
-__all__ = ["BadRequest", "StreamsEndpoint"]
+__all__ = ["MAX_BAD_REQUESTS", "StreamsEndpoint", "encode_payload"]
 
 log = logging.getLogger("nbws.streams")
 
 MAX_BAD_REQUESTS = 100
 YIELD_EVERY = 64  # messages handled in a row before yielding to the loop
 MAX_PUBLISHES_IN_FLIGHT = 1024  # per connection, with a broker that pipelines appends
-MAX_KEY_LENGTH = 256
-MAX_PRODUCER_LENGTH = 256
-MAX_CONTENT_TYPE_LENGTH = 256
-
-
-class BadRequest(Exception):
-    """A request nbws answers with an ``error`` (the connection stays open)."""
-
-    def __init__(self, message: str, code: str = "bad-request") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _stream(message: dict[str, Any]) -> str:
-    name = message.get("stream")
-    if not valid_stream_name(name):
-        raise BadRequest(
-            f"{message.get('type')} needs a 'stream' of 1-200 characters from A-Z a-z 0-9 . _ : / -"
-        )
-    assert isinstance(name, str)
-    return name
-
-
-def _optional_int(message: dict[str, Any], name: str, *, minimum: int | None = None) -> int | None:
-    value = message.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BadRequest(f"'{name}' must be an integer")
-    if minimum is not None and value < minimum:
-        raise BadRequest(f"'{name}' must be at least {minimum}")
-    return value
-
-
-def _optional_str(message: dict[str, Any], name: str, limit: int) -> str | None:
-    value = message.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"'{name}' must be a string")
-    if len(value) > limit:
-        raise BadRequest(f"'{name}' is longer than {limit} characters")
-    return value
 
 
 def _publish_done(in_flight: set[asyncio.Future[None]]) -> Callable[[asyncio.Future[None]], None]:
@@ -95,25 +74,26 @@ class StreamsEndpoint:
     def __init__(self, hub: StreamHub, config: Nbws) -> None:
         self.hub = hub
         self.config = config
+        self.default_policy = Policy(config.buffer_policy)
 
     def parse_options(self, query: dict[str, str]) -> None:
         return None
 
     async def serve(self, conn: Connection, options: None) -> None:
-        client = Client(conn)
+        client = Client(ConnectionSink(conn))
         gauge = metrics.CONNECTIONS.labels("streams")
         gauge.inc()
         bad_requests = 0
+        config = self.config
         client.send(
-            {
-                "type": "welcome",
-                "protocol": PROTOCOL,
-                "server": f"nbws {__version__}",
-                "connection": conn.id,
-                "max_message_size": self.config.max_message_size,
-                "heartbeat_interval": self.config.heartbeat_interval,
-                "dedupe_window": self.config.dedupe_window,
-            }
+            Welcome(
+                PROTOCOL,
+                f"nbws {__version__}",
+                conn.id,
+                config.max_message_size,
+                config.heartbeat_interval,
+                config.dedupe_window,
+            )
         )
         try:
             handled = 0
@@ -135,36 +115,33 @@ class StreamsEndpoint:
                         data = b"".join(parts)
                 except ConnectionClosed:
                     return
-                ref: Any = None
                 try:
-                    if text:
-                        message = decode_json(data)
-                        ref = message.get("id")
-                        await self.handle(client, message, None)
-                    else:
-                        header, payload = split_binary(data)
-                        ref = header.get("id")
-                        await self.handle(client, header, bytes(payload))
-                except BadRequest as exc:
+                    await self.handle(client, decode_request_fast(data, text=text))
+                except RequestError as exc:
                     bad_requests += 1
                     if bad_requests > MAX_BAD_REQUESTS:
                         raise PolicyViolation(
                             f"more than {MAX_BAD_REQUESTS} bad requests; last: {exc}"
                         ) from None
-                    client.send(
-                        {"type": "error", "ref": ref, "code": exc.code, "message": str(exc)}
-                    )
+                    self.refuse(client, exc)
         finally:
             gauge.dec()
             if client.in_flight:  # appends already sent complete (their acks go nowhere)
                 await asyncio.gather(*client.in_flight, return_exceptions=True)
             self.hub.drop_client(client)
 
-    async def handle(self, client: Client, message: dict[str, Any], payload: bytes | None) -> None:
-        """Act on one control message (``payload`` is set for a binary message)."""
-        kind = message.get("type")
-        if kind == "publish":
-            publishing = self._publish(client, message, payload)
+    def refuse(self, client: Client, exc: RequestError) -> None:
+        """A ``nack`` for an acked publish whose identity was valid, else an ``error``."""
+        if exc.publish is not None:
+            stream, producer, seq = exc.publish
+            self.hub.nack(client, stream, producer, seq, exc)
+        else:
+            client.refuse(exc, exc.ref)
+
+    async def handle(self, client: Client, request: Request) -> None:
+        """Act on one decoded request."""
+        if type(request) is Publish:
+            publishing = self._publish(client, request)
             if not self.hub.broker.concurrent_appends:
                 await publishing
                 return
@@ -177,85 +154,75 @@ class StreamsEndpoint:
             in_flight.add(task)
             task.add_done_callback(_publish_done(in_flight))
             return
-        if payload is not None:
-            raise BadRequest("only publish may be sent as a binary message")
         if client.in_flight:  # a request sees the effect of the publishes sent before it
             await asyncio.gather(*client.in_flight, return_exceptions=True)
-        if kind == "subscribe":
-            await self._subscribe(client, message)
-        elif kind == "unsubscribe":
-            stream = _stream(message)
-            sub = client.subscriptions.get(stream)
-            if sub is None:
-                raise BadRequest(f"not subscribed to {stream!r}", "not-subscribed")
-            self.hub.unsubscribe(sub)
-            client.send({"type": "unsubscribed", "ref": message.get("id"), "stream": stream})
-        elif kind == "info":
-            stream = _stream(message)
-            info = await self.hub.describe(stream)
-            if info is None:
-                raise BadRequest(f"no stream named {stream!r}", "unknown-stream")
-            info.pop("name", None)
-            info.pop("limits", None)
-            client.send({"type": "info", "ref": message.get("id"), "stream": stream, **info})
-        else:
-            raise BadRequest(f"unknown message type {kind!r}", "unknown-type")
+        try:
+            if isinstance(request, Subscribe):
+                await self._subscribe(client, request)
+            elif isinstance(request, Unsubscribe):
+                sub = client.subscriptions.get(request.stream)
+                if sub is None:
+                    raise NotSubscribed(f"not subscribed to {request.stream!r}")
+                self.hub.unsubscribe(sub)
+                client.send(Unsubscribed(request.stream, request.id))
+            elif isinstance(request, InfoRequest):
+                await self._info(client, request)
+        except RequestError as exc:
+            if exc.ref is None:
+                exc.ref = request.id
+            raise
 
-    def _publish(
-        self, client: Client, message: dict[str, Any], payload: bytes | None
-    ) -> Coroutine[Any, Any, None]:
-        """Check a publish (BadRequest at once) and return the append still to await."""
-        stream = _stream(message)
-        producer = _optional_str(message, "producer", MAX_PRODUCER_LENGTH)
-        seq = _optional_int(message, "seq", minimum=0)
-        if (producer is None) != (seq is None):
-            raise BadRequest("'producer' and 'seq' go together (both for an acked publish)")
-        key = _optional_str(message, "key", MAX_KEY_LENGTH)
-        content_type = _optional_str(message, "content_type", MAX_CONTENT_TYPE_LENGTH)
-        if payload is None:
-            if "payload" not in message:
-                raise BadRequest("publish needs a 'payload' (or send it as a binary message)")
-            body = encode_payload(message["payload"])
-            binary = False
-        else:
-            body, binary = payload, True
-        return self.hub.publish(
-            client,
-            stream,
-            body,
-            binary=binary,
-            producer=producer,
-            seq=seq,
-            key=key,
-            content_type=content_type,
+    async def _info(self, client: Client, request: InfoRequest) -> None:
+        info = await self.hub.describe(request.stream)
+        if info is None:
+            raise UnknownStream(f"no stream named {request.stream!r}")
+        client.send(
+            Info(
+                request.stream,
+                info["epoch"],
+                info["first"],
+                info["next"],
+                info["history_messages"],
+                info["history_bytes"],
+                info["rate"],
+                info["subscribers"],
+                info["drops"],
+                info["held_acks"],
+                request.id,
+            )
         )
 
-    async def _subscribe(self, client: Client, message: dict[str, Any]) -> None:
-        stream = _stream(message)
-        since = _optional_int(message, "since")
-        until = _optional_int(message, "until", minimum=0)
-        epoch = _optional_str(message, "epoch", 64)
-        policy_name = message.get("policy", self.config.buffer_policy)
-        try:
-            policy = Policy(policy_name)
-        except ValueError:
-            choices = ", ".join(p.value for p in Policy)
-            raise BadRequest(f"unknown policy {policy_name!r}; use one of {choices}") from None
-        max_messages = _optional_int(message, "max_messages", minimum=1)
-        max_bytes = _optional_int(message, "max_bytes", minimum=1)
+    def _publish(self, client: Client, request: Publish) -> Coroutine[Any, Any, None]:
+        """The append of a decoded publish, still to await."""
+        if request.binary:
+            body, binary = request.payload, True
+        else:
+            body, binary = encode_payload(request.payload), False
+        return self.hub.publish(
+            client,
+            request.stream,
+            body,
+            binary=binary,
+            producer=request.producer,
+            seq=request.seq,
+            key=request.key,
+            content_type=request.content_type,
+            ref=request.id,
+        )
+
+    async def _subscribe(self, client: Client, request: Subscribe) -> None:
         config = self.config
+        limit_messages, limit_bytes = config.buffer_max_messages, config.buffer_max_bytes
         await self.hub.subscribe(
             client,
-            stream,
-            since=since,
-            until=until,
-            epoch=epoch,
-            policy=policy,
-            max_messages=min(
-                max_messages or config.buffer_max_messages, config.buffer_max_messages
-            ),
-            max_bytes=min(max_bytes or config.buffer_max_bytes, config.buffer_max_bytes),
-            ref=message.get("id"),
+            request.stream,
+            since=request.since,
+            until=request.until,
+            epoch=request.epoch,
+            policy=request.policy or self.default_policy,
+            max_messages=min(request.max_messages or limit_messages, limit_messages),
+            max_bytes=min(request.max_bytes or limit_bytes, limit_bytes),
+            ref=request.id,
         )
 
 

@@ -12,10 +12,16 @@ import asyncio
 
 from ..errors import ConnectionClosed
 from ..protocol import FrameRecord
+from ..protocol.messages import TapAttached, TapClosed, TapDropped, TapFrame, encode
 from ..transport import Connection, ConnectionRegistry
-from ..wire import encode_json
 
 __all__ = ["TapEndpoint"]
+
+
+def _send(conn: Connection, message: TapAttached | TapFrame | TapDropped | TapClosed) -> None:
+    data, text = encode(message)
+    conn.send_nowait(data, text=text)
+
 
 LABEL_MAX = 64
 
@@ -64,22 +70,11 @@ class TapEndpoint:
                 dropped += 1
                 return
             if dropped:
-                conn.send_nowait(encode_json({"type": "dropped", "count": dropped}), text=True)
+                _send(conn, TapDropped(dropped))
                 dropped = 0
-            conn.send_nowait(encode_json({"type": "frame", **record.as_dict()}), text=True)
+            _send(conn, TapFrame(**record.as_dict()))  # type: ignore[arg-type]
 
-        conn.send_nowait(
-            encode_json(
-                {
-                    "type": "attached",
-                    "connection": target.id,
-                    "path": target.path,
-                    "query": target.query,
-                    "subprotocol": target.subprotocol,
-                }
-            ),
-            text=True,
-        )
+        _send(conn, TapAttached(target.id, target.path, target.query, target.subprotocol))
         for record in target.tap:
             send(record)
         target.tap.watch(send)
@@ -89,16 +84,13 @@ class TapEndpoint:
             target.tap.unwatch(send)
         if conn.open:
             session = target.session
-            conn.send_nowait(
-                encode_json(
-                    {
-                        "type": "closed",
-                        "connection": target.id,
-                        "code": session.close_code,
-                        "reason": session.close_reason,
-                        "sent_code": session.sent_close_code,
-                        "sent_reason": session.sent_close_reason,
-                    }
+            _send(
+                conn,
+                TapClosed(
+                    target.id,
+                    session.close_code,
+                    session.close_reason,
+                    session.sent_close_code,
+                    session.sent_close_reason,
                 ),
-                text=True,
             )

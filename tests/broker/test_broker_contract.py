@@ -144,6 +144,34 @@ async def test_dedupe_window_forgets_oldest_but_still_refuses_them(pair: Pair) -
     assert (await pair.broker.info("s")).next == WINDOW + 4  # type: ignore[union-attr]
 
 
+async def test_seq_below_the_oldest_remembered_counts_as_appended(pair: Pair) -> None:
+    """A producer whose window starts at seq 10 (it numbered from there, or the server
+    forgot the earlier ones): a late seq 3 is a duplicate with an unknown offset, as the
+    protocol promises, on both brokers."""
+    for seq in range(10, 14):
+        await pair.broker.append("s", b"x", producer="p", seq=seq)
+    late = await pair.peer.append("s", b"x", producer="p", seq=3)
+    assert late.duplicate and late.offset is None
+    oldest = await pair.peer.append("s", b"x", producer="p", seq=10)
+    assert oldest.duplicate and oldest.offset == 0
+    fresh = await pair.peer.append("s", b"x", producer="p", seq=14)
+    assert not fresh.duplicate and fresh.offset == 4
+    other = await pair.peer.append("s", b"x", producer="q", seq=3)  # windows are per producer
+    assert not other.duplicate
+    assert (await pair.broker.info("s")).next == 6  # type: ignore[union-attr]
+
+
+async def test_stream_count_is_the_number_of_streams(pair: Pair) -> None:
+    assert await pair.broker.stream_count() == 0
+    for name in ("a", "b", "c"):
+        await pair.broker.create(name)
+    await pair.peer.append("d", b"1")
+    assert await pair.peer.stream_count() == 4
+    assert await pair.broker.delete("b")
+    assert await pair.broker.stream_count() == 3
+    assert await pair.peer.stream_count() == len(await pair.peer.streams())
+
+
 async def test_history_bound_by_messages(pair: Pair) -> None:
     await pair.broker.create("s", HistoryLimits(max_messages=5, max_bytes=0))
     await append_json(pair.broker, "s", 12)

@@ -99,7 +99,7 @@ class Peer:
     async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         if isinstance(raw, bytes):
-            from nbws.wire import split_binary
+            from nbws.protocol.messages import split_binary
 
             header, payload = split_binary(raw)
             return {**header, "payload_bytes": bytes(payload)}

@@ -199,3 +199,50 @@ async def test_stalled_subscriber_does_not_grow_server_memory(target, connect, s
     assert state["queue_messages"] <= BOUND and state["queue_bytes"] <= 64 * 1024
     info = await target.stream_info(stream)
     assert info["history_messages"] == 100
+
+
+async def test_block_subscriber_is_never_pushed_to_its_hard_cap_by_a_windowed_producer(
+    target, connect, stalled
+):
+    """A stuck `block` subscriber (bound 1000) and a producer that keeps at most 1000
+    publishes unacked: acks are released only once the message is in the subscriber's
+    buffer and the buffer is below its bound, so the queue stops at bound + window and
+    the subscriber is never closed with 1013 (its hard cap is 2024)."""
+    stream, bound, window, total = unique(), 1000, 1000, 8000
+    slow = await stalled()
+    await slow.subscribe_and_stall(stream=stream, policy="block", max_messages=bound)
+    pub = await connect()
+    progress = {"sent": 0, "acked": 0}
+    pad = "y" * 1000
+
+    async def windowed_producer() -> None:
+        while progress["acked"] < total:
+            while progress["sent"] < total and progress["sent"] - progress["acked"] < window:
+                seq = progress["sent"]
+                await pub.send(
+                    type="publish", stream=stream, producer="p", seq=seq, payload=[seq, pad]
+                )
+                progress["sent"] += 1
+            ack = await pub.expect("ack", timeout=60)
+            assert ack["seq"] == progress["acked"]
+            progress["acked"] += 1
+
+    producer = asyncio.ensure_future(windowed_producer())
+
+    async def throttled() -> Any:
+        info = await target.stream_info(stream)
+        subs = [s for s in info["subscriptions"] if s["policy"] == "block"]
+        assert subs, "the block subscriber was closed"
+        # Stuck: every publish of the producer's window is appended and its ack held.
+        stuck = progress["sent"] - progress["acked"] == window == info["held_acks"]
+        return info if stuck and subs[0]["blocked"] else None
+
+    info = await wait_for(throttled, "the producer to be throttled", timeout=90)
+    assert not producer.done() and progress["sent"] < total
+    (sub,) = [s for s in info["subscriptions"] if s["policy"] == "block"]
+    assert sub["queue_messages"] <= bound + window, sub
+    # Reading again releases the producer; every message arrives, nothing dropped.
+    messages = await slow.read_until(lambda m: m.get("offset") == total - 1, timeout=90)
+    await asyncio.wait_for(producer, 60)
+    offsets, dropped, _ = account(messages)
+    assert offsets == list(range(total)) and dropped == 0

@@ -4,6 +4,7 @@ subscribe, status messages, and recovery by itself (a real `redis-server`, stopp
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import websockets
 from conftest import make_config
 from redis_support import RedisProcess
+from tornado.httpclient import AsyncHTTPClient
 
 from nbws.server.standalone import StandaloneServer
 
@@ -90,3 +92,20 @@ async def test_publishes_are_nacked_with_retry_while_redis_is_down(
     assert [m["payload"]["seq"] for m in got] == [0, 1]
     for peer in (pub, bystander, sub):
         await peer.ws.close()
+
+
+async def test_rest_answers_503_and_health_stays_200_while_redis_is_down(
+    server: str, own_redis: RedisProcess
+) -> None:
+    base = server.replace("ws://", "http://").replace("/nbws/ws", "/nbws/api")
+    http = AsyncHTTPClient()
+    assert (await http.fetch(f"{base}/streams/{unique()}", method="POST", body="{}")).code == 201
+    own_redis.kill()
+    response = await http.fetch(f"{base}/streams", raise_error=False)
+    assert response.code == 503 and response.headers["Retry-After"] == "1"
+    body = json.loads(response.body)
+    assert body["status"] == 503 and "\n" not in body["message"] and body["message"]
+    health = await http.fetch(f"{base}/health", raise_error=False)
+    assert health.code == 200
+    answer = json.loads(health.body)
+    assert answer["status"] == "degraded" and answer["streams"] is None

@@ -127,23 +127,23 @@ async def test_epoch_change_after_delete_gives_an_epoch_gap(connect, target):
 
 
 async def test_binary_publish_travels_without_base64(connect):
-    from nbws.wire import encode_binary
+    from nbws.protocol.messages import binary_prefix
 
     stream = unique()
     sub, pub = await connect(), await connect()
     await sub.subscribe(stream)
     blob = bytes(range(256)) * 4000
     await pub.ws.send(
-        encode_binary(
+        binary_prefix(
             {
                 "type": "publish",
                 "stream": stream,
                 "producer": "b",
                 "seq": 0,
                 "content_type": "application/x-test",
-            },
-            blob,
+            }
         )
+        + blob
     )
     ack = await pub.expect("ack")
     message = await sub.recv()
@@ -218,6 +218,34 @@ async def test_malformed_requests_get_an_error_and_the_connection_stays(connect,
     assert error["code"] == code and error["ref"] == 1 and error["message"]
     await peer.send(type="info", stream="no-such-stream-here")
     assert (await peer.expect("error"))["code"] == "unknown-stream"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # no payload
+        {"payload": 1, "key": 7},
+        {"payload": 1, "key": "k" * 5000},
+        {"payload": 1, "content_type": ["x"]},
+    ],
+    ids=["no-payload", "key-not-a-string", "key-too-long", "content-type-not-a-string"],
+)
+async def test_bad_acked_publish_is_nacked_for_its_seq(connect, fields):
+    """The nack table promises `bad-request` for an acked publish with bad fields, so a
+    reliable client can settle that seq (an `error` with `ref: null` names no seq)."""
+    stream = unique()
+    peer = await connect()
+    await peer.send(type="publish", stream=stream, producer="p", seq=4, **fields)
+    nack = await peer.expect("nack")
+    assert (nack["code"], nack["retry"], nack["producer"], nack["seq"]) == (
+        "bad-request",
+        False,
+        "p",
+        4,
+    )
+    assert nack["stream"] == stream and nack["reason"]
+    ack = (await peer.publish_acked(stream, "p", range(5, 6)))[0]
+    assert ack["offset"] == 0  # the refused one took no offset
 
 
 async def test_text_that_is_not_json_closes_1007_and_others_are_unaffected(connect):
