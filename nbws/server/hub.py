@@ -24,7 +24,7 @@ from typing import Any
 
 from ..broker import Broker, BrokerUnavailable, PayloadTooLarge, StoredMessage, UnknownStream
 from ..config import Nbws
-from ..errors import CloseCode, NackCode, RequestError
+from ..errors import InternalError, NackCode, RequestError, TryAgainLater
 from ..protocol import encode_frame, encode_message
 from ..protocol.messages import (
     End,
@@ -209,7 +209,7 @@ class Subscriber:
                 core.broker_down()  # caught up again when the broker is back
         except Exception:  # pragma: no cover - logged, the connection is failed
             log.exception("replay failed for %s", self.stream)
-            sink.fail(CloseCode.INTERNAL_ERROR, "replay failed")
+            sink.fail_with(InternalError("replay failed"))
 
     # --- live ---------------------------------------------------------------------------
 
@@ -236,7 +236,7 @@ class Subscriber:
         )
         log.info("closing %s with 1013: %s", self.client.sink.remote, reason)
         self.hub.unsubscribe(self)
-        self.client.sink.fail(CloseCode.TRY_AGAIN_LATER, reason)
+        self.client.sink.fail_with(TryAgainLater(reason))
 
     def flush(self) -> None:
         """Write what is buffered while the connection takes it; resume when it drains."""

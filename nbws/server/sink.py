@@ -45,8 +45,8 @@ class Sink(Protocol):
     async def wait_writable(self) -> bool:
         """Wait until :attr:`writable`; False if the connection closed instead."""
 
-    def fail(self, code: int, reason: str) -> None:
-        """Close the connection with ``code``."""
+    def fail_with(self, exc: BaseException) -> None:
+        """Close the connection for ``exc`` (its close code, from :func:`nbws.errors.close_for`)."""
 
 
 class ConnectionSink:
@@ -82,5 +82,5 @@ class ConnectionSink:
     async def wait_writable(self) -> bool:
         return await self.conn.wait_writable()
 
-    def fail(self, code: int, reason: str) -> None:
-        self.conn.fail(code, reason)
+    def fail_with(self, exc: BaseException) -> None:
+        self.conn.fail_with(exc)

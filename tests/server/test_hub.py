@@ -11,6 +11,7 @@ import pytest
 from conftest import make_config
 
 from nbws.broker import MemoryBroker
+from nbws.errors import close_for
 from nbws.protocol.messages import Event, Policy, encode
 from nbws.server.hub import Client, StreamHub
 from nbws.server.subscriber import State
@@ -49,8 +50,8 @@ class FakeSink:
             await drained.wait()
         return True
 
-    def fail(self, code: int, reason: str) -> None:
-        self.failed = (code, reason)
+    def fail_with(self, exc: BaseException) -> None:
+        self.failed = close_for(exc)
         self.open = False
 
     def drain(self) -> None:
