@@ -138,6 +138,7 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
             raise UsageError(str(exc)) from None
 
     def _read_config_files(self) -> None:
+        self.raise_config_file_errors = True  # traitlets would log a traceback and go on
         try:
             self.load_config_file(suppress_errors=False)
         except TraitError:
