@@ -24,12 +24,27 @@ __all__ = [
     "Seconds",
     "endpoint_compression",
     "invalid",
+    "redact_url",
 ]
 
 MiB = 1024 * 1024
 
 BACKENDS = ("memory", "redis")
 """The brokers ``c.Nbws.backend`` can name."""
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url else url
+    userinfo, at, hostpart = rest.partition("@")
+    if not at or "/" in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{hostpart}" if ":" in userinfo else f"{scheme}://***@{hostpart}"
 
 
 def invalid(name: str | None, value: object, allowed: str, owner: str = "Nbws") -> TraitError:
@@ -337,6 +352,13 @@ class Nbws(Configurable):
         help="Default policy when a subscriber's buffer is full: drop-oldest, drop-newest, "
         "conflate, disconnect or block.",
     ).tag(config=True)
+
+    @cross_validate("redis_url")
+    def _redis_url_scheme(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if value.partition("://")[0].lower() not in REDIS_SCHEMES:
+            raise invalid("redis_url", redact_url(value), "a redis://, rediss:// or unix:// URL")
+        return value
 
     @cross_validate("write_low_water")
     def _low_below_high(self, proposal: Any) -> int:

@@ -128,3 +128,27 @@ def test_history_limits_come_from_the_config() -> None:
     assert HistoryLimits() == HistoryLimits.from_config(defaults) == default_limits(defaults)
     custom = from_config(history_max_messages=5, history_max_bytes=0, history_max_age=2.5)
     assert HistoryLimits.from_config(custom) == HistoryLimits(5, 0, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("notaurl", "'notaurl'"),
+        ("http://:s3cret@cache:6379/0", "'http://:***@cache:6379/0'"),
+        ("https://user:s3cret@cache/0", "'https://user:***@cache/0'"),
+    ],
+)
+def test_redis_url_must_be_a_redis_url_and_its_password_is_not_shown(url: str, shown: str) -> None:
+    with pytest.raises(TraitError) as info:
+        from_config(redis_url=url)
+    assert str(info.value) == (
+        f"invalid c.Nbws.redis_url {shown}: use a redis://, rediss:// or unix:// URL"
+    )
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://:pw@host:6380/1", "unix:///tmp/redis.sock"]
+)
+def test_redis_urls_are_accepted(url: str) -> None:
+    assert from_config(redis_url=url).redis_url == url
