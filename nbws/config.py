@@ -18,7 +18,7 @@ from .protocol.messages import Policy
 
 __all__ = [
     "BACKENDS",
-    "Choice",
+    "ChoiceEnum",
     "Count",
     "Nbws",
     "Seconds",
@@ -62,7 +62,7 @@ def _either(values: Iterable[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-class Choice(CaselessStrEnum[str]):
+class ChoiceEnum(CaselessStrEnum[str]):
     """One of a fixed set of names (case-insensitive); a bad one names the allowed set."""
 
     def error(
@@ -282,7 +282,7 @@ class Nbws(Configurable):
     ).tag(config=True)
 
     # --- streams -------------------------------------------------------------------------
-    backend = Choice(
+    backend = ChoiceEnum(
         list(BACKENDS),
         "memory",
         help="Stream broker: 'memory' (embedded, one process) or 'redis' (scale-out).",
@@ -346,7 +346,7 @@ class Nbws(Configurable):
         help="Default bound of each subscriber's outbound buffer, in bytes.",
     ).tag(config=True)
 
-    buffer_policy = Choice(
+    buffer_policy = ChoiceEnum(
         [p.value for p in Policy],
         Policy.DROP_OLDEST.value,
         help="Default policy when a subscriber's buffer is full: drop-oldest, drop-newest, "

@@ -62,7 +62,7 @@ def test_serve_help_shows_the_host_and_port_defaults() -> None:
 def test_help_all_lists_the_nbws_options() -> None:
     done = run("--help-all")
     assert done.returncode == 0
-    assert "--Nbws.buffer_policy=<Choice>" in done.stdout
+    assert "--Nbws.buffer_policy=<ChoiceEnum>" in done.stdout
     assert "'drop-oldest'" in done.stdout
 
 

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from nbws.cli import NbwsServe
-from nbws.config import Choice, Count, Nbws, Seconds
+from nbws.config import ChoiceEnum, Count, Nbws, Seconds
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 
@@ -34,7 +34,7 @@ def test_every_option_is_documented_with_its_default_and_allowed_values(
     for name, trait in traits.items():
         assert name in rows, f"docs/configuration.md does not document {name}"
         assert f"| `{trait.default()!r}` |" in rows[name], f"{name}: default changed"
-        if isinstance(trait, Choice):
+        if isinstance(trait, ChoiceEnum):
             for value in trait.values or ():
                 assert f"`{value!r}`" in rows[name], f"{name}: {value} not listed"
         if isinstance(trait, Count | Seconds):
