@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from copy import deepcopy
 from typing import Any
 
-from jupyter_core.application import JupyterApp, NoStart
+from jupyter_core.application import JupyterApp
 from traitlets import Bool, List, TraitError, Unicode, default
 from traitlets.config import Application, Config
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader, _KVArgParser
@@ -109,7 +109,6 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
             {"JupyterApp": {"generate_config": True}},
             "Write a default jupyter_nbws_config.py into the Jupyter config dir.",
         ),
-        "show-config": ({"Application": {"show_config": True}}, "Show the loaded config."),
     }
 
     @default("config_file_name")
@@ -181,10 +180,9 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
             UsageError: conflicting flags, bad settings, a missing optional package, or a
                 port that cannot be bound.
         """
-        with contextlib.suppress(NoStart):
-            super().start()  # --generate-config
-            if self.generate_config:
-                return
+        if self.generate_config:
+            self.write_default_config()
+            return
         if self.extra_args:
             raise UsageError(f"unexpected argument {self.extra_args[0]!r} (see nbws serve --help)")
         if self.token and self.no_token:

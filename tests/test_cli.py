@@ -497,3 +497,18 @@ def test_banner_url_answers() -> None:
         assert status == 200 and "nbws serve" in page
     finally:
         stop_serve_process(server)
+
+
+def test_generate_config_writes_the_file_serve_reads_and_exits(tmp_path: pathlib.Path) -> None:
+    done = subprocess.run(
+        [*SERVE, "--generate-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **config_env(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "serving on" not in done.stdout
+    text = (tmp_path / "jupyter_nbws_config.py").read_text()
+    assert "# c.Nbws.backend = 'memory'" in text
+    assert "# c.NbwsServe.port = 8765" in text
