@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from copy import deepcopy
@@ -138,6 +139,8 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
 
     def _read_config_files(self) -> None:
         self.raise_config_file_errors = True  # traitlets would log a traceback and go on
+        if self.config_file and not os.path.isfile(self.config_file):
+            raise UsageError(f"no config file {self.config_file} (--config)")
         try:
             self.load_config_file(suppress_errors=False)
         except TraitError:

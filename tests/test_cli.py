@@ -512,3 +512,13 @@ def test_generate_config_writes_the_file_serve_reads_and_exits(tmp_path: pathlib
     text = (tmp_path / "jupyter_nbws_config.py").read_text()
     assert "# c.Nbws.backend = 'memory'" in text
     assert "# c.NbwsServe.port = 8765" in text
+
+
+def test_config_option_names_one_file(tmp_path: pathlib.Path) -> None:
+    chosen = tmp_path / "elsewhere.py"
+    chosen.write_text("c.Nbws.backend = 'redsi'\n")
+    done = run("--port", "0", "--no-token", "--config", str(chosen))
+    assert_one_line_error(done, "invalid c.Nbws.backend 'redsi': use 'memory' or 'redis'")
+    missing = tmp_path / "missing.py"
+    done = run("--port", "0", "--no-token", "--config", str(missing))
+    assert_one_line_error(done, f"no config file {missing} (--config)")
