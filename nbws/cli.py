@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import sys
@@ -156,14 +155,14 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
             UsageError: a malformed ``--set``, an unknown option or a bad value.
         """
         cfg = Config()
+        known = Nbws.class_trait_names(config=True)
         for item in self.set_options:
             key, eq, value = item.partition("=")
             if not key or not eq:
                 raise UsageError(f"--set takes NAME=VALUE, not {item!r}")
-            if key not in Nbws.class_trait_names(config=True):
+            if key not in known:
                 raise UsageError(f"--set {key}: no such option (see nbws serve --help-all)")
             cfg.Nbws[key] = eval_literal(value)
-        known = Nbws.class_trait_names(config=True)
         unknown = sorted(set(self.config.get("Nbws", {})) - set(known))
         if unknown:
             raise UsageError(f"c.Nbws.{unknown[0]}: no such option (see nbws serve --help-all)")
@@ -196,7 +195,7 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
             level=logging.INFO if self.verbose else logging.WARNING,
             format="%(asctime)s %(name)s %(levelname)s %(message)s",
         )
-        from .server.standalone import StandaloneServer
+        from .server.standalone import CannotListen, StandaloneServer
 
         try:
             server = StandaloneServer(config, host=self.host, port=self.port, token=token)
@@ -207,20 +206,8 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
         try:
             with contextlib.suppress(KeyboardInterrupt):  # the signal handler normally does
                 asyncio.run(server.run())
-        except OSError as exc:
-            raise UsageError(listen_error(exc, self.host, self.port)) from None
-
-
-def listen_error(exc: OSError, host: str, port: int) -> str:
-    """One line for a socket that cannot be bound."""
-    if exc.errno == errno.EADDRINUSE:
-        return f"port {port} is in use on {host}; choose another --port"
-    if exc.errno == errno.EACCES:
-        return f"no permission to listen on port {port} of {host}; choose a port above 1023"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on {host}: no such local address; choose another --host"
-    reason = exc.strerror or str(exc)
-    return f"cannot listen on {host}:{port}: {reason}"
+        except CannotListen as exc:
+            raise UsageError(str(exc)) from None
 
 
 def new_token() -> str:

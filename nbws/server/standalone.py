@@ -7,6 +7,7 @@ rebinding protection, as Jupyter does); ``/`` is a small landing page.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import html
 import ipaddress
@@ -31,6 +32,7 @@ from .websocket import serve_endpoint
 
 __all__ = [
     "LOCAL_HOSTNAMES",
+    "CannotListen",
     "StandaloneServer",
     "host_allowed",
     "make_app",
@@ -62,6 +64,29 @@ def raise_open_file_limit() -> int | None:
         return soft
     log.info("raised the open-file limit from %d to %d (one per connection)", soft, hard)
     return hard
+
+
+class CannotListen(Exception):
+    """The server's address cannot be bound; the message says why in one line."""
+
+    def __init__(self, exc: OSError, host: str, port: int) -> None:
+        if exc.errno == errno.EADDRINUSE:
+            message = f"port {port} is in use on {host}; choose another --port"
+        elif exc.errno == errno.EACCES:
+            message = f"no permission to listen on port {port} of {host}; choose another --port"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            message = f"cannot listen on {host}: no such local address; choose another --host"
+        else:
+            message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        super().__init__(message)
+        self.errno = exc.errno
+
+
+def _bind(port: int, host: str) -> list[Any]:
+    try:
+        return bind_sockets(port, host)
+    except OSError as exc:
+        raise CannotListen(exc, host, port) from exc
 
 
 def token_from_request(handler: RequestHandler) -> str | None:
@@ -330,9 +355,9 @@ class StandaloneServer:
         """Bind and start accepting; returns the port (useful with port 0).
 
         Raises:
-            OSError: the address cannot be bound (in use, not local, no permission).
+            CannotListen: the address cannot be bound (in use, not local, no permission).
         """
-        sockets = bind_sockets(self.port, self.host)
+        sockets = _bind(self.port, self.host)
         self.server = HTTPServer(self.app, xheaders=False)
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
@@ -343,9 +368,9 @@ class StandaloneServer:
         accept; returns the port.
 
         Raises:
-            OSError: the address cannot be bound.
+            CannotListen: the address cannot be bound.
         """
-        sockets = bind_sockets(self.port, self.host)
+        sockets = _bind(self.port, self.host)
         try:
             await self.context.start()
         except BaseException:
