@@ -371,6 +371,12 @@ def get(host: str, path: str) -> str:
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
 
 
+async def test_http_1_0_without_host_is_served(nbws_server: RunningServer) -> None:
+    request = "GET /nbws/api/health HTTP/1.0\r\n\r\n"
+    status, _ = await raw_request(nbws_server.port, request)
+    assert status == 200
+
+
 @pytest.mark.parametrize("path", ["/nbws/api/streams", "/nbws/api/health", "/metrics", "/"])
 async def test_foreign_host_is_403_for_rest(nbws_server: RunningServer, path: str) -> None:
     status, body = await raw_request(nbws_server.port, get("evil.example", path))
@@ -428,7 +434,9 @@ def test_host_check_unit() -> None:
     assert host_allowed("myhost:8765", "myhost", [])
     assert not host_allowed("myhost.evil.example", "myhost", [])
     assert host_allowed("[::1]", "127.0.0.1", [])
-    assert not host_allowed("", "127.0.0.1", [])
+    assert host_allowed("", "127.0.0.1", [])  # HTTP/1.0 without Host: not a browser
+    assert not host_allowed("localhost.evil.example:80", "127.0.0.1", [])
+    assert host_allowed("nbws.example.", "127.0.0.1", ["NBWS.example"])
 
 
 # --- landing page ---------------------------------------------------------------------------

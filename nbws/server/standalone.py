@@ -122,9 +122,10 @@ def host_allowed(host_header: str, bound_host: str, allowed: list[str]) -> bool:
     A DNS rebinding page reaches a local server under the attacker's own name, so names
     must be ours: ``localhost``, the ``--host`` we are bound to, or one in ``allowed``
     (``'*'`` allows any). An IP address is always fine: a browser sends one only when the
-    page itself was loaded from that address, which is no rebinding.
+    page itself was loaded from that address, which is no rebinding. So is no ``Host`` at
+    all (HTTP/1.0 tools): browsers always send one.
     """
-    if "*" in allowed:
+    if "*" in allowed or not host_header.strip():
         return True
     match = _HOST_PORT.match(host_header.strip())
     name = (match.group(1) if match else host_header).lower().rstrip(".")
@@ -149,7 +150,7 @@ class StandaloneHandler(RequestHandler):
         context: NbwsContext = self.settings[SETTINGS_KEY]
         host = self.request.headers.get("Host", "")
         if not host_allowed(host, self.settings["nbws_host"], list(context.config.allow_hosts)):
-            log.warning("refused a request for Host %r (not one of this server's names)", host)
+            log.info("refused a request for Host %r (not one of this server's names)", host)
             raise HTTPError(
                 403,
                 "host not allowed: this server answers to localhost, its IP addresses and "
