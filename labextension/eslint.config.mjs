@@ -18,7 +18,16 @@ export default tseslint.config(
     rules: {
       // The widget and protocol code handles untyped JSON from the wire on purpose.
       '@typescript-eslint/no-explicit-any': 'off',
-      '@typescript-eslint/no-unused-vars': ['error', { args: 'none', caughtErrors: 'none' }],
+      // A leading underscore marks a name unused on purpose (e.g. dropped by destructuring).
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        {
+          args: 'none',
+          caughtErrors: 'none',
+          varsIgnorePattern: '^_',
+          destructuredArrayIgnorePattern: '^_'
+        }
+      ],
       '@typescript-eslint/naming-convention': [
         'error',
         {
