@@ -18,6 +18,7 @@ from .protocol.messages import Policy
 
 __all__ = [
     "BACKENDS",
+    "ENDPOINTS",
     "ChoiceEnum",
     "Count",
     "Nbws",
@@ -33,6 +34,17 @@ BACKENDS = ("memory", "redis")
 """The brokers ``c.Nbws.backend`` can name."""
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+ENDPOINTS = ("echo", "streams", "tap")
+"""The WebSocket endpoints ``subprotocols`` and ``compression`` are keyed by."""
+
+DEFLATE_SETTINGS = (
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+    "compress_settings",
+)
 
 
 def redact_url(url: str) -> str:
@@ -352,6 +364,40 @@ class Nbws(Configurable):
         help="Default policy when a subscriber's buffer is full: drop-oldest, drop-newest, "
         "conflate, disconnect or block.",
     ).tag(config=True)
+
+    @cross_validate("subprotocols")
+    def _subprotocols_per_endpoint(self, proposal: Any) -> dict[str, Any]:
+        value = dict(proposal["value"])
+        for endpoint, names in value.items():
+            if endpoint not in ENDPOINTS or not (
+                isinstance(names, list | tuple) and all(isinstance(n, str) and n for n in names)
+            ):
+                raise invalid(
+                    "subprotocols",
+                    value,
+                    f"{{endpoint: [names]}} with endpoints {_either(ENDPOINTS)}",
+                )
+        return value
+
+    @cross_validate("compression")
+    def _compression_per_endpoint(self, proposal: Any) -> dict[str, Any]:
+        from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+        value = dict(proposal["value"])
+        allowed = (
+            f"{{endpoint: {{setting: value}}}} with endpoints {_either(ENDPOINTS)} and "
+            f"settings {', '.join(DEFLATE_SETTINGS)} (window bits 8-15)"
+        )
+        for endpoint, settings in value.items():
+            if endpoint not in ENDPOINTS or not isinstance(settings, dict):
+                raise invalid("compression", value, allowed)
+            if set(settings) - set(DEFLATE_SETTINGS):
+                raise invalid("compression", value, allowed)
+            try:
+                ServerPerMessageDeflateFactory(**settings)
+            except (ValueError, TypeError):
+                raise invalid("compression", value, allowed) from None
+        return value
 
     @cross_validate("redis_url")
     def _redis_url_scheme(self, proposal: Any) -> str:

@@ -152,3 +152,44 @@ def test_redis_url_must_be_a_redis_url_and_its_password_is_not_shown(url: str, s
 )
 def test_redis_urls_are_accepted(url: str) -> None:
     assert from_config(redis_url=url).redis_url == url
+
+
+def test_endpoint_names_are_the_routed_ones() -> None:
+    from nbws.config import ENDPOINTS
+    from nbws.server.context import WEBSOCKET_ROUTES
+
+    assert sorted(ENDPOINTS) == sorted(WEBSOCKET_ROUTES.values())
+
+
+@pytest.mark.parametrize(
+    "compression",
+    [
+        {"echo": {"bogus": 1}},
+        {"echo": {"server_max_window_bits": 20}},
+        {"ehco": {}},
+        {"echo": True},
+    ],
+)
+def test_bad_compression_fails_at_start_not_on_every_connection(compression: object) -> None:
+    with pytest.raises(TraitError) as info:
+        from_config(compression=compression)
+    message = str(info.value)
+    assert message.startswith("invalid c.Nbws.compression ")
+    assert "with endpoints 'echo', 'streams' or 'tap'" in message
+
+
+def test_compression_settings_are_accepted() -> None:
+    settings = {
+        "server_max_window_bits": 12,
+        "client_max_window_bits": 12,
+        "server_no_context_takeover": False,
+        "client_no_context_takeover": False,
+    }
+    config = from_config(compression={"echo": {}, "streams": settings})
+    assert config.compression == {"echo": {}, "streams": settings}
+
+
+@pytest.mark.parametrize("subprotocols", [{"echo": "nbws.echo"}, {"nope": ["x"]}, {"echo": [""]}])
+def test_bad_subprotocols_are_refused(subprotocols: object) -> None:
+    with pytest.raises(TraitError, match=r"^invalid c\.Nbws\.subprotocols .*: use \{endpoint"):
+        from_config(subprotocols=subprotocols)
