@@ -74,6 +74,13 @@ def _either(values: Iterable[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
+def _with_allowed(kw: dict[str, Any], allowed: str) -> dict[str, Any]:
+    """``kw`` with the allowed range added to its help (shown by ``--help-all``)."""
+    if kw.get("help"):
+        kw = {**kw, "help": f"{kw['help']} Allowed: {allowed}."}
+    return kw
+
+
 class ChoiceEnum(CaselessStrEnum[str]):
     """One of a fixed set of names (case-insensitive); a bad one names the allowed set."""
 
@@ -92,9 +99,9 @@ class Count(Int[int, int]):
     ``minimum=0, zero="..."`` where the help gives 0 a meaning (usually "off")."""
 
     def __init__(self, default_value: int, *, minimum: int = 1, zero: str = "", **kw: Any) -> None:
-        super().__init__(default_value, **kw)
         self.minimum = minimum
         self.zero = zero
+        super().__init__(default_value, **_with_allowed(kw, self.allowed()))
 
     def allowed(self) -> str:
         text = f"an integer >= {self.minimum}"
@@ -133,9 +140,9 @@ class Seconds(Float[float, float]):
     def __init__(
         self, default_value: float, *, zero: str = "", unit: str = "seconds", **kw: Any
     ) -> None:
-        super().__init__(default_value, **kw)
         self.zero = zero
         self.unit = unit
+        super().__init__(default_value, **_with_allowed(kw, self.allowed()))
 
     def allowed(self) -> str:
         if self.zero:
