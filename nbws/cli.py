@@ -25,7 +25,7 @@ from traitlets.config import Application, Config
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader, _KVArgParser
 
 from ._version import __version__
-from .config import Count, Nbws
+from .config import Count, Nbws, unknown_options
 
 __all__ = ["NbwsServe", "UsageError", "eval_literal", "main", "serve"]
 
@@ -163,7 +163,7 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
             if key not in known:
                 raise UsageError(f"--set {key}: no such option (see nbws serve --help-all)")
             cfg.Nbws[key] = eval_literal(value)
-        unknown = sorted(set(self.config.get("Nbws", {})) - set(known))
+        unknown = unknown_options(self.config)
         if unknown:
             raise UsageError(f"c.Nbws.{unknown[0]}: no such option (see nbws serve --help-all)")
         if self.redis:

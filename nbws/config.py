@@ -12,7 +12,7 @@ from typing import Any
 
 from traitlets import Bool, CaselessStrEnum, Dict, Float, HasTraits, Int, List, TraitError, Unicode
 from traitlets import validate as cross_validate
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
 
 from .protocol.messages import Policy
 
@@ -26,6 +26,7 @@ __all__ = [
     "endpoint_compression",
     "invalid",
     "redact_url",
+    "unknown_options",
 ]
 
 MiB = 1024 * 1024
@@ -434,6 +435,12 @@ class Nbws(Configurable):
                 f"a value >= write_low_water ({self.write_low_water})",
             )
         return value
+
+
+def unknown_options(config: Config) -> list[str]:
+    """Names under ``c.Nbws`` in ``config`` that are not options (typos, removed ones)."""
+    section = config.get("Nbws", {})
+    return sorted(set(section) - set(Nbws.class_trait_names(config=True)))
 
 
 def endpoint_compression(config: Nbws, endpoint: str) -> dict[str, Any] | None:

@@ -195,3 +195,9 @@ def test_jupyter_server_exit_status_for_a_bad_setting(tmp_path: pathlib.Path) ->
     )
     assert done.returncode == 2
     assert "nbws: invalid c.Nbws.max_connections 0: use an integer >= 1" in done.stderr
+
+
+def test_unknown_nbws_option_stops_the_server(tmp_path: pathlib.Path) -> None:
+    log = jupyter_failure(tmp_path, "--Nbws.max_mesage_size=1024")
+    assert "nbws: c.Nbws.max_mesage_size: no such option (see docs/configuration.md)" in log
+    assert "Traceback" not in log

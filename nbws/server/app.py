@@ -8,7 +8,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import TraitError
 
-from ..config import Nbws
+from ..config import Nbws, unknown_options
 from .context import SETTINGS_KEY, NbwsContext, create_context
 from .jupyter import jupyter_handlers
 
@@ -29,6 +29,9 @@ class NbwsApp(ExtensionApp):
     classes = [Nbws]
 
     def initialize_settings(self) -> None:
+        unknown = unknown_options(self.config)
+        if unknown:
+            self.fail(f"c.Nbws.{unknown[0]}: no such option (see docs/configuration.md)")
         try:
             config = Nbws(parent=self)
             self.context: NbwsContext = create_context(config)
