@@ -1,107 +1,260 @@
-"""The ``nbws`` command: ``nbws serve`` (standalone server) and ``nbws bench``."""
+"""The ``nbws`` command: ``nbws serve`` (standalone server) and ``nbws bench``.
+
+``nbws serve`` is a traitlets :class:`NbwsServe` application, like the Jupyter extension it
+reads ``jupyter_nbws_config.py`` / ``.json`` from Jupyter's config path and accepts
+``--Nbws.<option>=value``; the short flags (``--port``, ``--token``, ``--set``...) are
+aliases of the same traits. A user's mistake ends it with one line on stderr and exit
+status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
+import ast
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from copy import deepcopy
+from typing import Any
 
-__all__ = ["main"]
+from jupyter_core.application import JupyterApp
+from traitlets import Bool, List, TraitError, Unicode, default
+from traitlets.config import Application, Config
+from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader, _KVArgParser
+
+from ._version import __version__
+from .config import Count, Nbws, unknown_options
+
+__all__ = ["NbwsServe", "UsageError", "eval_literal", "main", "serve"]
+
+USAGE = """\
+usage: nbws {serve,bench} ...
+
+Real-time WebSocket streams for Jupyter.
+
+commands:
+  serve   run the nbws endpoints in a standalone server (nbws serve --help)
+  bench   measure nbws against baselines side by side (nbws bench --help)
+"""
+
+REDIS_MISSING = 'the Redis backend needs the redis package: pip install "nbws[redis]"'
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from traitlets import TraitError
-    from traitlets.config import Config
+class UsageError(Exception):
+    """A mistake on the command line or in a config file: printed as one line, exit 2."""
 
-    from .config import Nbws
-    from .server.standalone import StandaloneServer, new_token
 
-    cfg = Config()
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        if not key or not _:
-            print(f"nbws serve: --set takes NAME=VALUE, not {item!r}", file=sys.stderr)
-            return 2
-        if key not in Nbws.class_trait_names(config=True):
-            print(f"nbws serve: --set {key}: no such option", file=sys.stderr)
-            return 2
-        cfg.Nbws[key] = eval_literal(value)
-    if args.allow_origin:
-        cfg.Nbws.allow_origins = list(args.allow_origin)
-    if args.redis:
-        cfg.Nbws.backend = "redis"
-        cfg.Nbws.redis_url = args.redis
-    try:
-        config = Nbws(config=cfg)
-    except (TraitError, ValueError) as exc:
-        print(f"nbws serve: --set: {exc}", file=sys.stderr)
-        return 2
-    token: str | None = None if args.no_token else args.token or new_token()
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+class _Parser(_KVArgParser):
+    """traitlets' argparse parser, raising instead of printing its usage and exiting."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message} (see nbws serve --help)")
+
+
+class _Loader(KVArgParseConfigLoader):
+    parser_class = _Parser
+
+
+class NbwsServe(JupyterApp):
+    """``nbws serve``: the nbws endpoints in a standalone tornado server with its own token."""
+
+    name = "nbws"
+    description = (
+        "Run the nbws endpoints (streams, echo, tap, REST) in a standalone server. Settings "
+        "are c.Nbws.* (the same object the Jupyter extension reads), from "
+        "jupyter_nbws_config.py/.json on Jupyter's config path or --Nbws.<option>=value."
     )
-    server = StandaloneServer(config, host=args.host, port=args.port, token=token)
-    with contextlib.suppress(KeyboardInterrupt):  # the signal handler normally catches it
-        asyncio.run(server.run())
-    return 0
+    examples = """
+nbws serve --no-token
+nbws serve --port 9000 --token secret --Nbws.max_message_size=1048576
+nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
+"""
+    version = __version__
+    classes = [Nbws]
+
+    host = Unicode("127.0.0.1", help="Interface to listen on.").tag(config=True)
+    port = Count(8765, minimum=0, zero="any free port", help="Port to listen on.").tag(config=True)
+    token = Unicode(
+        "", help="Token clients must send (default: a random one, printed at start)."
+    ).tag(config=True)
+    no_token = Bool(False, help="Accept clients without a token.").tag(config=True)
+    redis = Unicode(
+        "", help="Use the Redis broker at this URL (sets c.Nbws.backend and c.Nbws.redis_url)."
+    ).tag(config=True)
+    set_options = List(
+        Unicode(),
+        help="Nbws options as NAME=VALUE, e.g. --set max_message_size=1048576 (the same as "
+        "--Nbws.max_message_size=1048576); repeatable.",
+    ).tag(config=True)
+    verbose = Bool(False, help="Log connections.").tag(config=True)
+
+    aliases = {
+        "host": "NbwsServe.host",
+        "port": "NbwsServe.port",
+        "token": "NbwsServe.token",
+        "redis": "NbwsServe.redis",
+        "set": "NbwsServe.set_options",
+        "allow-origin": "Nbws.allow_origins",
+        "allow-host": "Nbws.allow_hosts",
+        "config": "NbwsServe.config_file",
+    }
+    flags = {
+        "no-token": ({"NbwsServe": {"no_token": True}}, "Accept clients without a token."),
+        "v": ({"NbwsServe": {"verbose": True}}, "Log connections."),
+        "verbose": ({"NbwsServe": {"verbose": True}}, "Log connections."),
+        "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log everything."),
+        "generate-config": (
+            {"JupyterApp": {"generate_config": True}},
+            "Write a default jupyter_nbws_config.py into the Jupyter config dir.",
+        ),
+    }
+
+    @default("config_file_name")
+    def _config_file_name_default(self) -> str:
+        return "jupyter_nbws_config"  # the file the Jupyter extension (NbwsApp) reads too
+
+    def _create_loader(
+        self, argv: Any, aliases: Any, flags: Any, classes: Any
+    ) -> KVArgParseConfigLoader:
+        return _Loader(argv, aliases, flags, classes=classes, log=self.log)
+
+    def initialize(self, argv: Any = None) -> None:
+        """Read the command line, then the config files (the command line wins).
+
+        Raises:
+            UsageError: a bad option or value, or a broken config file.
+        """
+        try:
+            # Application's own versions log a traceback-free "Bad config" and exit 1;
+            # nbws says what is wrong in its own words and exits 2.
+            Application.parse_command_line.__wrapped__(self, argv)  # type: ignore[attr-defined]
+            cl_config = deepcopy(self.config)
+            self._read_config_files()
+            self.update_config(cl_config)
+        except (TraitError, ArgumentError) as exc:
+            raise UsageError(str(exc)) from None
+
+    def _read_config_files(self) -> None:
+        self.raise_config_file_errors = True  # traitlets would log a traceback and go on
+        if self.config_file and not os.path.isfile(self.config_file):
+            raise UsageError(f"no config file {self.config_file} (--config)")
+        try:
+            self.load_config_file(suppress_errors=False)
+        except TraitError:
+            raise
+        except Exception as exc:  # a syntax or runtime error inside a user's config file
+            name = self.config_file or f"{self.config_file_name}.py"
+            raise UsageError(f"error in config file {name}: {exc}") from None
+
+    def nbws_config(self) -> Nbws:
+        """The one ``Nbws`` object, with ``--set`` and ``--redis`` applied.
+
+        Raises:
+            UsageError: a malformed ``--set``, an unknown option or a bad value.
+        """
+        cfg = Config()
+        known = Nbws.class_trait_names(config=True)
+        for item in self.set_options:
+            key, eq, value = item.partition("=")
+            if not key or not eq:
+                raise UsageError(f"--set takes NAME=VALUE, not {item!r}")
+            if key not in known:
+                raise UsageError(f"--set {key}: no such option (see nbws serve --help-all)")
+            cfg.Nbws[key] = eval_literal(value)
+        unknown = unknown_options(self.config)
+        if unknown:
+            raise UsageError(f"c.Nbws.{unknown[0]}: no such option (see nbws serve --help-all)")
+        if self.redis:
+            cfg.Nbws.backend = "redis"
+            cfg.Nbws.redis_url = self.redis
+        self.update_config(cfg)
+        try:
+            return Nbws(parent=self)
+        except TraitError as exc:
+            raise UsageError(str(exc)) from None
+
+    def start(self) -> None:
+        """Serve until SIGINT/SIGTERM.
+
+        Raises:
+            UsageError: conflicting flags, bad settings, a missing optional package, or a
+                port that cannot be bound.
+        """
+        if self.generate_config:
+            self.write_default_config()
+            return
+        if self.extra_args:
+            raise UsageError(f"unexpected argument {self.extra_args[0]!r} (see nbws serve --help)")
+        if self.token and self.no_token:
+            raise UsageError("--token and --no-token exclude each other")
+        config = self.nbws_config()
+        token: str | None = None if self.no_token else self.token or new_token()
+        logging.basicConfig(
+            level=logging.INFO if self.verbose else logging.WARNING,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
+        from .server.standalone import CannotListen, StandaloneServer
+
+        try:
+            server = StandaloneServer(config, host=self.host, port=self.port, token=token)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] == "redis":
+                raise UsageError(REDIS_MISSING) from None
+            raise
+        try:
+            with contextlib.suppress(KeyboardInterrupt):  # the signal handler normally does
+                asyncio.run(server.run())
+        except CannotListen as exc:
+            raise UsageError(str(exc)) from None
+
+
+def new_token() -> str:
+    """A random token for ``nbws serve`` when none is given."""
+    from .server.standalone import new_token as make
+
+    return make()
 
 
 def eval_literal(value: str) -> object:
     """Parse a ``--set`` value as a Python literal, falling back to a plain string."""
-    import ast
-
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nbws", description="Real-time WebSocket streams for Jupyter."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the nbws endpoints in a standalone server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    group = serve.add_mutually_exclusive_group()
-    group.add_argument("--token", help="token clients must send (default: a random one)")
-    group.add_argument("--no-token", action="store_true", help="accept clients without a token")
-    serve.add_argument(
-        "--allow-origin",
-        action="append",
-        metavar="ORIGIN",
-        help="an Origin allowed besides the server's own ('*' for any)",
-    )
-    serve.add_argument("--redis", metavar="URL", help="use the Redis broker at URL")
-    serve.add_argument(
-        "--set",
-        action="append",
-        metavar="NAME=VALUE",
-        help="set an Nbws option, e.g. --set max_message_size=1048576",
-    )
-    serve.add_argument("-v", "--verbose", action="store_true", help="log connections")
-    serve.set_defaults(func=_serve)
-    bench = sub.add_parser(
-        "bench", help="measure nbws against baselines side by side", add_help=False
-    )
-    bench.set_defaults(func=None)
-    return parser
+def serve(argv: Sequence[str]) -> int:
+    """Run ``nbws serve ARGV``; the exit status."""
+    app = NbwsServe()
+    try:
+        app.initialize(list(argv))
+        app.start()
+    except UsageError as exc:
+        print(f"nbws: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # its own parser: nbws bench [--quick] [--only NAME] ...
+    command = argv[0] if argv else ""
+    if command == "bench":  # its own parser: nbws bench [--quick] [--only NAME] ...
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    if command == "serve":
+        return serve(argv[1:])
+    if command in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    if command in ("-V", "--version"):
+        print(f"nbws {__version__}")
+        return 0
+    problem = f"unknown command {command!r}" if command else "a command is required"
+    print(f"{USAGE}\nnbws: {problem}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,14 @@
-"""``nbws serve`` on the command line: help, option errors, ``--set``, the printed URL."""
+"""``nbws serve`` on the command line: help, option errors, ``--set``, config files, the
+printed URL, the Host check and the landing page."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import pathlib
 import re
+import socket
 import subprocess
 import sys
 
@@ -29,10 +34,36 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_serve_help_lists_every_option() -> None:
     done = run("--help")
     assert done.returncode == 0
-    for option in ("--host", "--port", "--token", "--no-token", "--allow-origin", "--set", "-v"):
+    for option in (
+        "--host",
+        "--port",
+        "--token",
+        "--no-token",
+        "--allow-origin",
+        "--allow-host",
+        "--redis",
+        "--set",
+        "-v",
+    ):
         assert option in done.stdout
     assert "max_message_size" in done.stdout  # the --set example
+    assert "jupyter_nbws_config" in done.stdout  # where settings come from
     assert done.stderr == ""
+
+
+def test_serve_help_shows_the_host_and_port_defaults() -> None:
+    done = run("--help")
+    host = done.stdout.partition("--host=")[2]
+    port = done.stdout.partition("--port=")[2]
+    assert host.split("--")[0].count("Default: '127.0.0.1'") == 1, done.stdout
+    assert port.split("--")[0].count("Default: 8765") == 1, done.stdout
+
+
+def test_help_all_lists_the_nbws_options() -> None:
+    done = run("--help-all")
+    assert done.returncode == 0
+    assert "--Nbws.buffer_policy=<ChoiceEnum>" in done.stdout
+    assert "'drop-oldest'" in done.stdout
 
 
 def test_top_level_help_names_serve() -> None:
@@ -43,10 +74,17 @@ def test_top_level_help_names_serve() -> None:
     assert "serve" in done.stdout
 
 
+def assert_one_line_error(done: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit 2, the message as the only line on stderr, nothing served."""
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"nbws: {message}"], done.stderr
+    assert "serving on" not in done.stdout
+
+
 def test_token_and_no_token_are_exclusive() -> None:
-    done = run("--token", "t", "--no-token")
-    assert done.returncode == 2
-    assert "not allowed with argument" in done.stderr
+    assert_one_line_error(
+        run("--token", "t", "--no-token"), "--token and --no-token exclude each other"
+    )
 
 
 @pytest.mark.parametrize(
@@ -54,24 +92,97 @@ def test_token_and_no_token_are_exclusive() -> None:
     [
         ("max_message_size", "--set takes NAME=VALUE, not 'max_message_size'"),
         ("=1024", "--set takes NAME=VALUE, not '=1024'"),
-        ("no_such_option=1", "--set no_such_option: no such option"),
-        ("max_message_size=lots", "expected an int, not the str 'lots'"),
-        ("compression=[1, 2]", "'compression' trait of a Nbws instance expected a dict"),
-        ("write_low_water=999999999", "write_low_water must not exceed write_high_water"),
+        ("no_such_option=1", "--set no_such_option: no such option (see nbws serve --help-all)"),
+        (
+            "max_message_size=lots",
+            "invalid c.Nbws.max_message_size 'lots': use an integer >= 0 (0 = no limit)",
+        ),
+        (
+            "compression=[1, 2]",
+            "The 'compression' trait of a Nbws instance expected a dict, not the list [1, 2].",
+        ),
+        (
+            "write_low_water=999999999",
+            "invalid c.Nbws.write_low_water 999999999: use a value <= write_high_water (1048576)",
+        ),
+        ("backend=redsi", "invalid c.Nbws.backend 'redsi': use 'memory' or 'redis'"),
+        ("max_frame_size=-1", "invalid c.Nbws.max_frame_size -1: use an integer >= 1"),
     ],
 )
 def test_bad_set_values_exit_2_with_a_readable_message(setting: str, message: str) -> None:
-    done = run("--port", "0", "--no-token", "--set", setting)
-    assert done.returncode == 2
-    assert message in done.stderr
-    assert "Traceback" not in done.stderr
-    assert "serving on" not in done.stdout
+    assert_one_line_error(run("--port", "0", "--no-token", "--set", setting), message)
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("--Nbws.backend=redsi", "invalid c.Nbws.backend 'redsi': use 'memory' or 'redis'"),
+        (
+            "--Nbws.history_max_bytes=-1",
+            "invalid c.Nbws.history_max_bytes -1: use an integer >= 0 (0 = no limit)",
+        ),
+        (
+            "--Nbws.heartbeat_timeout=0",
+            "invalid c.Nbws.heartbeat_timeout 0.0: use a number of seconds > 0",
+        ),
+        (
+            "--Nbws.buffer_policy=drop-all",
+            "invalid c.Nbws.buffer_policy 'drop-all': use 'drop-oldest', 'drop-newest', "
+            "'conflate', 'disconnect' or 'block'",
+        ),
+        (
+            "--Nbws.no_such_option=1",
+            "c.Nbws.no_such_option: no such option (see nbws serve --help-all)",
+        ),
+        ("stray", "unexpected argument 'stray' (see nbws serve --help)"),
+    ],
+)
+def test_bad_traitlets_options_exit_2_with_one_line(argument: str, message: str) -> None:
+    assert_one_line_error(run("--port", "0", "--no-token", argument), message)
 
 
 def test_port_must_be_a_number() -> None:
-    done = run("--port", "eighty")
-    assert done.returncode == 2
-    assert "invalid int value" in done.stderr
+    assert_one_line_error(
+        run("--port", "eighty"),
+        "invalid c.NbwsServe.port 'eighty': use an integer >= 0 (0 = any free port)",
+    )
+
+
+def test_redis_backend_without_the_redis_package_says_how_to_install_it() -> None:
+    # The same interpreter with `import redis` failing as it does where it is not installed.
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from nbws.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "serve",
+            "--port",
+            "0",
+            "--no-token",
+            "--redis",
+            "redis://127.0.0.1:1/0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert_one_line_error(
+        done, 'the Redis backend needs the redis package: pip install "nbws[redis]"'
+    )
+
+
+def test_busy_port_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run("--port", str(port), "--no-token")
+    assert_one_line_error(done, f"port {port} is in use on 127.0.0.1; choose another --port")
 
 
 def echo_url_of(banner: str) -> str:
@@ -113,14 +224,14 @@ async def test_printed_url_carries_the_token(given: str | None) -> None:
         stop_serve_process(server)
 
 
-def start_with_banner(*args: str) -> tuple[RunningServer, str]:
+def start_with_banner(*args: str, env: dict[str, str] | None = None) -> tuple[RunningServer, str]:
     """Start ``nbws serve --port 0 ARGS`` and return it with its first output line."""
     proc = subprocess.Popen(
         [*SERVE, "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert proc.stdout is not None
     banner = proc.stdout.readline()
@@ -146,3 +257,276 @@ async def test_set_values_reach_the_server() -> None:
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
     finally:
         stop_serve_process(server)
+
+
+def config_env(folder: pathlib.Path) -> dict[str, str]:
+    """Jupyter's config path pointed at ``folder`` alone (no user or system files)."""
+    return {
+        "JUPYTER_CONFIG_DIR": str(folder),
+        "JUPYTER_CONFIG_PATH": "",
+        "JUPYTER_PREFER_ENV_PATH": "0",
+    }
+
+
+async def echo_subprotocol(server: RunningServer, offered: str) -> str | None:
+    async with websockets.connect(server.url(), subprotocols=[offered]) as ws:  # type: ignore[list-item]
+        await ws.send("hi")
+        assert await ws.recv() == "hi"
+        return ws.subprotocol
+
+
+@pytest.mark.parametrize("kind", ["py", "json"])
+async def test_serve_reads_jupyter_nbws_config_from_the_config_dir(
+    tmp_path: pathlib.Path, kind: str
+) -> None:
+    if kind == "py":
+        (tmp_path / "jupyter_nbws_config.py").write_text(
+            "c.Nbws.subprotocols = {'echo': ['from.file']}\nc.NbwsServe.token = 'file-token'\n"
+        )
+    else:
+        (tmp_path / "jupyter_nbws_config.json").write_text(
+            json.dumps(
+                {
+                    "Nbws": {"subprotocols": {"echo": ["from.file"]}},
+                    "NbwsServe": {"token": "file-token"},
+                }
+            )
+        )
+    server, banner = start_with_banner(env=config_env(tmp_path))
+    try:
+        assert echo_url_of(banner).endswith("?token=file-token")
+        server.token = "file-token"
+        assert await echo_subprotocol(server, "from.file") == "from.file"
+    finally:
+        stop_serve_process(server)
+
+
+async def test_command_line_wins_over_the_config_file(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "jupyter_nbws_config.py").write_text(
+        "c.Nbws.subprotocols = {'echo': ['from.file']}\n"
+    )
+    server, _ = start_with_banner(
+        "--no-token", "--Nbws.subprotocols={'echo': ['from.cli']}", env=config_env(tmp_path)
+    )
+    try:
+        assert await echo_subprotocol(server, "from.cli") == "from.cli"
+    finally:
+        stop_serve_process(server)
+
+
+def test_bad_value_in_the_config_file_is_one_line(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "jupyter_nbws_config.py").write_text("c.Nbws.backend = 'redsi'\n")
+    done = subprocess.run(
+        [*SERVE, "--port", "0", "--no-token"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **config_env(tmp_path)},
+    )
+    assert_one_line_error(done, "invalid c.Nbws.backend 'redsi': use 'memory' or 'redis'")
+
+
+def test_broken_config_file_is_one_line(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "jupyter_nbws_config.py").write_text("c.Nbws.backend = \n")
+    done = subprocess.run(
+        [*SERVE, "--port", "0", "--no-token"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **config_env(tmp_path)},
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("nbws: error in config file ")
+    assert "Traceback" not in done.stderr
+
+
+# --- Host header (DNS rebinding) ---------------------------------------------------------
+
+
+async def raw_request(port: int, request: str) -> tuple[int, str]:
+    """Send one raw HTTP/1.1 request; the status code and the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request.encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
+        status = int(head.split(b" ", 2)[1])
+        length = re.search(rb"(?i)content-length: (\d+)", head)
+        body = await reader.readexactly(int(length.group(1))) if length else b""
+        return status, body.decode()
+    finally:
+        writer.close()
+
+
+def upgrade(host: str, path: str = "/nbws/ws") -> str:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: nbws.v1\r\n\r\n"
+    )
+
+
+def get(host: str, path: str) -> str:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+
+
+async def test_http_1_0_without_host_is_served(nbws_server: RunningServer) -> None:
+    request = "GET /nbws/api/health HTTP/1.0\r\n\r\n"
+    status, _ = await raw_request(nbws_server.port, request)
+    assert status == 200
+
+
+@pytest.mark.parametrize("path", ["/nbws/api/streams", "/nbws/api/health", "/metrics", "/"])
+async def test_foreign_host_is_403_for_rest(nbws_server: RunningServer, path: str) -> None:
+    status, body = await raw_request(nbws_server.port, get("evil.example", path))
+    assert status == 403
+    assert "host not allowed" in body
+
+
+async def test_foreign_host_is_403_before_the_websocket_upgrade(nbws_server: RunningServer) -> None:
+    status, body = await raw_request(nbws_server.port, upgrade(f"evil.example:{nbws_server.port}"))
+    assert status == 403
+    assert "host not allowed" in body
+    assert nbws_server.server is not None
+    assert len(nbws_server.server.context.registry) == 0
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "LOCALHOST", "10.1.2.3:{port}"]
+)
+async def test_local_names_and_addresses_are_served(nbws_server: RunningServer, host: str) -> None:
+    host = host.format(port=nbws_server.port)
+    status, body = await raw_request(nbws_server.port, get(host, "/nbws/api/streams"))
+    assert (status, json.loads(body)) == (200, {"streams": []})
+    status, _ = await raw_request(nbws_server.port, upgrade(host))
+    assert status == 101
+
+
+@pytest.mark.parametrize("server_options", [{"allow_hosts": ["nbws.example"]}])
+async def test_allow_hosts_adds_names(nbws_server: RunningServer) -> None:
+    status, _ = await raw_request(nbws_server.port, get("nbws.example:80", "/nbws/api/health"))
+    assert status == 200
+    status, _ = await raw_request(nbws_server.port, get("other.example", "/nbws/api/health"))
+    assert status == 403
+
+
+@pytest.mark.parametrize("server_options", [{"allow_hosts": ["*"]}])
+async def test_allow_hosts_star_allows_any(nbws_server: RunningServer) -> None:
+    status, _ = await raw_request(nbws_server.port, get("evil.example", "/nbws/api/health"))
+    assert status == 200
+
+
+def test_allow_host_flag_reaches_the_server() -> None:
+    server = start_serve_process("--allow-host", "box.example")
+    try:
+        status, _ = asyncio.run(raw_request(server.port, get("box.example", "/nbws/api/health")))
+        assert status == 200
+        status, _ = asyncio.run(raw_request(server.port, get("evil.example", "/nbws/api/health")))
+        assert status == 403
+    finally:
+        stop_serve_process(server)
+
+
+def test_host_check_unit() -> None:
+    from nbws.server.standalone import host_allowed
+
+    assert host_allowed("myhost:8765", "myhost", [])
+    assert not host_allowed("myhost.evil.example", "myhost", [])
+    assert host_allowed("[::1]", "127.0.0.1", [])
+    assert host_allowed("", "127.0.0.1", [])  # HTTP/1.0 without Host: not a browser
+    assert not host_allowed("localhost.evil.example:80", "127.0.0.1", [])
+    assert host_allowed("nbws.example.", "127.0.0.1", ["NBWS.example"])
+
+
+# --- landing page ---------------------------------------------------------------------------
+
+
+async def publish(server: RunningServer, stream: str) -> None:
+    async with websockets.connect(server.url("/nbws/ws"), subprotocols=["nbws.v1"]) as ws:  # type: ignore[list-item]
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await ws.send(
+            json.dumps(
+                {"type": "publish", "stream": stream, "producer": "p", "seq": 0, "payload": 1}
+            )
+        )
+        assert json.loads(await ws.recv())["type"] == "ack"
+
+
+async def test_landing_page_lists_endpoints_and_streams(nbws_server: RunningServer) -> None:
+    await publish(nbws_server, "landing/demo-1")
+    status, page = await raw_request(nbws_server.port, get(f"127.0.0.1:{nbws_server.port}", "/"))
+    assert status == 200
+    assert page.startswith("<!doctype html>")
+    for endpoint in ("/nbws/ws", "/nbws/echo", "/nbws/tap", "/nbws/api/streams", "/metrics"):
+        assert f"127.0.0.1:{nbws_server.port}{endpoint}" in page
+    assert "<code>landing/demo-1</code>" in page
+    assert "nbws.stream(" in page
+
+
+@pytest.mark.parametrize("server_options", [{"token": "landing-secret-token"}])
+async def test_landing_page_never_shows_the_token(nbws_server: RunningServer) -> None:
+    await publish(nbws_server, "landing-private")
+    host = f"127.0.0.1:{nbws_server.port}"
+    status, anonymous = await raw_request(nbws_server.port, get(host, "/"))
+    assert status == 200
+    assert "landing-private" not in anonymous  # names only for token holders
+    assert "opened with the server's token" in anonymous
+    status, authorised = await raw_request(
+        nbws_server.port, get(host, "/?token=landing-secret-token")
+    )
+    assert status == 200
+    assert "<code>landing-private</code>" in authorised
+    for page in (anonymous, authorised):
+        assert "landing-secret-token" not in page
+
+
+def test_landing_page_escapes_what_it_shows() -> None:
+    from nbws.server.standalone import landing_page
+
+    page = landing_page(
+        host="h<1>",
+        root="",
+        streams=[("<script>alert(1)</script>", 3, 1)],
+        problem="",
+        needs_token=False,
+        backend="memory",
+    )
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "h&lt;1&gt;" in page
+
+
+def test_banner_url_answers() -> None:
+    server, banner = start_with_banner("--no-token")
+    try:
+        assert banner.startswith(f"nbws serving on http://127.0.0.1:{server.port}/ ")
+        status, page = asyncio.run(raw_request(server.port, get(f"127.0.0.1:{server.port}", "/")))
+        assert status == 200 and "nbws serve" in page
+    finally:
+        stop_serve_process(server)
+
+
+def test_generate_config_writes_the_file_serve_reads_and_exits(tmp_path: pathlib.Path) -> None:
+    done = subprocess.run(
+        [*SERVE, "--generate-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **config_env(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "serving on" not in done.stdout
+    text = (tmp_path / "jupyter_nbws_config.py").read_text()
+    assert "# c.Nbws.backend = 'memory'" in text
+    assert "# c.NbwsServe.port = 8765" in text
+
+
+def test_config_option_names_one_file(tmp_path: pathlib.Path) -> None:
+    chosen = tmp_path / "elsewhere.py"
+    chosen.write_text("c.Nbws.backend = 'redsi'\n")
+    done = run("--port", "0", "--no-token", "--config", str(chosen))
+    assert_one_line_error(done, "invalid c.Nbws.backend 'redsi': use 'memory' or 'redis'")
+    missing = tmp_path / "missing.py"
+    done = run("--port", "0", "--no-token", "--config", str(missing))
+    assert_one_line_error(done, f"no config file {missing} (--config)")

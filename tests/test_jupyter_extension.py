@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
 import websockets
+from conftest import launch_jupyter
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 
@@ -116,3 +121,83 @@ def test_metrics_are_served_by_jupyter(jupyter_server):
     except urllib.error.HTTPError as exc:  # pragma: no cover - shows what Jupyter said
         raise AssertionError(f"/metrics answered {exc.code}") from exc
     assert "nbws_messages_in" in body
+
+
+def jupyter_failure(workdir: pathlib.Path, *args: str) -> str:
+    """Start `jupyter server` expecting it to exit at start-up; the log it left."""
+    try:
+        server = launch_jupyter(workdir, args=args, timeout=120)
+    except RuntimeError as exc:
+        return str(exc)
+    server.stop()
+    pytest.fail("jupyter server started despite the bad nbws setting")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            {"backend": "redsi"},
+            "nbws: invalid c.Nbws.backend 'redsi': use 'memory' or 'redis'",
+        ),
+        (
+            {"history_max_bytes": -1},
+            "nbws: invalid c.Nbws.history_max_bytes -1: use an integer >= 0 (0 = no limit)",
+        ),
+    ],
+    ids=["backend", "negative-size"],
+)
+def test_bad_setting_in_jupyter_nbws_config_stops_the_server(
+    tmp_path: pathlib.Path, setting: dict[str, object], message: str
+) -> None:
+    # The file the extension reads from Jupyter's config dir, as a user would write it.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_nbws_config.json").write_text(json.dumps({"Nbws": setting}))
+    log = jupyter_failure(tmp_path)
+    assert "exited early" in log
+    lines = [line for line in log.splitlines() if "nbws: " in line]
+    assert len(lines) == 1 and lines[0].endswith(message), log
+    assert "Traceback" not in log
+    assert "nbws | extension was successfully loaded" not in log
+
+
+def test_bad_setting_on_the_jupyter_command_line_stops_the_server(tmp_path: pathlib.Path) -> None:
+    log = jupyter_failure(tmp_path, "--Nbws.buffer_policy=drop-all")
+    assert "nbws: invalid c.Nbws.buffer_policy 'drop-all': use 'drop-oldest'" in log
+    assert "Traceback" not in log
+
+
+def test_jupyter_server_exit_status_for_a_bad_setting(tmp_path: pathlib.Path) -> None:
+    for sub in ("root", "config", "runtime", "data"):
+        (tmp_path / sub).mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "server",
+            "--allow-root",
+            "--no-browser",
+            "--ServerApp.port=0",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.root_dir={tmp_path / 'root'}",
+            "--Nbws.max_connections=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+            "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        },
+    )
+    assert done.returncode == 2
+    assert "nbws: invalid c.Nbws.max_connections 0: use an integer >= 1" in done.stderr
+
+
+def test_unknown_nbws_option_stops_the_server(tmp_path: pathlib.Path) -> None:
+    log = jupyter_failure(tmp_path, "--Nbws.max_mesage_size=1024")
+    assert "nbws: c.Nbws.max_mesage_size: no such option (see docs/configuration.md)" in log
+    assert "Traceback" not in log

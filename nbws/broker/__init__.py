@@ -34,11 +34,7 @@ __all__ = [
 
 def default_limits(config: Nbws) -> HistoryLimits:
     """History limits for streams created without their own."""
-    return HistoryLimits(
-        max_messages=config.history_max_messages,
-        max_bytes=config.history_max_bytes,
-        max_age=config.history_max_age,
-    )
+    return HistoryLimits.from_config(config)
 
 
 def create_broker(config: Nbws) -> Broker:

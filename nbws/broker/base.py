@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from ..config import Nbws
 from ..errors import BrokerUnavailable, PayloadTooLarge, UnknownStream
 
 __all__ = [
@@ -29,13 +30,31 @@ __all__ = [
 ]
 
 
+def _config_default(name: str) -> Any:
+    """The default of option ``c.Nbws.<name>``: the one place numeric defaults live."""
+    return Nbws.class_traits()[name].default_value
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryLimits:
-    """How much history a stream keeps. Zero means "no limit" for bytes and age."""
+    """How much history a stream keeps. Zero means "no limit" for bytes and age.
 
-    max_messages: int = 10_000
-    max_bytes: int = 64 * 1024 * 1024
-    max_age: float = 0.0
+    The defaults are those of ``c.Nbws.history_max_*``; :meth:`from_config` applies a
+    configured ``Nbws``.
+    """
+
+    max_messages: int = _config_default("history_max_messages")
+    max_bytes: int = _config_default("history_max_bytes")
+    max_age: float = _config_default("history_max_age")
+
+    @classmethod
+    def from_config(cls, config: Nbws) -> HistoryLimits:
+        """The limits of streams created without their own, from ``c.Nbws.history_max_*``."""
+        return cls(
+            max_messages=config.history_max_messages,
+            max_bytes=config.history_max_bytes,
+            max_age=config.history_max_age,
+        )
 
 
 class StoredMessage(NamedTuple):

@@ -1,10 +1,18 @@
-"""``nbws serve``: the same endpoints in a plain tornado application with its own token."""
+"""``nbws serve``: the same endpoints in a plain tornado application with its own token.
+
+Before any token or Origin check, the ``Host`` header must name this server (DNS
+rebinding protection, as Jupyter does); ``/`` is a small landing page.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
+import html
+import ipaddress
 import logging
+import re
 import secrets
 import signal
 import sys
@@ -15,13 +23,22 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler
 
+from .._version import __version__
 from ..config import Nbws
 from .api import MetricsMixin
 from .context import SETTINGS_KEY, WEBSOCKET_ROUTES, NbwsContext, create_context
 from .routes import API_ROUTES
 from .websocket import serve_endpoint
 
-__all__ = ["StandaloneServer", "make_app", "raise_open_file_limit"]
+__all__ = [
+    "LOCAL_HOSTNAMES",
+    "CannotListen",
+    "StandaloneServer",
+    "host_allowed",
+    "make_app",
+    "new_token",
+    "raise_open_file_limit",
+]
 
 log = logging.getLogger("nbws.server")
 
@@ -49,6 +66,29 @@ def raise_open_file_limit() -> int | None:
     return hard
 
 
+class CannotListen(Exception):
+    """The server's address cannot be bound; the message says why in one line."""
+
+    def __init__(self, exc: OSError, host: str, port: int) -> None:
+        if exc.errno == errno.EADDRINUSE:
+            message = f"port {port} is in use on {host}; choose another --port"
+        elif exc.errno == errno.EACCES:
+            message = f"no permission to listen on port {port} of {host}; choose another --port"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            message = f"cannot listen on {host}: no such local address; choose another --host"
+        else:
+            message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        super().__init__(message)
+        self.errno = exc.errno
+
+
+def _bind(port: int, host: str) -> list[Any]:
+    try:
+        return bind_sockets(port, host)
+    except OSError as exc:
+        raise CannotListen(exc, host, port) from exc
+
+
 def token_from_request(handler: RequestHandler) -> str | None:
     """The token in ``Authorization: token|bearer X`` or ``?token=X``, if any."""
     header = handler.request.headers.get("Authorization", "")
@@ -70,15 +110,65 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> 
     return origin in (o.lower().rstrip("/") for o in allowed)
 
 
+LOCAL_HOSTNAMES = ("localhost",)
+"""Names always accepted in ``Host`` (IP addresses are accepted too, see host_allowed)."""
+
+_HOST_PORT = re.compile(r"^(.*?)(:\d+)?$")
+
+
+def host_allowed(host_header: str, bound_host: str, allowed: list[str]) -> bool:
+    """Whether a request's ``Host`` names this server.
+
+    A DNS rebinding page reaches a local server under the attacker's own name, so names
+    must be ours: ``localhost``, the ``--host`` we are bound to, or one in ``allowed``
+    (``'*'`` allows any). An IP address is always fine: a browser sends one only when the
+    page itself was loaded from that address, which is no rebinding. So is no ``Host`` at
+    all (HTTP/1.0 tools): browsers always send one.
+    """
+    if "*" in allowed or not host_header.strip():
+        return True
+    match = _HOST_PORT.match(host_header.strip())
+    name = (match.group(1) if match else host_header).lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return True
+    names = {*LOCAL_HOSTNAMES, bound_host.lower().rstrip(".")}
+    names.update(a.lower().rstrip(".") for a in allowed)
+    return name in names
+
+
 class StandaloneHandler(RequestHandler):
-    """Token and Origin checks for ``nbws serve``; 403 before any upgrade."""
+    """Host, token and Origin checks for ``nbws serve``; 403 before any upgrade."""
+
+    def check_host(self) -> None:
+        """403 unless the ``Host`` header names this server."""
+        context: NbwsContext = self.settings[SETTINGS_KEY]
+        host = self.request.headers.get("Host", "")
+        if not host_allowed(host, self.settings["nbws_host"], list(context.config.allow_hosts)):
+            log.info("refused a request for Host %r (not one of this server's names)", host)
+            raise HTTPError(
+                403,
+                "host not allowed: this server answers to localhost, its IP addresses and "
+                "the names in c.Nbws.allow_hosts (--allow-host)",
+            )
+
+    def token_ok(self) -> bool:
+        """Whether the request carries the server's token (always, when it has none)."""
+        token: str | None = self.settings.get("nbws_token")
+        if not token:
+            return True
+        given = token_from_request(self)
+        return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
     def prepare(self) -> None:
-        token: str | None = self.settings.get("nbws_token")
-        if token:
-            given = token_from_request(self)
-            if given is None or not hmac.compare_digest(given.encode(), token.encode()):
-                raise HTTPError(403, "missing or wrong token")
+        self.check_host()
+        if not self.token_ok():
+            raise HTTPError(403, "missing or wrong token")
         context: NbwsContext = self.settings[SETTINGS_KEY]
         if not origin_allowed(
             self.request.headers.get("Origin"),
@@ -110,8 +200,123 @@ class StandaloneMetricsHandler(MetricsMixin, StandaloneHandler):
     """Prometheus metrics of ``nbws serve``."""
 
 
-def make_app(config: Nbws, *, token: str | None, base_url: str = "/") -> Application:
-    """Build the tornado application ``nbws serve`` runs (also used by tests and bench)."""
+class LandingHandler(StandaloneHandler):
+    """``/``: what this server is, its endpoints, its streams and how to connect.
+
+    Open without the token (the banner prints this URL); stream names are listed only
+    to a request that carries it. The token itself is never written into the page.
+    """
+
+    def prepare(self) -> None:
+        self.check_host()
+
+    async def get(self) -> None:
+        context: NbwsContext = self.settings[SETTINGS_KEY]
+        host = self.request.host
+        root = self.settings.get("nbws_root", "")
+        streams: list[tuple[str, int, int]] | None = None
+        problem = ""
+        if self.token_ok():
+            try:
+                infos = await context.hub.broker.streams()
+            except Exception as exc:  # broker down: say so instead of failing the page
+                problem = f"streams are unavailable: {exc}"
+            else:
+                streams = []
+                for info in sorted(infos, key=lambda i: i.name):
+                    live = context.hub.streams.get(info.name)
+                    streams.append((info.name, info.next, len(live.subscribers) if live else 0))
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            landing_page(
+                host=host,
+                root=root,
+                streams=streams,
+                problem=problem,
+                needs_token=bool(self.settings.get("nbws_token")),
+                backend=context.config.backend,
+            )
+        )
+
+
+def landing_page(
+    *,
+    host: str,
+    root: str,
+    streams: list[tuple[str, int, int]] | None,
+    problem: str,
+    needs_token: bool,
+    backend: str,
+) -> str:
+    """The landing page's HTML; every value from outside is escaped."""
+    e = html.escape
+    base = f"{host}{root}"
+    rows = "".join(
+        f"<tr><td><code>{e(path)}</code></td><td>{e(what)}</td></tr>"
+        for path, what in (
+            (f"ws://{base}/nbws/ws", "streams: publish and subscribe (subprotocol nbws.v1)"),
+            (f"ws://{base}/nbws/echo", "echo playground (subprotocol nbws.echo)"),
+            (f"ws://{base}/nbws/tap", "frame tap of labelled connections"),
+            (f"http://{base}/nbws/api/streams", "REST: the streams (one: /nbws/api/streams/NAME)"),
+            (f"http://{base}/nbws/api/health", "REST: broker health"),
+            (f"http://{base}/metrics", "Prometheus metrics"),
+        )
+    )
+    if streams is None:
+        listing = (
+            f"<p>{e(problem)}</p>"
+            if problem
+            else "<p>Stream names are listed when this page is opened with the server's "
+            "token (<code>?token=...</code>, as printed at start).</p>"
+        )
+    elif not streams:
+        listing = "<p>No streams yet: the first publish or subscribe creates one.</p>"
+    else:
+        listing = (
+            "<table><tr><th>stream</th><th>next offset</th><th>subscribers here</th></tr>"
+            + "".join(
+                f"<tr><td><code>{e(name)}</code></td><td>{nxt}</td><td>{subs}</td></tr>"
+                for name, nxt, subs in streams
+            )
+            + "</table>"
+        )
+    token_arg = ', token="..."' if needs_token else ""
+    auth = (
+        "Clients send the token as <code>Authorization: token ...</code> or "
+        "<code>?token=...</code>."
+        if needs_token
+        else "This server was started with <code>--no-token</code>: anyone who can reach it "
+        "may use it."
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nbws serve</title>
+<style>body{{font-family:sans-serif;max-width:50em;margin:2em auto;padding:0 1em}}
+td,th{{text-align:left;padding:.2em .8em .2em 0}}</style></head>
+<body>
+<h1>nbws {e(__version__)}</h1>
+<p>This is <code>nbws serve</code>: real-time WebSocket streams (named streams with history,
+acknowledged publishes and backpressure) outside Jupyter. Broker: <code>{e(backend)}</code>.</p>
+<h2>Endpoints</h2>
+<table>{rows}</table>
+<h2>Streams</h2>
+{listing}
+<h2>Connect a client</h2>
+<pre>import nbws
+s = nbws.stream("my-stream", url="http://{e(base)}/"{e(token_arg)})
+s.publish({{"x": 1}})</pre>
+<p>or set <code>NBWS_URL=http://{e(base)}/</code> (and <code>NBWS_TOKEN</code>). {auth}</p>
+</body></html>
+"""
+
+
+def make_app(
+    config: Nbws, *, token: str | None, base_url: str = "/", host: str = "127.0.0.1"
+) -> Application:
+    """Build the tornado application ``nbws serve`` runs (also used by tests and bench).
+
+    ``host`` is the interface it is bound to: a name given there is accepted in ``Host``.
+    """
     context = create_context(config)
     root = base_url.rstrip("/")
     prefix = root + "/nbws"
@@ -123,7 +328,13 @@ def make_app(config: Nbws, *, token: str | None, base_url: str = "/") -> Applica
         handler = type(f"Standalone{mixin.__name__}", (mixin, StandaloneHandler), {})
         handlers.append((f"{prefix}/{path}", handler))
     handlers.append((f"{root}/metrics", StandaloneMetricsHandler))
-    settings: dict[str, Any] = {SETTINGS_KEY: context, "nbws_token": token}
+    handlers.append((f"{root}/", LandingHandler))
+    settings: dict[str, Any] = {
+        SETTINGS_KEY: context,
+        "nbws_token": token,
+        "nbws_host": host,
+        "nbws_root": root,
+    }
     return Application(handlers, **settings)
 
 
@@ -137,22 +348,40 @@ class StandaloneServer:
         self.host = host
         self.port = port
         self.token = token
-        self.app = make_app(config, token=token)
+        self.app = make_app(config, token=token, host=host)
         self.context: NbwsContext = self.app.settings[SETTINGS_KEY]
         self.server: HTTPServer | None = None
 
     def listen(self) -> int:
-        """Bind and start accepting; returns the port (useful with port 0)."""
+        """Bind and start accepting; returns the port (useful with port 0).
+
+        Raises:
+            CannotListen: the address cannot be bound (in use, not local, no permission).
+        """
+        sockets = _bind(self.port, self.host)
         self.server = HTTPServer(self.app, xheaders=False)
-        sockets = bind_sockets(self.port, self.host)
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         return self.port
 
     async def start(self) -> int:
-        """Connect the broker, then bind and accept; returns the port."""
-        await self.context.start()
-        return self.listen()
+        """Bind (so a busy port fails before anything starts), connect the broker, then
+        accept; returns the port.
+
+        Raises:
+            CannotListen: the address cannot be bound.
+        """
+        sockets = _bind(self.port, self.host)
+        try:
+            await self.context.start()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        self.server = HTTPServer(self.app, xheaders=False)
+        self.server.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        return self.port
 
     async def stop(self) -> None:
         """Stop accepting, then close every connection with 1001 (going away)."""
