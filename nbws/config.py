@@ -241,6 +241,14 @@ class Nbws(Configurable):
         "connection is dropped.",
     ).tag(config=True)
 
+    stall_timeout = Seconds(
+        20.0,
+        zero="off",
+        help="Seconds a peer may read nothing at all while more than write_low_water bytes "
+        "wait for it (reading from it is paused meanwhile); then it is closed with 1013 and "
+        "dropped close_timeout later. 0 disables it.",
+    ).tag(config=True)
+
     # --- flow control ------------------------------------------------------------------------
     write_high_water = Count(
         1 * MiB,

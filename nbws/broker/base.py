@@ -1,7 +1,7 @@
 """The broker contract: where stream history lives and who assigns offsets.
 
 The in-memory broker (one process) and the Redis broker (many processes) implement the
-same :class:`Broker` protocol; the hub in ``nbws.server.streams`` fans messages out to
+same :class:`Broker` protocol; the hub in ``nbws.server.hub`` fans messages out to
 local subscribers and never depends on which one runs underneath. Chosen by
 ``c.Nbws.backend`` (``memory`` | ``redis``), built by :func:`nbws.broker.create_broker`.
 """

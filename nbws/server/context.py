@@ -10,7 +10,7 @@ from ..broker import Broker, create_broker
 from ..config import Nbws
 from ..transport import ConnectionRegistry
 from .endpoints import EchoEndpoint, Endpoint
-from .streams import StreamHub
+from .hub import StreamHub
 
 __all__ = ["SETTINGS_KEY", "WEBSOCKET_ROUTES", "NbwsContext", "create_context"]
 

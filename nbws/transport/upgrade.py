@@ -65,9 +65,7 @@ def accept_websocket(
         write_low_water=config.write_low_water,
         read_high_water=config.read_high_water,
         close_timeout=config.close_timeout,
-        # ``stall_timeout`` when the option exists; until then the pong deadline, which
-        # is how long a peer that reads nothing would otherwise keep its backlog.
-        stall_timeout=getattr(config, "stall_timeout", config.heartbeat_timeout),
+        stall_timeout=config.stall_timeout,
         path=request.path,
         query=query,
         remote=request.remote_ip or "",
