@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..wire import encode_value, valid_stream_name
+from ..protocol.messages import encode_value, valid_stream_name
 from .discovery import Endpoint, discover
 from .errors import FlushError, OutboxFull, StreamClosed
 from .frames import BinaryItem, Gap, Message, open_source, publish_text_prefix
@@ -334,8 +334,7 @@ class Stream:
             receipt = await asyncio.to_thread(
                 self.publish, obj, key=key, block=True, timeout=timeout
             )
-        result: int | None = await asyncio.wrap_future(receipt)
-        return result
+        return await receipt
 
     def publish_df(
         self,

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 import math
-import random
+import random as _random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -609,7 +609,7 @@ class Backoff:
         quick_rtts: float = 4.0,
         stable_rtts: float = 10.0,
         stable_min: float = 0.1,
-        random: Callable[[], float] = random.random,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         if initial < 0 or maximum < 0:
             raise ValueError("backoff delays must not be negative")
@@ -618,12 +618,12 @@ class Backoff:
         self.quick_rtts = quick_rtts
         self.stable_rtts = stable_rtts
         self.stable_min = stable_min
-        self.random = random
+        self.random: Callable[[], float] = random
         self.failures = 0
 
     def ceiling(self) -> float:
         """The upper bound of the delay after the next failure."""
-        return min(self.maximum, self.initial * (2 ** min(self.failures, 62)))
+        return min(self.maximum, self.initial * 2.0 ** min(self.failures, 62))
 
     def failed(self) -> float:
         """A connection attempt failed: the delay before the next one."""
