@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import Row, server
+from .chaos import chaos
 from .comm import comm_updates
 from .idle import idle_connections
 from .latency import latency
@@ -296,4 +297,5 @@ SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
     "idle": idle_connections,
     "polling": polling,
     "comm": comm_updates,
+    "chaos": chaos,
 }
