@@ -445,7 +445,8 @@ class Outbox:
                 receipt = _holder(entry.receipt)
                 if receipt is not None:
                     outcomes.append((receipt, offset, epoch, duplicate))
-            _complete(outcomes, self.receipts)
+            if outcomes:
+                _complete(outcomes, self.receipts)
         finally:
             self._completed()
         return len(done)
@@ -526,6 +527,7 @@ class Outbox:
                 receipt = _holder(entry.receipt)
                 if receipt is not None:
                     outcomes.append((receipt, error, None, None))
-            _complete(outcomes, self.receipts)
+            if outcomes:
+                _complete(outcomes, self.receipts)
         finally:
             self._completed()

@@ -111,8 +111,16 @@ def receive_event(data: str | bytes, text: bool | None = None) -> Event | None:
         return decode_event(data, text=isinstance(data, str) if text is None else text)
     except UnknownType:
         return None
-    except RequestError as exc:  # a field missing or of the wrong type: the server's bug
-        raise ProtocolViolation(f"the server sent an invalid message: {exc}") from None
+    except RequestError as exc:
+        raise _server_fault(exc) from None
+
+
+def _server_fault(exc: ConnectionError_ | RequestError) -> ConnectionError_:
+    """What to close with for a malformed server message: its own close code (1007,
+    1008), or 1002 for a field missing or of the wrong type (the server's bug)."""
+    if isinstance(exc, ConnectionError_):
+        return exc
+    return ProtocolViolation(f"the server sent an invalid message: {exc}")
 
 
 @dataclass(frozen=True)
@@ -530,15 +538,16 @@ class PublisherLink(_Link):
         """The fast lane: one whole text message, straight from the socket. A malformed
         one stops the lane (the rest goes through ``recv``) and fails the connection."""
         try:
-            event = receive_event(data, True)
-        except ConnectionError_ as exc:
+            event = decode_event(data)
+        except UnknownType:
+            return
+        except (ConnectionError_, RequestError) as exc:
             ws = self._ws
             if ws is not None and isinstance(ws, TextConnection):
                 ws.on_text = None
-                self._failing = asyncio.ensure_future(self._fail(ws, exc))
+                self._failing = asyncio.ensure_future(self._fail(ws, _server_fault(exc)))
             return
-        if event is not None:
-            self._on_event(event)
+        self._on_event(event)
 
     def _on_event(self, event: Event) -> None:
         """Act on one message: acks are collected and applied together once everything

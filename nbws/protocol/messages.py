@@ -665,7 +665,45 @@ def decode_request(data: bytes | bytearray | memoryview | str, *, text: bool = T
 def decode_event(data: bytes | bytearray | memoryview | str, *, text: bool = True) -> Event:
     """Parse a server → client WebSocket message (client side); raises as
     :func:`decode_request`."""
+    if text:
+        obj = _loads(data)
+        if obj.get("type") == "ack":  # a publisher reads one per message: the fast path
+            ack = _well_formed_ack(obj)
+            if ack is not None:
+                return ack
+        return message_from_dict(obj, EVENTS)  # type: ignore[return-value]
     return _decode(data, text, EVENTS)  # type: ignore[return-value]
+
+
+_valid_streams: dict[str, None] = {}  # names that passed STREAM_NAME (bounded below)
+
+
+def _well_formed_ack(obj: dict[str, Any]) -> Ack | None:
+    """The :class:`Ack` of ``obj`` when every field is as :func:`message_from_dict` would
+    accept it, checked without the column loop (None: let it find and report the fault)."""
+    stream, producer, seq, epoch = (
+        obj.get("stream"),
+        obj.get("producer"),
+        obj.get("seq"),
+        obj.get("epoch"),
+    )
+    duplicate, offset = obj.get("duplicate"), obj.get("offset")
+    if (
+        type(seq) is int
+        and seq >= 0
+        and type(producer) is str
+        and type(epoch) is str
+        and type(duplicate) is bool
+        and (offset is None or (type(offset) is int and offset >= 0))
+        and type(stream) is str
+    ):
+        if stream not in _valid_streams:
+            if STREAM_NAME.match(stream) is None:
+                return None
+            if len(_valid_streams) < 1024:
+                _valid_streams[stream] = None
+        return Ack(stream, producer, seq, epoch, duplicate, offset)
+    return None
 
 
 # --- encoding ----------------------------------------------------------------------------
