@@ -6,15 +6,20 @@ kernel's own event loop) never stalls acks, retransmits or reconnects, and publi
 never waits on the network unless the outbox is full.
 
 A :class:`PublisherLink` keeps one ``nbws.v1`` connection per stream handle: it sends
-from the :class:`~nbws.client.outbox.Outbox` in sequence order, completes receipts from
-acks, and on every drop reconnects with exponential backoff and full jitter, then
-resends everything unacked with the same ``(producer, seq)``. Per loop turn it takes
+from the :class:`~nbws.client.outbox.Outbox` in sequence order (each connection starting
+with a small window that grows per ack), completes receipts from acks, and on every drop
+reconnects after the delay :class:`~nbws.client.window.Backoff` gives (at once after a
+connection that made progress, exponential with full jitter after failures), then
+resends everything unacked with the same ``(producer, seq)``. Everything received is
+decoded by :func:`nbws.protocol.messages.decode_event`; a malformed message fails the
+connection with the close code :func:`nbws.errors.close_for` gives. Per loop turn it takes
 everything the window allows and writes it at once, and it applies all the acks that
 arrived together in one go (its :class:`~nbws.client.connection.TextConnection` moves
 both without a per-message ``await``), so a message costs the I/O thread a few
 microseconds and a wakeup is shared by a whole batch. A :class:`SubscriberLink`
 keeps one connection per subscription and, after a drop, resubscribes with
-``since = last offset + 1`` and the epoch it had, so it neither misses nor repeats a
+``since = last offset + 1`` (:func:`~nbws.protocol.messages.resume_since`) and the epoch
+it had, so it neither misses nor repeats a
 message; gaps the server reports are passed on.
 """
 
