@@ -17,6 +17,7 @@ SCENARIOS = (
     "idle connections",
     "polling vs WebSocket",
     "acked vs widget updates",
+    "chaos",
 )
 
 
