@@ -676,6 +676,13 @@ def decode_event(data: bytes | bytearray | memoryview | str, *, text: bool = Tru
 
 
 _valid_streams: dict[str, None] = {}  # names that passed STREAM_NAME (bounded below)
+_new = object.__new__
+# The slots' own setters: a frozen dataclass's __init__ goes through object.__setattr__
+# once per field, which is most of the cost of decoding an ack.
+_set_stream, _set_producer, _set_seq, _set_epoch, _set_duplicate, _set_offset = (
+    getattr(Ack, name).__set__
+    for name in ("stream", "producer", "seq", "epoch", "duplicate", "offset")
+)
 
 
 def _well_formed_ack(obj: dict[str, Any]) -> Ack | None:
@@ -702,7 +709,14 @@ def _well_formed_ack(obj: dict[str, Any]) -> Ack | None:
                 return None
             if len(_valid_streams) < 1024:
                 _valid_streams[stream] = None
-        return Ack(stream, producer, seq, epoch, duplicate, offset)
+        ack: Ack = _new(Ack)  # == Ack(stream, producer, seq, epoch, duplicate, offset)
+        _set_stream(ack, stream)
+        _set_producer(ack, producer)
+        _set_seq(ack, seq)
+        _set_epoch(ack, epoch)
+        _set_duplicate(ack, duplicate)
+        _set_offset(ack, offset)
+        return ack
     return None
 
 
