@@ -259,6 +259,7 @@ class _Link:
         self._stop_event: asyncio.Event | None = None
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._failure: str | None = None  # why this side failed the current connection
 
     def start(self, io: IOThread) -> None:
         """Start the link's loop in the I/O thread."""
@@ -314,6 +315,7 @@ class _Link:
             self.connected = True
             started = time.monotonic()
             rtt = started - opening
+            self._failure = None
             try:
                 progress = await self._serve(ws, welcome)
                 if not self._done() and ws.close_code is not None:
@@ -329,6 +331,8 @@ class _Link:
                 self._ws = None
                 self._disconnected()
                 ws.transport.abort()
+            if self._failure is not None:  # this side ended it: say why
+                self.last_error = self._failure
             if self._done():
                 return
             await self._sleep(backoff.ended(time.monotonic() - started, rtt, progress))
@@ -343,10 +347,11 @@ class _Link:
 
     async def _fail(self, ws: ClientConnection, exc: ConnectionError_) -> None:
         """End ``ws`` because of ``exc``, with the close code :func:`close_for` gives."""
-        self.last_error = f"closed the connection: {exc}"
+        code, reason = close_for(exc)
+        self._failure = self.last_error = f"closed the connection with {code}: {reason}"
         log.debug("nbws %s: %s", self.stream, self.last_error)
         try:
-            await asyncio.wait_for(ws.close(*close_for(exc)), 3.0)
+            await asyncio.wait_for(ws.close(code, reason), 3.0)
         except Exception:
             ws.transport.abort()
 

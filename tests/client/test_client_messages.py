@@ -43,8 +43,9 @@ class Script:
     """A server running ``handler(script, ws, n)`` for its n-th connection (from 0) after
     sending ``welcome``; records the close code each connection got from the client."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, welcome: Any = WELCOME) -> None:
         self.handler = handler
+        self.welcome = welcome
         self.connections = 0
         self.close_codes: list[int | None] = []
         self.requests: list[Any] = []
@@ -53,7 +54,10 @@ class Script:
     async def serve(self, ws: ServerConnection) -> None:
         n = self.connections
         self.connections += 1
-        await send(ws, WELCOME)
+        if isinstance(self.welcome, bytes):
+            await ws.send(self.welcome, text=True)
+        else:
+            await send(ws, self.welcome)
         try:
             await self.handler(self, ws, n)
             await ws.wait_closed()
@@ -74,8 +78,8 @@ async def send(ws: ServerConnection, message: Any) -> None:
 
 
 @contextmanager
-def scripted(handler: Handler) -> Iterator[Script]:
-    script = Script(handler)
+def scripted(handler: Handler, welcome: Any = WELCOME) -> Iterator[Script]:
+    script = Script(handler, welcome)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -154,6 +158,7 @@ def test_a_malformed_server_message_fails_the_connection_with_its_close_code(
         assert receipt.result(timeout=30) == 0
         wait_until(lambda: script.close_codes, what="the first connection closed")
         assert script.close_codes[0] == code
+        assert f"closed the connection with {code}" in (stream.stats().last_error or "")
         assert script.connections == 2
         assert [r.seq for r in script.requests] == [0, 0]  # resent with the same seq
         stream.close()
@@ -206,3 +211,18 @@ def test_acks_for_another_producer_are_ignored() -> None:
         receipt = stream.publish(1)
         assert receipt.result(timeout=30) == 6 and receipt.epoch == "e1"
         stream.close()
+
+
+def test_a_malformed_welcome_is_a_failed_attempt_closed_with_1002() -> None:
+    async def handler(script: Script, ws: ServerConnection, n: int) -> None:
+        await ws.wait_closed()
+
+    with scripted(handler, welcome=b'{"type": "welcome", "protocol": "nbws.v1"}') as script:
+        stream = nbws.stream(name(), url=url(script), **OPTIONS)
+        receipt = stream.publish(1)
+        wait_until(lambda: len(script.close_codes) >= 2, what="two attempts")
+        assert set(script.close_codes) == {1002}
+        assert "invalid message" in (stream.stats().last_error or "")
+        assert stream.stats().connected is False and not receipt.done()
+        with pytest.raises(nbws.client.FlushError):
+            stream.close(timeout=0)
