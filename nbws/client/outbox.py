@@ -151,7 +151,10 @@ class Receipt:
 
     def as_future(self) -> Future[int | None]:
         """A :class:`concurrent.futures.Future` completed with this receipt's outcome
-        (the same one on every call)."""
+        (the same one on every call; it keeps working when the receipt is dropped)."""
+        pin, self._pin = self._pin, None
+        if pin is not None:
+            pin(self)
         with self._condition:
             future = self._future
             if future is None:

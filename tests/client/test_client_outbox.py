@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
 import weakref
 
@@ -140,6 +141,15 @@ def test_receipts_can_be_awaited_and_work_with_concurrent_futures_wait() -> None
     assert done == {futures[0], futures[1], futures[3]} and pending == {futures[2]}
     assert early.result(0) == 40 and not early.cancel()
     assert isinstance(futures[3].exception(0), DeliveryFailed)
+
+
+def test_a_future_of_a_dropped_receipt_still_completes() -> None:
+    outbox = make()
+    future = outbox.put_json(b"0").as_future()  # the receipt itself is not kept
+    gc.collect()
+    send_all(outbox)
+    outbox.ack(0, 7, "e", False)
+    assert future.result(0) == 7
 
 
 def test_standalone_receipt_completes_once() -> None:
