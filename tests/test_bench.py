@@ -20,6 +20,7 @@ SCENARIOS = (
     "idle connections",
     "polling vs WebSocket",
     "acked vs widget updates",
+    "chaos",
 )
 
 

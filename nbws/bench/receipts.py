@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from ..protocol.messages import EVENTS, Message, Policy, Subscribe, encode, message_from_dict
 from .base import free_port
 from .wsclient import client_frame, open_peer, read_json
 
@@ -78,19 +79,19 @@ async def _nbws_receipts(port: int, rate: int, count: int, policy: str | None) -
     name = f"bench-{uuid.uuid4().hex[:8]}"
     peer = await open_peer(port, "/nbws/ws", "nbws.v1")
     await read_json(peer, "welcome")
-    subscribe: dict[str, Any] = {"type": "subscribe", "id": 1, "stream": name}
-    if policy:
-        subscribe["policy"] = policy
-    peer.writer.write(client_frame(json.dumps(subscribe).encode()))
+    subscribe = Subscribe(stream=name, id=1, policy=Policy(policy) if policy else None)
+    peer.writer.write(client_frame(encode(subscribe).data))
     await read_json(peer, "subscribed")
     args = [f"http://127.0.0.1:{port}/", name, str(rate), str(count)]
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", __name__, *args)
     receipts: Receipts = []
     try:
         while True:
-            message = await asyncio.wait_for(read_json(peer, "message"), 60)
+            raw = await asyncio.wait_for(read_json(peer, "message"), 60)
             received = time.time_ns()
-            payload = message["payload"]
+            message = message_from_dict(raw, EVENTS)
+            assert isinstance(message, Message)
+            payload = message.payload
             if "done" in payload:
                 break
             if "t" in payload:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..protocol.messages import Publish, Subscribe, encode
 from .base import Row, server
+from .chaos import chaos
 from .comm import comm_updates
 from .idle import idle_connections
 from .latency import latency
@@ -314,4 +315,5 @@ SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
     "idle": idle_connections,
     "polling": polling,
     "comm": comm_updates,
+    "chaos": chaos,
 }

@@ -8,7 +8,14 @@ messages, lists or DataFrames. docs/client.md is the user guide.
 from __future__ import annotations
 
 from .discovery import Endpoint, discover
-from .errors import DeliveryFailed, FlushError, OutboxFull, ServerNotFound, StreamClosed
+from .errors import (
+    DeliveryFailed,
+    FailureCode,
+    FlushError,
+    OutboxFull,
+    ServerNotFound,
+    StreamClosed,
+)
 from .frames import Gap, Message
 from .frames_pandas import ARROW_STREAM
 from .outbox import Receipt
@@ -19,6 +26,7 @@ __all__ = [
     "ARROW_STREAM",
     "DeliveryFailed",
     "Endpoint",
+    "FailureCode",
     "FlushError",
     "Gap",
     "GapWarning",

@@ -12,9 +12,30 @@ The tree::
 
 from __future__ import annotations
 
-from ..errors import NbwsError
+import enum
 
-__all__ = ["DeliveryFailed", "FlushError", "OutboxFull", "ServerNotFound", "StreamClosed"]
+from ..errors import NackCode, NbwsError
+
+__all__ = [
+    "DeliveryFailed",
+    "FailureCode",
+    "FlushError",
+    "OutboxFull",
+    "ServerNotFound",
+    "StreamClosed",
+]
+
+
+class FailureCode(str, enum.Enum):
+    """Why a message failed on the client's side (the server's reasons are
+    :class:`~nbws.errors.NackCode`); compares equal to its string."""
+
+    EXPIRED = "expired"
+    CLOSED = "closed"
+    TOO_BIG = "too-big"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class ServerNotFound(NbwsError):
@@ -34,13 +55,15 @@ class DeliveryFailed(NbwsError):
 
     Attributes:
         seq: the message's sequence number for this producer.
-        code: ``expired`` (past the delivery deadline), ``closed`` (the handle closed with
-            it unacked), ``too-big`` (over the server's ``max_message_size``), or the
-            server's nack code (``oversize``, ``unknown-stream``, ``forbidden``, ...).
+        code: a :class:`FailureCode`: ``expired`` (past the delivery deadline),
+            ``closed`` (the handle closed with it unacked), ``too-big`` (over the server's
+            ``max_message_size``); or the server's :class:`~nbws.errors.NackCode`
+            (``oversize``, ``unknown-stream``, ``forbidden``, ...). Both are ``str``
+            enums, equal to the code's text.
         reason: a readable explanation.
     """
 
-    def __init__(self, seq: int, code: str, reason: str) -> None:
+    def __init__(self, seq: int, code: FailureCode | NackCode, reason: str) -> None:
         super().__init__(f"message seq={seq} failed ({code}): {reason}")
         self.seq = seq
         self.code = code

@@ -16,19 +16,24 @@ garbage collector, until its ack.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures._base import PENDING
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from .errors import DeliveryFailed, StreamClosed
+from ..errors import NackCode
+from .errors import DeliveryFailed, FailureCode, StreamClosed
 from .frames import publish_text
 from .window import DEFAULT_DEADLINE, Entry, Window, WindowStats
 
 __all__ = ["Ack", "Outbox", "Receipt"]
+
+log = logging.getLogger("nbws.client")
 
 MAX_REPORTED_FAILURES = 1000
 """Failures kept for ``flush`` to report in detail (all are counted)."""
@@ -37,8 +42,17 @@ Ack = tuple[int, Any, Any, bool]
 """One ack as the I/O thread hands it over: (seq, offset, epoch, duplicate)."""
 
 
-class Receipt(Future):  # type: ignore[type-arg]
-    """The future of one publish: ``result(timeout)`` is the offset the server gave it.
+_PENDING, _DONE, _FAILED = 0, 1, 2
+
+
+class Receipt:
+    """The outcome of one publish: ``result(timeout)`` is the offset the server gave it.
+
+    It answers as a :class:`concurrent.futures.Future` does (``result``, ``exception``,
+    ``done``, ``add_done_callback``, ``cancel``), can be awaited, and :meth:`as_future`
+    gives a real ``Future`` for ``concurrent.futures.wait`` and friends. It is a class of
+    its own because a ``Future`` makes a ``threading.Condition`` each, which would cost
+    more than the rest of ``publish``: the receipts of one handle share one condition.
 
     The offset is None only for a duplicate the server no longer remembers (its seq fell
     out of the dedupe window). ``epoch`` is the stream's epoch from the ack. A publish
@@ -52,56 +66,177 @@ class Receipt(Future):  # type: ignore[type-arg]
             alive until it completes (it is otherwise held weakly).
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_condition",
+        "_future",
+        "_pin",
+        "_state",
+        "_value",
+        "duplicate",
+        "epoch",
+        "seq",
+    )
+
     def __init__(
         self,
         condition: threading.Condition | None = None,
         seq: int = -1,
         pin: Callable[[Receipt], None] | None = None,
     ) -> None:
-        # Future.__init__ only sets these, but with a new Condition per future.
         self._condition = condition if condition is not None else threading.Condition()
-        self._state = PENDING
-        self._result = None
-        self._exception = None
-        self._waiters = []
-        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
+        self._state = _PENDING
+        self._value: Any = None  # the offset, or the exception
+        self._callbacks: list[Callable[[Receipt], object]] | None = None
+        self._future: Future[int | None] | None = None
+        self._pin = pin
         self.seq = seq
         self.epoch: str | None = None
         self.duplicate = False
-        self._pin = pin
+
+    def __repr__(self) -> str:
+        state = ("pending", "acked", "failed")[self._state]
+        return f"<Receipt seq={self.seq} {state}>"
+
+    def done(self) -> bool:
+        """True once acked or failed."""
+        return self._state != _PENDING
 
     def cancel(self) -> bool:
         """A queued publish cannot be taken back: always False."""
         return False
 
-    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+    def cancelled(self) -> bool:
+        return False
+
+    def running(self) -> bool:
+        return False
+
+    def result(self, timeout: float | None = None) -> int | None:
+        """The offset, once acked.
+
+        Raises:
+            DeliveryFailed: the message failed.
+            TimeoutError: not done within ``timeout`` seconds.
+        """
+        self._wait(timeout)
+        if self._state == _FAILED:
+            raise self._value
+        value: int | None = self._value
+        return value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The :class:`DeliveryFailed` of a failed message, None for an acked one.
+
+        Raises:
+            TimeoutError: not done within ``timeout`` seconds.
+        """
+        self._wait(timeout)
+        return self._value if self._state == _FAILED else None
+
+    def add_done_callback(self, fn: Callable[[Receipt], object]) -> None:
+        """Call ``fn(receipt)`` once done (at once if it is), in the I/O thread otherwise.
+        A callback must not block on another receipt."""
         pin, self._pin = self._pin, None
         if pin is not None:
             pin(self)
-        super().add_done_callback(fn)
+        with self._condition:
+            if self._state == _PENDING:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        _call(fn, self)
 
-    def result(self, timeout: float | None = None) -> Any:
-        self._wait(timeout)
-        return super().result(0)
+    def as_future(self) -> Future[int | None]:
+        """A :class:`concurrent.futures.Future` completed with this receipt's outcome
+        (the same one on every call; it keeps working when the receipt is dropped)."""
+        pin, self._pin = self._pin, None
+        if pin is not None:
+            pin(self)
+        with self._condition:
+            future = self._future
+            if future is None:
+                future = self._future = Future()
+                if self._state == _PENDING:
+                    future.set_running_or_notify_cancel()
+                    return future
+            else:
+                return future
+        _settle_future(future, self)
+        return future
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._wait(timeout)
-        return super().exception(0)
+    def __await__(self) -> Generator[Any, None, int | None]:
+        """``await receipt``: the offset, without blocking the awaiting loop."""
+        return asyncio.wrap_future(self.as_future()).__await__()
+
+    def set_result(
+        self, offset: int | None, epoch: str | None = None, duplicate: bool = False
+    ) -> None:
+        """Complete as acked at ``offset`` (what the outbox does on an ack)."""
+        _complete([(self, offset, epoch, duplicate)], self._condition)
+
+    def set_exception(self, error: BaseException) -> None:
+        """Complete as failed with ``error``."""
+        _complete([(self, error, None, None)], self._condition)
 
     def _wait(self, timeout: float | None) -> None:
         """Wait until done or ``timeout``; the shared condition also wakes us for others."""
+        if self._state != _PENDING:
+            return
         end = None if timeout is None else time.monotonic() + timeout
         with self._condition:
-            while not self.done():
+            while self._state == _PENDING:
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
-                    return
+                    raise TimeoutError(f"message seq={self.seq} is not acked yet")
                 self._condition.wait(left)
 
-    def _complete(self, offset: int | None, epoch: str | None, duplicate: bool) -> None:
-        self.epoch = epoch
-        self.duplicate = duplicate
-        self.set_result(offset)
+
+Outcome = tuple[Receipt, Any, Any, Any]
+"""(receipt, offset or exception, epoch or None, duplicate or None for a failure)."""
+
+
+def _complete(outcomes: list[Outcome], condition: threading.Condition) -> None:
+    """Complete receipts sharing ``condition``: their states are set under it once, one
+    ``notify_all`` wakes whoever waits, and callbacks run after, outside the lock."""
+    later: list[Receipt] = []
+    with condition:
+        for receipt, value, epoch, duplicate in outcomes:
+            if receipt._state != _PENDING:
+                continue
+            receipt._value = value
+            if duplicate is None:
+                receipt._state = _FAILED
+            else:
+                receipt._state = _DONE
+                receipt.epoch = epoch
+                receipt.duplicate = duplicate
+            if receipt._callbacks is not None or receipt._future is not None:
+                later.append(receipt)
+        condition.notify_all()
+    for receipt in later:
+        if receipt._future is not None:
+            _settle_future(receipt._future, receipt)
+        for fn in receipt._callbacks or ():
+            _call(fn, receipt)
+        receipt._callbacks = None
+
+
+def _settle_future(future: Future[int | None], receipt: Receipt) -> None:
+    with contextlib.suppress(InvalidStateError):  # another thread settled it first
+        if receipt._state == _FAILED:
+            future.set_exception(receipt._value)
+        else:
+            future.set_result(receipt._value)
+
+
+def _call(fn: Callable[[Receipt], object], receipt: Receipt) -> None:
+    try:
+        fn(receipt)
+    except Exception:
+        log.exception("exception calling a receipt callback for %r", receipt)
 
 
 def _holder(receipt: Receipt | weakref.ref[Receipt] | None) -> Receipt | None:
@@ -306,24 +441,27 @@ class Outbox:
             self._after_removal()
         try:
             release = self.on_release
+            outcomes: list[Outcome] = []
             for entry, (_, offset, epoch, duplicate) in done:
                 if not isinstance(entry.item, bytes):
                     release(entry)
                 receipt = _holder(entry.receipt)
                 if receipt is not None:
-                    receipt._complete(offset, epoch, duplicate)
+                    outcomes.append((receipt, offset, epoch, duplicate))
+            if outcomes:
+                _complete(outcomes, self.receipts)
         finally:
             self._completed()
         return len(done)
 
-    def nack(self, seq: int, code: str, reason: str, retry: bool) -> None:
+    def nack(self, seq: int, code: NackCode | FailureCode, reason: str, retry: bool) -> None:
         """A refused publish: resend later (``retry``) or fail its receipt."""
         with self.lock:
             entry = self.window.nack(seq, self.clock(), retry=retry)
             failed = self._record_failures([entry], code, reason) if entry else []
         self._complete_failures(failed)
 
-    def fail(self, seq: int, code: str, reason: str) -> None:
+    def fail(self, seq: int, code: FailureCode, reason: str) -> None:
         """Fail one message for a local reason (e.g. too big for the server)."""
         self.nack(seq, code, reason, retry=False)
 
@@ -332,7 +470,7 @@ class Outbox:
         with self.lock:
             expired = self.window.expire(self.clock())
             reason = "not acknowledged before its delivery deadline"
-            failed = self._record_failures(expired, "expired", reason) if expired else []
+            failed = self._record_failures(expired, FailureCode.EXPIRED, reason) if expired else []
         self._complete_failures(failed)
 
     def next_wakeup(self) -> float | None:
@@ -345,7 +483,7 @@ class Outbox:
             self.closed = reason
             entries = self.window.drain()
             self._room.notify_all()
-            failed = self._record_failures(entries, "closed", reason) if entries else []
+            failed = self._record_failures(entries, FailureCode.CLOSED, reason) if entries else []
         self._complete_failures(failed)
         return entries
 
@@ -364,7 +502,7 @@ class Outbox:
             self._after_removal()
 
     def _record_failures(
-        self, entries: list[Entry[Any]], code: str, reason: str
+        self, entries: list[Entry[Any]], code: NackCode | FailureCode, reason: str
     ) -> list[tuple[Entry[Any], DeliveryFailed]]:
         """Count failed messages for the next ``flush`` (lock held, in the same hold that
         removed them, so a flush never sees them gone but not failed)."""
@@ -385,11 +523,14 @@ class Outbox:
         if not failed:
             return
         try:
+            outcomes: list[Outcome] = []
             for entry, error in failed:
                 if not isinstance(entry.item, bytes):
                     self.on_release(entry)
                 receipt = _holder(entry.receipt)
-                if receipt is not None and not receipt.done():
-                    receipt.set_exception(error)
+                if receipt is not None:
+                    outcomes.append((receipt, error, None, None))
+            if outcomes:
+                _complete(outcomes, self.receipts)
         finally:
             self._completed()

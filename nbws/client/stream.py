@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..wire import encode_value, valid_stream_name
+from ..protocol.messages import encode_value, valid_stream_name
 from .discovery import Endpoint, discover
 from .errors import FlushError, OutboxFull, StreamClosed
 from .frames import BinaryItem, Gap, Message, open_source, publish_text_prefix
@@ -44,6 +44,9 @@ class StreamOptions:
     Attributes:
         window: unacked messages on the wire at once (1 = stop-and-wait). Keep it at or
             below the server's ``dedupe_window`` (4096 by default).
+        initial_window: unacked messages a new connection starts with (slow start: one
+            more per ack, so it doubles per round trip up to ``window``); None sends the
+            whole window at once.
         ack_timeout: seconds without an ack before a message is sent again.
         retransmit: retransmit after ``ack_timeout`` on a live connection (after a
             reconnect everything unacked is always resent).
@@ -61,6 +64,7 @@ class StreamOptions:
     """
 
     window: int = 1000
+    initial_window: int | None = 8
     ack_timeout: float = 10.0
     retransmit: bool = True
     outbox_max_messages: int = 100_000
@@ -128,6 +132,7 @@ class _Publisher:
         window: Window[Any] = Window(
             producer,
             window=options.window,
+            initial_window=options.initial_window,
             ack_timeout=options.ack_timeout,
             retransmit=options.retransmit,
             max_messages=options.outbox_max_messages,
@@ -334,8 +339,7 @@ class Stream:
             receipt = await asyncio.to_thread(
                 self.publish, obj, key=key, block=True, timeout=timeout
             )
-        result: int | None = await asyncio.wrap_future(receipt)
-        return result
+        return await receipt
 
     def publish_df(
         self,

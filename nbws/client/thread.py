@@ -6,15 +6,20 @@ kernel's own event loop) never stalls acks, retransmits or reconnects, and publi
 never waits on the network unless the outbox is full.
 
 A :class:`PublisherLink` keeps one ``nbws.v1`` connection per stream handle: it sends
-from the :class:`~nbws.client.outbox.Outbox` in sequence order, completes receipts from
-acks, and on every drop reconnects with exponential backoff and full jitter, then
-resends everything unacked with the same ``(producer, seq)``. Per loop turn it takes
+from the :class:`~nbws.client.outbox.Outbox` in sequence order (each connection starting
+with a small window that grows per ack), completes receipts from acks, and on every drop
+reconnects after the delay :class:`~nbws.client.window.Backoff` gives (at once after a
+connection that made progress, exponential with full jitter after failures), then
+resends everything unacked with the same ``(producer, seq)``. Everything received is
+decoded by :func:`nbws.protocol.messages.decode_event`; a malformed message fails the
+connection with the close code :func:`nbws.errors.close_for` gives. Per loop turn it takes
 everything the window allows and writes it at once, and it applies all the acks that
 arrived together in one go (its :class:`~nbws.client.connection.TextConnection` moves
 both without a per-message ``await``), so a message costs the I/O thread a few
 microseconds and a wakeup is shared by a whole batch. A :class:`SubscriberLink`
 keeps one connection per subscription and, after a drop, resubscribes with
-``since = last offset + 1`` and the epoch it had, so it neither misses nor repeats a
+``since = last offset + 1`` (:func:`~nbws.protocol.messages.resume_since`) and the epoch
+it had, so it neither misses nor repeats a
 message; gaps the server reports are passed on.
 """
 
@@ -25,7 +30,6 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -37,14 +41,44 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 from websockets.typing import Subprotocol
 
 from .. import __version__
-from ..errors import MessageTooBig, NbwsError
-from ..wire import PROTOCOL, decode_json, encode_json
+from ..errors import (
+    ConnectionError_,
+    ErrorCode,
+    MessageTooBig,
+    NbwsError,
+    ProtocolViolation,
+    RequestError,
+    UnknownType,
+    close_for,
+)
+from ..protocol.messages import (
+    PROTOCOL,
+    Ack,
+    End,
+    Error,
+    Event,
+    Gap,
+    GapReason,
+    Message,
+    Nack,
+    Policy,
+    Status,
+    Subscribe,
+    Subscribed,
+    Welcome,
+    decode_event,
+    encode,
+    resume_since,
+)
+from . import frames
 from .channel import Channel
 from .connection import TextConnection
 from .discovery import Endpoint
-from .frames import BinaryItem, parse, publish_prefix, to_gap, to_message
-from .outbox import Ack, Outbox
-from .window import Entry
+from .errors import FailureCode
+from .frames import BinaryItem, publish_prefix
+from .outbox import Ack as AckTuple
+from .outbox import Outbox
+from .window import Backoff, Entry
 
 __all__ = [
     "LIVE_END",
@@ -52,8 +86,8 @@ __all__ = [
     "LinkOptions",
     "PublisherLink",
     "SubscriberLink",
-    "backoff_delay",
     "io_thread",
+    "receive_event",
 ]
 
 log = logging.getLogger("nbws.client")
@@ -67,16 +101,31 @@ SEND_BATCH = 1024
 """Most messages taken from the outbox at once (each batch of texts is one write)."""
 WRITE_BYTES = 256 * 1024
 """A batch's text frames are written in pieces of about this many bytes."""
-STABLE_CONNECTION = 5.0
-"""Seconds a connection must last (or deliver an ack) before backoff starts over."""
 
 
-def backoff_delay(
-    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
-) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(maximum, initial * 2**attempt)]."""
-    ceiling = min(maximum, initial * (2 ** min(attempt, 62)))
-    return (rng or random).uniform(0.0, ceiling)
+def receive_event(data: str | bytes, text: bool | None = None) -> Event | None:
+    """Decode one server message (``text``: it came in a text frame; by default, when it
+    is a ``str``); None for a ``type`` this client does not know (a newer server's),
+    which is skipped.
+
+    Raises:
+        ConnectionError_: the server sent something malformed; fail the connection with
+            :func:`nbws.errors.close_for` of it (1002, 1007 or 1008).
+    """
+    try:
+        return decode_event(data, text=isinstance(data, str) if text is None else text)
+    except UnknownType:
+        return None
+    except RequestError as exc:
+        raise _server_fault(exc) from None
+
+
+def _server_fault(exc: ConnectionError_ | RequestError) -> ConnectionError_:
+    """What to close with for a malformed server message: its own close code (1007,
+    1008), or 1002 for a field missing or of the wrong type (the server's bug)."""
+    if isinstance(exc, ConnectionError_):
+        return exc
+    return ProtocolViolation(f"the server sent an invalid message: {exc}")
 
 
 @dataclass(frozen=True)
@@ -153,7 +202,7 @@ async def open_connection(
     endpoint: Endpoint,
     options: LinkOptions,
     connection_class: type[ClientConnection] = ClientConnection,
-) -> tuple[ClientConnection, dict[str, Any]]:
+) -> tuple[ClientConnection, Welcome]:
     """Connect to ``nbws/ws`` with subprotocol ``nbws.v1`` and read the ``welcome``.
 
     Raises:
@@ -179,9 +228,14 @@ async def open_connection(
         if ws.subprotocol != PROTOCOL:
             raise NbwsError(f"{endpoint.url} did not accept the {PROTOCOL} subprotocol")
         first = await asyncio.wait_for(ws.recv(), options.open_timeout)
-        welcome, _ = parse(first)
-        if welcome.get("type") != "welcome":
-            raise NbwsError(f"expected a welcome message, got {welcome.get('type')!r}")
+        try:
+            welcome = receive_event(first)
+        except ConnectionError_ as exc:
+            await ws.close(*close_for(exc))
+            raise NbwsError(f"{endpoint.url}: {exc}") from None
+        if not isinstance(welcome, Welcome):
+            kind = "an unknown message" if welcome is None else f"{welcome.TYPE!r}"
+            raise NbwsError(f"expected a welcome message, got {kind}")
     except BaseException:
         ws.transport.abort()
         raise
@@ -205,6 +259,7 @@ class _Link:
         self._stop_event: asyncio.Event | None = None
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._failure: str | None = None  # why this side failed the current connection
 
     def start(self, io: IOThread) -> None:
         """Start the link's loop in the I/O thread."""
@@ -236,8 +291,9 @@ class _Link:
             await asyncio.wait_for(self._stop_event.wait(), delay)
 
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(self.options.backoff_initial, self.options.backoff_max)
         while not self._stopping:
+            opening = time.monotonic()
             try:
                 ws, welcome = await open_connection(
                     self.endpoint, self.options, self.connection_class
@@ -247,8 +303,7 @@ class _Link:
             except Exception as exc:  # every failure is retried
                 self.last_error = describe_error(exc)
                 log.debug("nbws %s: connect failed: %s", self.stream, self.last_error)
-                await self._sleep(self._delay(attempt))
-                attempt += 1
+                await self._sleep(backoff.failed())
                 continue
             if self._stopping:
                 ws.transport.abort()
@@ -259,8 +314,10 @@ class _Link:
             self._ws = ws
             self.connected = True
             started = time.monotonic()
+            rtt = started - opening
+            self._failure = None
             try:
-                stable = await self._serve(ws, welcome)
+                progress = await self._serve(ws, welcome)
                 if not self._done() and ws.close_code is not None:
                     reason = f" {ws.close_reason}" if ws.close_reason else ""
                     self.last_error = f"connection closed: {ws.close_code}{reason}"
@@ -268,25 +325,35 @@ class _Link:
                 raise
             except Exception as exc:  # every failure is retried
                 self.last_error = describe_error(exc)
-                stable = False
+                progress = self._progressed()
             finally:
                 self.connected = False
                 self._ws = None
                 self._disconnected()
                 ws.transport.abort()
+            if self._failure is not None:  # this side ended it: say why
+                self.last_error = self._failure
             if self._done():
                 return
-            if stable or time.monotonic() - started >= STABLE_CONNECTION:
-                attempt = 0
-            await self._sleep(self._delay(attempt))
-            attempt += 1
+            await self._sleep(backoff.ended(time.monotonic() - started, rtt, progress))
 
-    def _delay(self, attempt: int) -> float:
-        return backoff_delay(attempt, self.options.backoff_initial, self.options.backoff_max)
-
-    async def _serve(self, ws: ClientConnection, welcome: dict[str, Any]) -> bool:
+    async def _serve(self, ws: ClientConnection, welcome: Welcome) -> bool:
         """Use one connection until it drops; True if it made progress (acks, messages)."""
         raise NotImplementedError
+
+    def _progressed(self) -> bool:
+        """Whether the current connection made progress (asked when it failed)."""
+        return False
+
+    async def _fail(self, ws: ClientConnection, exc: ConnectionError_) -> None:
+        """End ``ws`` because of ``exc``, with the close code :func:`close_for` gives."""
+        code, reason = close_for(exc)
+        self._failure = self.last_error = f"closed the connection with {code}: {reason}"
+        log.debug("nbws %s: %s", self.stream, self.last_error)
+        try:
+            await asyncio.wait_for(ws.close(code, reason), 3.0)
+        except Exception:
+            ws.transport.abort()
 
     def _disconnected(self) -> None:
         """The connection is gone."""
@@ -310,8 +377,9 @@ class PublisherLink(_Link):
         self.server_status: str | None = None
         self._kick: asyncio.Event | None = None
         self._housekeeper: asyncio.Task[None] | None = None
-        self._acks: list[Ack] = []  # received, to be applied once the burst is read
+        self._acks: list[AckTuple] = []  # received, to be applied once the burst is read
         self._progress = False  # the current connection delivered acks
+        self._failing: asyncio.Future[None] | None = None  # closing a bad connection
 
     def _start(self) -> None:
         self._kick = asyncio.Event()
@@ -347,10 +415,12 @@ class PublisherLink(_Link):
     def _disconnected(self) -> None:
         self.outbox.disconnected()
 
-    async def _serve(self, ws: ClientConnection, welcome: dict[str, Any]) -> bool:
+    def _progressed(self) -> bool:
+        return self._progress
+
+    async def _serve(self, ws: ClientConnection, welcome: Welcome) -> bool:
         assert isinstance(ws, TextConnection)
-        size = welcome.get("max_message_size")
-        self.max_message_size = size if isinstance(size, int) and size > 0 else None
+        self.max_message_size = welcome.max_message_size or None
         self.outbox.connected()
         self._progress = False
         sender = asyncio.ensure_future(self._send_loop(ws))
@@ -390,7 +460,7 @@ class PublisherLink(_Link):
                 if limit is not None and len(item) > limit:
                     outbox.fail(
                         entry.seq,
-                        "too-big",
+                        FailureCode.TOO_BIG,
                         f"the publish is {len(item)} bytes, "
                         f"over the server's max_message_size of {limit}",
                     )
@@ -410,7 +480,7 @@ class PublisherLink(_Link):
         if source.size is not None and limit is not None and len(prefix) + source.size > limit:
             self.outbox.fail(
                 entry.seq,
-                "too-big",
+                FailureCode.TOO_BIG,
                 f"the payload is {source.size} bytes, over the "
                 f"server's max_message_size of {limit}",
             )
@@ -436,7 +506,7 @@ class PublisherLink(_Link):
             total += len(chunk)
             if limit is not None and total > limit:
                 reason = f"the payload passed the server's max_message_size of {limit} bytes"
-                self.outbox.fail(entry.seq, "too-big", reason)
+                self.outbox.fail(entry.seq, FailureCode.TOO_BIG, reason)
                 raise MessageTooBig(reason)  # aborts the fragmented message: reconnect
             if item.progress is not None:
                 item.progress.update(len(chunk))
@@ -450,7 +520,8 @@ class PublisherLink(_Link):
 
     async def _receive_loop(self, ws: TextConnection) -> None:
         """Read what the server sends: whole text messages arrive through the
-        connection's fast lane (:meth:`_on_text`), anything else through ``recv``."""
+        connection's fast lane (:meth:`_on_text`), anything else through ``recv``. A
+        malformed message fails the connection with its close code."""
         ws.on_text = self._on_text
         try:
             while True:
@@ -462,47 +533,53 @@ class PublisherLink(_Link):
                     if isinstance(closed, ConnectionClosedOK):
                         return
                     raise
-                message, _ = parse(data)
-                self._on_message(message)
+                try:
+                    event = receive_event(data)
+                except ConnectionError_ as exc:
+                    await self._fail(ws, exc)
+                    return
+                if event is not None:
+                    self._on_event(event)
         finally:
             ws.on_text = None
             self._apply_acks()
 
     def _on_text(self, data: bytes) -> None:
-        self._on_message(decode_json(data))
+        """The fast lane: one whole text message, straight from the socket. A malformed
+        one stops the lane (the rest goes through ``recv``) and fails the connection."""
+        try:
+            event = decode_event(data)
+        except UnknownType:
+            return
+        except (ConnectionError_, RequestError) as exc:
+            ws = self._ws
+            if ws is not None and isinstance(ws, TextConnection):
+                ws.on_text = None
+                self._failing = asyncio.ensure_future(self._fail(ws, _server_fault(exc)))
+            return
+        self._on_event(event)
 
-    def _on_message(self, message: dict[str, Any]) -> None:
+    def _on_event(self, event: Event) -> None:
         """Act on one message: acks are collected and applied together once everything
         that arrived with them has been read (one lock, one wakeup of the sender)."""
-        kind = message.get("type")
-        if kind == "ack":
-            seq = message.get("seq")
-            if message.get("producer") == self.producer and isinstance(seq, int):
+        if isinstance(event, Ack):
+            if event.producer == self.producer:
                 acks = self._acks
                 if not acks:
                     asyncio.get_running_loop().call_soon(self._apply_acks)
-                acks.append(
-                    (
-                        seq,
-                        message.get("offset"),
-                        message.get("epoch"),
-                        bool(message.get("duplicate")),
-                    )
-                )
-        elif kind == "nack":
-            seq = message.get("seq")
-            if message.get("producer") == self.producer and isinstance(seq, int):
+                acks.append((event.seq, event.offset, event.epoch, event.duplicate))
+        elif isinstance(event, Nack):
+            if event.producer == self.producer and event.seq is not None:
                 self._apply_acks()  # in the order they came
-                code, reason = str(message.get("code")), str(message.get("reason", ""))
-                self.last_error = f"nack {code}: {reason}"
-                self.outbox.nack(seq, code, reason, bool(message.get("retry")))
+                self.last_error = f"nack {event.code}: {event.reason}"
+                self.outbox.nack(event.seq, event.code, event.reason, event.retry)
                 self._wake_sender()
-        elif kind == "error":
-            self.last_error = f"server error {message.get('code')}: {message.get('message')}"
-        elif kind == "status":
-            self.server_status = message.get("state")
-            if message.get("reason"):
-                self.last_error = f"server {message.get('state')}: {message.get('reason')}"
+        elif isinstance(event, Error):
+            self.last_error = f"server error {event.code}: {event.message}"
+        elif isinstance(event, Status):
+            self.server_status = str(event.state)
+            if event.reason:
+                self.last_error = f"server {event.state}: {event.reason}"
 
     def _apply_acks(self) -> None:
         acks = self._acks
@@ -542,31 +619,37 @@ class SubscriberLink(_Link):
         self.policy = policy
         self.max_messages = max_messages
         self.max_bytes = max_bytes
-        self.cursor: int | None = None  # next offset expected (within self.epoch)
+        self.last: int | None = None  # last offset handed out or skipped (in self.epoch)
         self.received = 0
         self.skipped_duplicates = 0
         self.gaps = 0
-        self.subscribed: dict[str, Any] | None = None
+        self.subscribed: Subscribed | None = None
         self._finished = False
+        self._progress = False
+
+    @property
+    def cursor(self) -> int | None:
+        """The next offset expected (within ``epoch``), once known."""
+        return None if self.last is None else self.last + 1
 
     def _done(self) -> bool:
         return self._stopping or self._finished
 
-    def request(self) -> dict[str, Any]:
-        """The subscribe request: first as asked, then resuming at the cursor."""
-        since = self.since if self.cursor is None else self.cursor
-        request: dict[str, Any] = {
-            "type": "subscribe",
-            "id": self.connections,
-            "stream": self.stream,
-        }
-        if since is not None:
-            request["since"] = since
-        for name in ("until", "epoch", "policy", "max_messages", "max_bytes"):
-            value = getattr(self, name)
-            if value is not None:
-                request[name] = value
-        return request
+    def _progressed(self) -> bool:
+        return self._progress
+
+    def request(self) -> Subscribe:
+        """The subscribe request: first as asked, then resuming after the last offset."""
+        return Subscribe(
+            stream=self.stream,
+            id=self.connections,
+            since=resume_since(self.last, self.since),
+            until=self.until,
+            epoch=self.epoch,
+            policy=None if self.policy is None else Policy(self.policy),
+            max_messages=self.max_messages,
+            max_bytes=self.max_bytes,
+        )
 
     async def stop(self, code: int = 1000, reason: str = "") -> None:
         await super().stop(code, reason)
@@ -578,72 +661,104 @@ class SubscriberLink(_Link):
         finally:
             self.channel.close()
 
-    async def _serve(self, ws: ClientConnection, welcome: dict[str, Any]) -> bool:
+    async def _serve(self, ws: ClientConnection, welcome: Welcome) -> bool:
         request = self.request()
-        ref = request["id"]
-        await ws.send(encode_json(request), text=True)
-        progress = False
-        channel = self.channel
+        ref = request.id
+        body, text = encode(request)
+        await ws.send(body, text=text)
+        self._progress = False
         async for data in ws:
-            header, payload = parse(data)
-            kind = header.get("type")
-            if kind == "message":
-                if header.get("stream") != self.stream:
-                    continue
-                offset, epoch = header.get("offset"), header.get("epoch")
-                if not isinstance(offset, int):
-                    continue
-                if epoch == self.epoch and self.cursor is not None and offset < self.cursor:
-                    self.skipped_duplicates += 1
-                    continue
-                self.cursor, self.epoch = offset + 1, epoch
-                self.received += 1
-                progress = True
-                await channel.put(to_message(header, payload))
-            elif kind == "subscribed" and header.get("ref") == ref:
-                self._on_subscribed(header)
-            elif kind == "gap" and header.get("stream") == self.stream:
-                gap = to_gap(header)
-                self.gaps += 1
-                if gap.reason == "epoch":
-                    self.epoch, self.cursor = gap.epoch, None
-                elif gap.end is not None and (self.cursor is None or gap.end > self.cursor):
-                    self.cursor = gap.end
-                await channel.put(gap)
-            elif kind == "end" and header.get("stream") == self.stream:
-                self._finished = True
-                channel.close()
-                await ws.close()
-                return True
-            elif kind == "error" and header.get("ref") == ref:
-                code = header.get("code")
-                self.last_error = f"server error {code}: {header.get('message')}"
-                if code != "unavailable":
+            try:
+                event = receive_event(data)
+            except ConnectionError_ as exc:
+                await self._fail(ws, exc)
+                return self._progress
+            if event is None:
+                continue
+            if isinstance(event, Message):
+                if event.stream == self.stream:
+                    await self._on_message(event)
+            elif isinstance(event, Subscribed):
+                if event.ref == ref:
+                    self._on_subscribed(event)
+            elif isinstance(event, Gap):
+                if event.stream == self.stream:
+                    await self._on_gap(event)
+            elif isinstance(event, End):
+                if event.stream == self.stream:
                     self._finished = True
-                    reason = f"cannot subscribe to {self.stream!r}: {self.last_error}"
-                    channel.close(NbwsError(reason))
+                    self.channel.close()
                     await ws.close()
-                    return False
-                return progress
-            elif kind == "status" and header.get("reason"):
-                self.last_error = f"server {header.get('state')}: {header.get('reason')}"
-        return progress
+                    return True
+            elif isinstance(event, Error):
+                if event.ref == ref:
+                    return await self._on_error(ws, event)
+            elif isinstance(event, Status) and event.reason:
+                self.last_error = f"server {event.state}: {event.reason}"
+        return self._progress
 
-    def _on_subscribed(self, header: dict[str, Any]) -> None:
-        self.subscribed = header
-        if self.epoch is None:
-            self.epoch = header.get("epoch")
-        if self.cursor is not None:
+    async def _on_message(self, event: Message) -> None:
+        offset, epoch = event.offset, event.epoch
+        if epoch == self.epoch and self.last is not None and offset <= self.last:
+            self.skipped_duplicates += 1
             return
-        first, nxt = header.get("first"), header.get("next")
-        if not isinstance(first, int) or not isinstance(nxt, int):
+        self.last, self.epoch = offset, epoch
+        self.received += 1
+        self._progress = True
+        await self.channel.put(
+            frames.Message(
+                stream=event.stream,
+                offset=offset,
+                epoch=epoch,
+                time=event.time,
+                payload=event.payload,
+                key=event.key,
+                producer=event.producer,
+                seq=event.seq,
+                content_type=event.content_type,
+            )
+        )
+
+    async def _on_gap(self, event: Gap) -> None:
+        self.gaps += 1
+        if event.reason == GapReason.EPOCH:
+            self.epoch, self.last = event.epoch, None
+        elif event.end is not None and (self.last is None or event.end > self.last + 1):
+            self.last = event.end - 1
+        await self.channel.put(
+            frames.Gap(
+                stream=event.stream,
+                start=event.start,
+                end=event.end,
+                count=event.count,
+                reason=str(event.reason),
+                epoch=event.epoch,
+            )
+        )
+
+    async def _on_error(self, ws: ClientConnection, event: Error) -> bool:
+        """The subscribe was refused: retry later if the broker is down, else give up."""
+        self.last_error = f"server error {event.code}: {event.message}"
+        if event.code is ErrorCode.UNAVAILABLE:
+            return self._progress
+        self._finished = True
+        reason = f"cannot subscribe to {self.stream!r}: {self.last_error}"
+        self.channel.close(NbwsError(reason))
+        await ws.close()
+        return False
+
+    def _on_subscribed(self, event: Subscribed) -> None:
+        self.subscribed = event
+        if self.epoch is None:
+            self.epoch = event.epoch
+        if self.last is not None:
             return
         if self.since is None:
-            self.cursor = nxt
+            self.last = event.next - 1
         elif self.since < 0:
-            self.cursor = max(first, nxt + self.since)
-        elif header.get("epoch") == self.epoch:
-            self.cursor = self.since
+            self.last = max(event.first, event.next + self.since) - 1
+        elif event.epoch == self.epoch:
+            self.last = self.since - 1
 
 
 def run_sync(io: IOThread, coro: Awaitable[T], timeout: float | None) -> T:

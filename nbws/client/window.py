@@ -11,6 +11,14 @@ is due for retransmission (same seq: the server's dedupe acks it without appendi
 twice). When the connection drops, nothing is on the wire any more: after the next
 :meth:`Window.connect` every unacked message is sent again, in order, from the oldest.
 
+**Slow start.** A new connection does not get the whole window at once: it may carry
+``initial_window`` messages (and ``initial_window_bytes``) unacked, and every ack of a
+message sent on it adds one message (and that message's bytes), so the allowance doubles
+per acked round trip until it reaches ``window``. A link that dies after a fraction of a
+second or a few kilobytes then still gets acks back on every connection that lasts a
+round trip or two, instead of spending its life on one large batch whose acks never
+arrive. :class:`Backoff` is the other half: how long to wait before the next connection.
+
 The driver (``nbws.client.thread``) loops::
 
     entries = window.take_many(now, limit)  # next messages to (re)send, in order
@@ -29,13 +37,15 @@ from __future__ import annotations
 
 import heapq
 import math
+import random as _random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .errors import OutboxFull
 
-__all__ = ["DEFAULT_DEADLINE", "Entry", "Window", "WindowStats", "percentile"]
+__all__ = ["DEFAULT_DEADLINE", "Backoff", "Entry", "Window", "WindowStats", "percentile"]
 
 T = TypeVar("T")
 
@@ -91,6 +101,7 @@ class WindowStats:
     expired: int
     in_flight: int
     queued: int
+    congestion_window: int
     outbox_messages: int
     outbox_bytes: int
     next_seq: int
@@ -117,6 +128,11 @@ class Window(Generic[T]):
         producer: the producer id (reported in stats; the window numbers its messages).
         window: most unacked messages on the wire per connection (1 = stop-and-wait).
             Keep it at or below the server's ``dedupe_window``.
+        initial_window: unacked messages a new connection starts with; each ack of a
+            message sent on it allows one more, up to ``window`` (None: ``window`` at once).
+        initial_window_bytes: unacked bytes a new connection starts with, growing by the
+            size of each acked message until ``window`` messages are allowed (one message
+            is always allowed, however large).
         ack_timeout: seconds after a transmission before an unacked message is sent again.
         retransmit: retransmit on ``ack_timeout`` while connected (after a reconnect
             everything unacked is always sent again).
@@ -134,6 +150,8 @@ class Window(Generic[T]):
         producer: str,
         *,
         window: int = 1000,
+        initial_window: int | None = 8,
+        initial_window_bytes: int = 16 * 1024,
         ack_timeout: float = 10.0,
         retransmit: bool = True,
         retry_delay: float = 1.0,
@@ -145,12 +163,18 @@ class Window(Generic[T]):
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
+        if initial_window is not None and initial_window < 1:
+            raise ValueError("initial_window must be at least 1 (or None)")
+        if initial_window_bytes < 1:
+            raise ValueError("initial_window_bytes must be at least 1")
         if max_messages < 1 or max_bytes < 1:
             raise ValueError("the outbox bounds must be at least 1")
         if ack_timeout <= 0:
             raise ValueError("ack_timeout must be positive")
         self.producer = producer
         self.window = window
+        self.initial_window = window if initial_window is None else min(initial_window, window)
+        self.initial_window_bytes = initial_window_bytes
         self.ack_timeout = ack_timeout
         self.retransmit = retransmit
         self.retry_delay = retry_delay
@@ -162,6 +186,10 @@ class Window(Generic[T]):
         self._cursor = first_seq  # next seq not yet sent on this connection
         self._bytes = 0
         self._in_flight = 0
+        self._bytes_in_flight = 0
+        self._cwnd = window  # messages allowed in flight on this connection
+        self._cwnd_bytes: float = math.inf  # bytes allowed (inf: slow start is over)
+        self._byte_blocked = False  # the last take stopped at the byte allowance
         self._generation = 0
         self._connected = False
         self._timeouts: deque[tuple[float, int]] = deque()  # (due, seq), due ascending
@@ -193,6 +221,11 @@ class Window(Generic[T]):
     def in_flight(self) -> int:
         """Messages sent on the current connection and not acked yet."""
         return self._in_flight
+
+    @property
+    def congestion_window(self) -> int:
+        """Messages the current connection may have in flight now (grows to ``window``)."""
+        return self._cwnd
 
     @property
     def next_seq(self) -> int:
@@ -263,14 +296,22 @@ class Window(Generic[T]):
     # --- connection ----------------------------------------------------------------------
 
     def connect(self) -> None:
-        """A connection is up: sending may start (again) from the oldest unacked message."""
+        """A connection is up: sending may start (again) from the oldest unacked message,
+        with the initial window (slow start)."""
         self._connected = True
+        self._byte_blocked = False
+        self._cwnd = self.initial_window
+        self._cwnd_bytes = (
+            math.inf if self.initial_window >= self.window else float(self.initial_window_bytes)
+        )
 
     def disconnect(self) -> None:
         """The connection is gone: nothing is on the wire; all unacked will be resent."""
         self._connected = False
         self._generation += 1
         self._in_flight = 0
+        self._bytes_in_flight = 0
+        self._byte_blocked = False
         self._timeouts.clear()
         self._retransmits.clear()
         self._cursor = next(iter(self._entries), self._next_seq)
@@ -280,8 +321,9 @@ class Window(Generic[T]):
     def take(self, now: float) -> Entry[T] | None:
         """The next message to put on the wire, marked as sent at ``now``.
 
-        Due retransmissions come first, then unsent messages in order while fewer than
-        ``window`` are in flight. None when disconnected or nothing is due.
+        Due retransmissions come first, then unsent messages in order while the
+        connection's window (see slow start) has room. None when disconnected or nothing
+        is due.
         """
         entries = self.take_many(now, 1)
         return entries[0] if entries else None
@@ -299,21 +341,30 @@ class Window(Generic[T]):
             self.retransmitted += 1
             self._transmit(entry, now)
             out.append(entry)
-        room = min(limit - len(out), self.window - self._in_flight)
+        self._byte_blocked = False
+        room = min(limit - len(out), self._cwnd - self._in_flight)
         entries, cursor, end = self._entries, self._cursor, self._next_seq
         if room <= 0 or cursor >= end:
             return out
+        byte_room = self._cwnd_bytes - self._bytes_in_flight  # inf unless in slow start
+        limited = byte_room != math.inf
+        in_flight = self._in_flight
         generation = self._generation
         due = now + self.ack_timeout if self.retransmit else None
         timeouts = self._timeouts
         if due is not None and timeouts and timeouts[-1][0] > due:
             due = None  # the clock went backwards: schedule one by one (a heap)
-        first = sent = 0
+        first = sent = size = 0
         while room and cursor < end:
             entry = entries.get(cursor)
-            cursor += 1
             if entry is None:  # acked or failed before it was sent
+                cursor += 1
                 continue
+            if limited and entry.size > byte_room - size and (in_flight or sent):
+                self._byte_blocked = True  # over the slow-start byte allowance
+                break  # (one message always goes)
+            cursor += 1
+            size += entry.size
             room -= 1
             entry.wire = generation
             if entry.attempts:
@@ -333,13 +384,15 @@ class Window(Generic[T]):
             out.append(entry)
         self._cursor = cursor
         self._in_flight += sent
+        self._bytes_in_flight += size
         self.sent += first
         return out
 
     @property
     def window_full(self) -> bool:
-        """True when as many messages are in flight as the window allows."""
-        return self._in_flight >= self.window
+        """True when the last take found no room in the connection's window (messages, or
+        bytes for the next message): only an ack can make some."""
+        return self._in_flight >= self._cwnd or self._byte_blocked
 
     def restart_timer(self, entry: Entry[T], now: float) -> None:
         """Restart ``entry``'s ack timer (call when a long, streamed send completes)."""
@@ -396,6 +449,8 @@ class Window(Generic[T]):
         entry = self._entries.pop(seq, None)
         if entry is None:
             return None
+        if entry.wire == self._generation and self._cwnd < self.window:
+            self._grow(entry.size)
         self._forget(entry)
         self.acked += 1
         if duplicate:
@@ -403,6 +458,15 @@ class Window(Generic[T]):
         if entry.sent_at is not None:
             self._latencies.append(now - entry.sent_at)
         return entry
+
+    def _grow(self, size: int) -> None:
+        """Slow start: an ack of a message sent on this connection allows one more (and
+        its bytes); at ``window`` messages the byte allowance is lifted."""
+        self._cwnd += 1
+        if self._cwnd >= self.window:
+            self._cwnd_bytes = math.inf
+        else:
+            self._cwnd_bytes += size
 
     def nack(self, seq: int, now: float, *, retry: bool) -> Entry[T] | None:
         """Seq was refused. With ``retry`` it is resent after ``retry_delay`` and None is
@@ -462,6 +526,7 @@ class Window(Generic[T]):
         self._bytes -= entry.size
         if entry.wire == self._generation:
             self._in_flight -= 1
+            self._bytes_in_flight -= entry.size
         entry.wire = -1
 
     # --- timing and stats ------------------------------------------------------------
@@ -505,9 +570,78 @@ class Window(Generic[T]):
             expired=self.expired,
             in_flight=self._in_flight,
             queued=len(self._entries) - self._in_flight,
+            congestion_window=self._cwnd,
             outbox_messages=len(self._entries),
             outbox_bytes=self._bytes,
             next_seq=self._next_seq,
             latency_p50=p50,
             latency_p99=p99,
         )
+
+
+class Backoff:
+    """How long to wait before the next connection attempt.
+
+    A link that cannot connect (refused, timed out, no ``welcome``) backs off
+    exponentially with full jitter: the n-th consecutive failure waits a random time in
+    ``[0, min(maximum, initial * 2**n))``. A connection that was up is judged by what it
+    did, not by how long it lasted, since a path that resets every connection after a
+    second still delivers if each connection is used at once:
+
+    - it made progress (acks or messages): reconnect almost at once, after a random
+      time in ``[0, min(initial, quick_rtts * rtt))``, and the failure count starts over;
+    - it lived at least ``stable_rtts`` round trips (and ``stable_min`` seconds) without
+      progress (e.g. nothing to send): the failure count starts over;
+    - otherwise (it died right after the handshake) it counts as one more failure.
+
+    ``rtt`` is the connection's handshake time (TCP connect, upgrade, ``welcome``): an
+    overestimate of one round trip, so the thresholds err on the patient side.
+
+    Pure: time spans come in as arguments and randomness from ``random`` (a function
+    returning a float in ``[0, 1)``), so tests are exact.
+    """
+
+    def __init__(
+        self,
+        initial: float = 1.0,
+        maximum: float = 30.0,
+        *,
+        quick_rtts: float = 4.0,
+        stable_rtts: float = 10.0,
+        stable_min: float = 0.1,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if initial < 0 or maximum < 0:
+            raise ValueError("backoff delays must not be negative")
+        self.initial = initial
+        self.maximum = maximum
+        self.quick_rtts = quick_rtts
+        self.stable_rtts = stable_rtts
+        self.stable_min = stable_min
+        self.random: Callable[[], float] = random
+        self.failures = 0
+
+    def ceiling(self) -> float:
+        """The upper bound of the delay after the next failure."""
+        return min(self.maximum, self.initial * 2.0 ** min(self.failures, 62))
+
+    def failed(self) -> float:
+        """A connection attempt failed: the delay before the next one."""
+        delay = self.random() * self.ceiling()
+        self.failures += 1
+        return delay
+
+    def ended(self, lived: float, rtt: float, progress: bool) -> float:
+        """A connection that was up has ended: the delay before the next attempt.
+
+        Args:
+            lived: seconds from its ``welcome`` to its end.
+            rtt: seconds its handshake took.
+            progress: whether it delivered anything (acks, messages).
+        """
+        if progress:
+            self.failures = 0
+            return self.random() * min(self.initial, self.maximum, self.quick_rtts * rtt)
+        if lived >= max(self.stable_min, self.stable_rtts * rtt):
+            self.failures = 0
+        return self.failed()

@@ -685,7 +685,59 @@ def decode_request(data: bytes | bytearray | memoryview | str, *, text: bool = T
 def decode_event(data: bytes | bytearray | memoryview | str, *, text: bool = True) -> Event:
     """Parse a server → client WebSocket message (client side); raises as
     :func:`decode_request`."""
+    if text:
+        obj = _loads(data)
+        if obj.get("type") == "ack":  # a publisher reads one per message: the fast path
+            ack = _well_formed_ack(obj)
+            if ack is not None:
+                return ack
+        return message_from_dict(obj, EVENTS)  # type: ignore[return-value]
     return _decode(data, text, EVENTS)  # type: ignore[return-value]
+
+
+_valid_streams: dict[str, None] = {}  # names that passed STREAM_NAME (bounded below)
+_new = object.__new__
+# The slots' own setters: a frozen dataclass's __init__ goes through object.__setattr__
+# once per field, which is most of the cost of decoding an ack.
+_set_stream, _set_producer, _set_seq, _set_epoch, _set_duplicate, _set_offset = (
+    getattr(Ack, name).__set__
+    for name in ("stream", "producer", "seq", "epoch", "duplicate", "offset")
+)
+
+
+def _well_formed_ack(obj: dict[str, Any]) -> Ack | None:
+    """The :class:`Ack` of ``obj`` when every field is as :func:`message_from_dict` would
+    accept it, checked without the column loop (None: let it find and report the fault)."""
+    stream, producer, seq, epoch = (
+        obj.get("stream"),
+        obj.get("producer"),
+        obj.get("seq"),
+        obj.get("epoch"),
+    )
+    duplicate, offset = obj.get("duplicate"), obj.get("offset")
+    if (
+        type(seq) is int
+        and seq >= 0
+        and type(producer) is str
+        and type(epoch) is str
+        and type(duplicate) is bool
+        and (offset is None or (type(offset) is int and offset >= 0))
+        and type(stream) is str
+    ):
+        if stream not in _valid_streams:
+            if STREAM_NAME.match(stream) is None:
+                return None
+            if len(_valid_streams) < 1024:
+                _valid_streams[stream] = None
+        ack: Ack = _new(Ack)  # == Ack(stream, producer, seq, epoch, duplicate, offset)
+        _set_stream(ack, stream)
+        _set_producer(ack, producer)
+        _set_seq(ack, seq)
+        _set_epoch(ack, epoch)
+        _set_duplicate(ack, duplicate)
+        _set_offset(ack, offset)
+        return ack
+    return None
 
 
 # --- encoding ----------------------------------------------------------------------------

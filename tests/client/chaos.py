@@ -11,9 +11,11 @@ way to kill it (seeded, so a run is reproducible):
 - ``ack-loss``: after the server has received client data, swallow its next reply (the
   acks of publishes it has just appended) and reset: a publish landed, its ack did not.
 
-Connections are reset with SO_LINGER 0 (RST), like a crashed peer or a NAT timeout. The
-proxy can also refuse connections (server down), hold server→client bytes (a stalled
-path), and switch upstream (a restarted server). It runs in its own thread and loop.
+With ``kill_within``, every connection is also reset after a random lifetime (a link that
+keeps dying whatever is sent over it). Connections are reset with SO_LINGER 0 (RST), like
+a crashed peer or a NAT timeout. The proxy can also refuse connections (server down),
+hold server→client bytes (a stalled path), and switch upstream (a restarted server). It
+runs in its own thread and loop.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class ChaosProxy:
         kill_after: range of bytes a connection may carry before its kill starts
             (None: never kill).
         modes: kill modes to choose from per connection (see module docstring).
+        kill_within: range of seconds after which a connection is reset whatever it
+            carried (None: no time limit); counted as ``timer`` kills.
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class ChaosProxy:
         seed: int = 0,
         kill_after: tuple[int, int] | None = None,
         modes: tuple[str, ...] = MODES,
+        kill_within: tuple[float, float] | None = None,
     ) -> None:
         unknown = set(modes) - set(MODES)
         if unknown:
@@ -144,6 +149,7 @@ class ChaosProxy:
         self.rng = random.Random(seed)
         self.kill_after = kill_after
         self.modes = modes
+        self.kill_within = kill_within
         self.refuse = False
         self.stats = ProxyStats()
         self.port = 0
@@ -229,12 +235,18 @@ class ChaosProxy:
         budget = self.rng.randint(*self.kill_after) if self.kill_after else 0
         link = _Link(self, writer, up_writer, mode, budget, self.rng.random())
         self._links.add(link)
+        timer = None
+        if self.kill_within:
+            lifetime = self.rng.uniform(*self.kill_within)
+            timer = asyncio.get_running_loop().call_later(lifetime, link.kill, "timer")
         try:
             await asyncio.gather(
                 link.pump(reader, up_writer, upstream=True),
                 link.pump(up_reader, writer, upstream=False),
             )
         finally:
+            if timer is not None:
+                timer.cancel()
             self._links.discard(link)
             link.kill(None)
 

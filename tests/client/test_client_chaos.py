@@ -5,7 +5,8 @@ another between the server and a subscriber. They reset connections mid-frame, i
 fragmented messages and between a publish and its ack. 100k publishes (with fragmented
 binary ones among them) must reach the subscriber exactly once, in order per producer,
 with no gap notice; the client's stats must show the reconnects and retransmits that
-made it so.
+made it so. A second proxy kills every connection within 1.5 s or 400 KB: with default
+options, 50k publishes must still all be acked exactly once and in order.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 
 from chaos import ChaosProxy, FrameTracker
-from client_support import name, serving
+from client_support import http_url, name, serving
 
 import nbws
 from nbws.client import Gap, Message
@@ -110,3 +111,39 @@ def test_chaos_100k_publishes_exactly_once_in_order() -> None:
         f"subscriber kills {dict(sub_kills)}; reconnects {stats.reconnects}, "
         f"retransmitted {stats.retransmitted}, duplicates acked {stats.duplicates}"
     )
+
+
+DYING = 50_000
+PAD = "x" * 100  # ~200-byte publishes: 10 MB up, 7 MB of acks down, dozens of kills
+
+
+def test_progress_on_a_link_that_kills_every_connection_within_seconds() -> None:
+    """Every connection is reset after 0.05-1.5 s or 2 KB-400 KB, whichever comes first:
+    with the default options (no tuning of backoff or window) every message is still
+    acked, exactly once and in order, because each connection that lives a round trip or
+    two carries acks (slow start) and a connection that did is followed by another at
+    once (backoff is for links that cannot connect)."""
+    with (
+        serving("history_max_messages=100000") as server,
+        ChaosProxy(
+            server.port, seed=3, kill_after=(2_000, 400_000), kill_within=(0.05, 1.5)
+        ) as proxy,
+    ):
+        stream = nbws.stream(name("dying"), url=f"http://127.0.0.1:{proxy.port}/")
+        receipts = [stream.publish({"i": i, "pad": PAD}) for i in range(DYING)]
+        stream.flush(timeout=120)  # completeness, not speed: ~60x what it takes
+        stats = stream.stats()
+        kills = proxy.stats.kills
+        reader = nbws.stream(stream.name, url=http_url(server))
+        history = reader.history(0)
+        reader.close()
+        stream.close()
+
+    offsets = [receipt.result(0) for receipt in receipts]
+    assert offsets == list(range(DYING))  # each acked once, in publish order
+    assert stats.acked == DYING and stats.failed == 0 and stats.expired == 0
+    assert [m.offset for m in history] == list(range(DYING))  # no duplicate appended
+    assert [m.seq for m in history] == list(range(DYING))
+    assert [m.payload["i"] for m in history] == list(range(DYING))
+    assert sum(kills.values()) >= 10 and stats.reconnects >= 10, (dict(kills), stats.reconnects)
+    print(f"\ndying link: {DYING} acked over {stats.reconnects + 1} connections; kills {kills}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
 import weakref
 
@@ -16,6 +17,7 @@ from nbws.client.errors import DeliveryFailed
 from nbws.client.frames import publish_text_prefix
 from nbws.client.outbox import Outbox, Receipt
 from nbws.client.window import Window
+from nbws.errors import NackCode
 
 
 def make(**options: object) -> Outbox:
@@ -114,15 +116,14 @@ def test_result_times_out_and_a_receipt_cannot_be_cancelled() -> None:
     assert not receipt.cancel() and not receipt.cancelled() and not receipt.done()
 
 
-def test_receipts_work_with_concurrent_futures_wait_and_asyncio() -> None:
+def test_receipts_can_be_awaited_and_work_with_concurrent_futures_wait() -> None:
     outbox = make()
-    receipts = [outbox.put_json(b"%d" % i) for i in range(3)]
-    assert all(isinstance(r, concurrent.futures.Future) for r in receipts)
+    receipts = [outbox.put_json(b"%d" % i) for i in range(4)]
+    early = receipts[0].as_future()  # made while pending
     send_all(outbox)
 
     async def await_second() -> int | None:
-        result: int | None = await asyncio.wrap_future(receipts[1])
-        return result
+        return await receipts[1]
 
     loop = asyncio.new_event_loop()
     try:
@@ -132,14 +133,47 @@ def test_receipts_work_with_concurrent_futures_wait_and_asyncio() -> None:
     finally:
         loop.close()
     outbox.ack_many([(0, 40, "e", False)])
-    done, pending = concurrent.futures.wait(receipts, timeout=0)
-    assert done == {receipts[0], receipts[1]} and pending == {receipts[2]}
+    outbox.nack(3, NackCode.FORBIDDEN, "no", retry=False)
+    futures = [r.as_future() for r in receipts]  # made after completion, for two of them
+    assert futures[0] is early and receipts[0].as_future() is early
+    assert all(isinstance(f, concurrent.futures.Future) for f in futures)
+    done, pending = concurrent.futures.wait(futures, timeout=0)
+    assert done == {futures[0], futures[1], futures[3]} and pending == {futures[2]}
+    assert early.result(0) == 40 and not early.cancel()
+    assert isinstance(futures[3].exception(0), DeliveryFailed)
 
 
-def test_standalone_receipt_is_a_plain_future() -> None:
-    receipt = Receipt()
-    receipt.set_result(3)
-    assert receipt.result() == 3 and receipt.done()
+def test_a_future_of_a_dropped_receipt_still_completes() -> None:
+    outbox = make()
+    future = outbox.put_json(b"0").as_future()  # the receipt itself is not kept
+    gc.collect()
+    send_all(outbox)
+    outbox.ack(0, 7, "e", False)
+    assert future.result(0) == 7
+
+
+def test_standalone_receipt_completes_once() -> None:
+    receipt = Receipt(seq=7)
+    calls: list[Receipt] = []
+    receipt.add_done_callback(calls.append)
+    receipt.set_result(3, "e", False)
+    receipt.set_exception(RuntimeError("too late"))  # a completed receipt stays as it is
+    assert receipt.result() == 3 and receipt.done() and receipt.exception() is None
+    assert calls == [receipt]
+    receipt.add_done_callback(calls.append)  # already done: called at once
+    assert calls == [receipt, receipt]
+
+
+def test_a_failing_callback_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    outbox = make()
+    receipt = outbox.put_json(b"0")
+    calls: list[int | None] = []
+    receipt.add_done_callback(lambda r: 1 / 0)
+    receipt.add_done_callback(lambda r: calls.append(r.result()))
+    send_all(outbox)
+    outbox.ack(0, 9, "e", False)
+    assert calls == [9]
+    assert "receipt callback" in caplog.text
 
 
 def test_the_sender_is_woken_only_when_idle_with_room() -> None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from nbws.client.errors import OutboxFull
-from nbws.client.window import Window, percentile
+from nbws.client.window import Backoff, Window, percentile
 
 
 def make(**options: object) -> Window[str]:
-    defaults: dict[str, object] = {"window": 3, "ack_timeout": 10.0, "deadline": None}
+    defaults: dict[str, object] = {
+        "window": 3,
+        "initial_window": None,  # the whole window at once (slow start has its own tests)
+        "ack_timeout": 10.0,
+        "deadline": None,
+    }
     defaults.update(options)
     return Window("p", **defaults)  # type: ignore[arg-type]
 
@@ -308,3 +315,147 @@ def test_timers_stay_exact_when_the_clock_goes_backwards() -> None:
     assert [e.seq for e in window.take_many(6.0, 5)] == [1]
     assert [e.item for e in window.expire(12.0)] == ["early"]
     assert [e.item for e in window.expire(13.0)] == ["late"]
+
+
+# --- slow start ------------------------------------------------------------------------
+
+
+def rounds(window: Window[str], count: int) -> list[int]:
+    """Send what the window allows, ack all of it, ``count`` times: messages per round."""
+    sent = []
+    for t in range(count):
+        seqs = drain(window, float(t))
+        sent.append(len(seqs))
+        for seq in seqs:
+            window.ack(seq, t + 0.5)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("window_size", "initial", "expected"),
+    [
+        (64, 4, [4, 8, 16, 32, 64, 64]),  # doubles per acked round trip, up to the window
+        (100, 8, [8, 16, 32, 64, 100, 100]),  # the last step is capped at the window
+        (1000, 8, [8, 16, 32, 64, 128, 256, 512, 1000, 1000]),
+        (5, 8, [5, 5, 5]),  # an initial window above the window is the window
+        (64, None, [64, 64]),  # None: no slow start
+        (1, 1, [1, 1, 1]),  # stop-and-wait is unchanged
+    ],
+)
+def test_slow_start_doubles_the_window_per_acked_round_trip(
+    window_size: int, initial: int | None, expected: list[int]
+) -> None:
+    window = make(window=window_size, initial_window=initial)
+    for i in range(sum(expected) + 10):
+        window.add(str(i), 10, 0.0)
+    window.connect()
+    assert rounds(window, len(expected)) == expected
+
+
+def test_slow_start_byte_allowance_grows_with_acked_bytes() -> None:
+    window = make(window=100, initial_window=50, initial_window_bytes=1000)
+    for i in range(20):
+        window.add(str(i), 400, 0.0)
+    window.connect()
+    assert drain(window, 0.0) == [0, 1]  # a third 400-byte message would pass 1000
+    assert window.window_full
+    window.ack(0, 0.1)  # allowance 1000 + 400, 400 in flight
+    assert drain(window, 0.1) == [2, 3]
+    window.ack(1, 0.2)
+    window.ack(2, 0.2)
+    window.ack(3, 0.2)  # allowance 2600, nothing in flight
+    assert drain(window, 0.2) == [4, 5, 6, 7, 8, 9]
+
+
+def test_one_message_over_the_byte_allowance_still_goes_alone() -> None:
+    window = make(window=10, initial_window=4, initial_window_bytes=100)
+    window.add("big", 5000, 0.0)
+    window.add("small", 10, 0.0)
+    window.connect()
+    assert drain(window, 0.0) == [0]
+    window.ack(0, 0.1)
+    assert drain(window, 0.1) == [1]
+
+
+def test_every_connection_starts_slow_and_old_acks_do_not_grow_the_new_one() -> None:
+    window = make(window=64, initial_window=4)
+    for i in range(200):
+        window.add(str(i), 10, 0.0)
+    window.connect()
+    assert rounds(window, 5) == [4, 8, 16, 32, 64]
+    assert window.congestion_window == 64
+    in_flight = drain(window, 5.0)
+    assert len(in_flight) == 64
+    window.disconnect()
+    window.connect()
+    assert window.congestion_window == 4
+    assert drain(window, 6.0) == in_flight[:4]  # resent from the oldest, slowly
+    window.disconnect()
+    window.connect()
+    window.ack(in_flight[-1], 7.0)  # sent on an earlier connection: no growth
+    assert window.congestion_window == 4
+    assert window.stats().congestion_window == 4
+
+
+def test_duplicate_acks_grow_the_window_like_any_ack() -> None:
+    window = make(window=16, initial_window=2)
+    for i in range(10):
+        window.add(str(i), 10, 0.0)
+    window.connect()
+    for seq in drain(window, 0.0):
+        window.ack(seq, 0.1, duplicate=True)
+    assert len(drain(window, 0.1)) == 4
+
+
+# --- reconnect backoff -----------------------------------------------------------------
+
+
+def backoff() -> Backoff:
+    """initial 1 s, max 8 s; the jitter always draws the middle of its range."""
+    return Backoff(1.0, 8.0, quick_rtts=4, stable_rtts=10, stable_min=0.1, random=lambda: 0.5)
+
+
+FAIL = ("failed",)
+
+
+def ended(lived: float, rtt: float, progress: bool) -> tuple[str, float, float, bool]:
+    return ("ended", lived, rtt, progress)
+
+
+@pytest.mark.parametrize(
+    ("events", "delays"),
+    [
+        # cannot connect: exponential with full jitter, capped
+        ([FAIL] * 6, [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]),
+        # a connection with acks: back almost at once (4 rtt), failures start over
+        ([FAIL, FAIL, ended(0.3, 0.01, True), FAIL], [0.5, 1.0, 0.02, 0.5]),
+        # progress every time on a short-lived link: never more than 4 rtt
+        ([ended(0.05, 0.01, True)] * 3, [0.02, 0.02, 0.02]),
+        # the quick delay never exceeds initial, however slow the handshake
+        ([ended(9.0, 2.0, True)], [0.5]),
+        # no progress but lived 10 round trips (and 0.1 s): failures start over
+        ([FAIL, FAIL, FAIL, ended(0.2, 0.01, False)], [0.5, 1.0, 2.0, 0.5]),
+        # died right after the handshake without progress: one more failure
+        ([FAIL, ended(0.05, 0.01, False), ended(0.05, 0.01, False)], [0.5, 1.0, 2.0]),
+        # 10 rtt is not enough when it is under stable_min
+        ([ended(0.09, 0.001, False), ended(0.09, 0.001, False)], [0.5, 1.0]),
+    ],
+)
+def test_backoff_punishes_failures_not_short_lived_connections(
+    events: list[tuple[Any, ...]], delays: list[float]
+) -> None:
+    policy = backoff()
+    got = []
+    for event in events:
+        if event[0] == "failed":
+            got.append(policy.failed())
+        else:
+            got.append(policy.ended(*event[1:]))
+    assert got == pytest.approx(delays)
+
+
+def test_backoff_jitter_spans_zero_to_the_ceiling() -> None:
+    draws = iter([0.0, 0.999])
+    policy = Backoff(1.0, 30.0, random=lambda: next(draws))
+    assert policy.failed() == 0.0
+    assert policy.failed() == pytest.approx(1.998)
