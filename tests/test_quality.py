@@ -62,11 +62,6 @@ def test_eslint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the TypeScript sources predate .prettierrc; `npm run prettier` (in labextension/) "
-    "formats them, then this marker goes",
-)
 def test_prettier_is_clean():
     result = npm_script("prettier:check")
     assert result.returncode == 0, result.stdout + result.stderr

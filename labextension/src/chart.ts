@@ -21,7 +21,16 @@ export interface ChartOptions {
   title?: string;
 }
 
-const SERIES_COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
+const SERIES_COLOURS = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#17becf'
+];
 
 /** Epoch seconds between 2001 and 2286: treat the x axis as time. */
 function looksLikeEpochSeconds(value: number): boolean {

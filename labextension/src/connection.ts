@@ -32,7 +32,8 @@ export function wsUrl(
   return search ? `${url}?${search}` : url;
 }
 
-const SECRET_PAIR = /\b([A-Za-z0-9_.-]*(?:token|password|passwd|secret|api[_-]?key|auth)[A-Za-z0-9_.-]*)=([^&#\s'"<>]+)/gi;
+const SECRET_PAIR =
+  /\b([A-Za-z0-9_.-]*(?:token|password|passwd|secret|api[_-]?key|auth)[A-Za-z0-9_.-]*)=([^&#\s'"<>]+)/gi;
 
 /**
  * `text` as it may be shown: `token=...` (and other secret-named query values) and the

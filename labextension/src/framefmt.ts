@@ -45,7 +45,11 @@ export function previewBytes(preview: string, kind: string): Uint8Array {
 }
 
 /** A frame's payload preview for display (callers set it as textContent). */
-export function payloadText(record: { opcode: number; preview: string; preview_kind: string }): string {
+export function payloadText(record: {
+  opcode: number;
+  preview: string;
+  preview_kind: string;
+}): string {
   if (record.opcode === 0x8) {
     const bytes = previewBytes(record.preview, record.preview_kind);
     if (bytes.length === 0) {

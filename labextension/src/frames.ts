@@ -151,7 +151,7 @@ export interface FrameSource {
 }
 
 export const PING_NOTE =
-  'Browsers cannot send WebSocket pings: the WebSocket API has no ping(). The server\'s heartbeat pings (PING out) and the browser\'s automatic replies (PONG in) show up in this list when they happen. To send pings, fragments, reserved bits or any close code, drive the connection from the kernel with nbws.explore.';
+  "Browsers cannot send WebSocket pings: the WebSocket API has no ping(). The server's heartbeat pings (PING out) and the browser's automatic replies (PONG in) show up in this list when they happen. To send pings, fragments, reserved bits or any close code, drive the connection from the kernel with nbws.explore.";
 
 interface BrowserOptions {
   endpoint: string;
@@ -227,17 +227,34 @@ export class BrowserFrameSource implements FrameSource {
         sink.frame(message as unknown as FrameRecordJson);
         break;
       case 'attached': {
-        const query = message.query ? `?${new URLSearchParams(message.query as Record<string, string>).toString()}` : '';
-        sink.note(redactSecrets(`tap attached to connection ${String(message.connection)} (${String(message.path)}${query})`));
+        const query = message.query
+          ? `?${new URLSearchParams(message.query as Record<string, string>).toString()}`
+          : '';
+        sink.note(
+          redactSecrets(
+            `tap attached to connection ${String(message.connection)} (${String(message.path)}${query})`
+          )
+        );
         break;
       }
       case 'dropped':
-        sink.note(`${String(message.count)} frame records dropped: the tap could not keep up`, true);
+        sink.note(
+          `${String(message.count)} frame records dropped: the tap could not keep up`,
+          true
+        );
         break;
       case 'closed': {
-        const received = message.code === null || message.code === undefined ? 'none' : `${String(message.code)} ${String(message.reason ?? '')}`;
-        const sent = message.sent_code === null || message.sent_code === undefined ? 'none' : `${String(message.sent_code)} ${String(message.sent_reason ?? '')}`;
-        sink.note(`connection ${String(message.connection)} closed: server received close ${received.trim()}, sent close ${sent.trim()}`);
+        const received =
+          message.code === null || message.code === undefined
+            ? 'none'
+            : `${String(message.code)} ${String(message.reason ?? '')}`;
+        const sent =
+          message.sent_code === null || message.sent_code === undefined
+            ? 'none'
+            : `${String(message.sent_code)} ${String(message.sent_reason ?? '')}`;
+        sink.note(
+          `connection ${String(message.connection)} closed: server received close ${received.trim()}, sent close ${sent.trim()}`
+        );
         break;
       }
       default:
@@ -263,7 +280,9 @@ export class BrowserFrameSource implements FrameSource {
     if (fragment !== null) {
       query.fragment = String(fragment);
     }
-    const shown = Object.entries(query).map(([k, v]) => `${k}=${v}`).join('&');
+    const shown = Object.entries(query)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('&');
     sink.state('connecting', `connecting to nbws/${this.config.endpoint}?${shown}`, false);
     let opened = false;
     const echo = new WebSocket(wsUrl(`nbws/${this.config.endpoint}`, query));
@@ -284,15 +303,27 @@ export class BrowserFrameSource implements FrameSource {
       }
       this.echo = null;
       if (opened) {
-        sink.state('closed', `echo ${describeClose(event.code, event.reason)}; press Reconnect to open another`, event.code !== 1000);
+        sink.state(
+          'closed',
+          `echo ${describeClose(event.code, event.reason)}; press Reconnect to open another`,
+          event.code !== 1000
+        );
       } else {
-        sink.state('closed', `cannot connect to nbws/${this.config.endpoint} (refused: bad options, not authorised, or server gone); press Reconnect`, true);
+        sink.state(
+          'closed',
+          `cannot connect to nbws/${this.config.endpoint} (refused: bad options, not authorised, or server gone); press Reconnect`,
+          true
+        );
       }
     };
   }
 
   private send(item: string | Uint8Array, fragment: number | null): void {
-    if (this.echo !== null && this.fragment === fragment && this.echo.readyState === WebSocket.OPEN) {
+    if (
+      this.echo !== null &&
+      this.fragment === fragment &&
+      this.echo.readyState === WebSocket.OPEN
+    ) {
       this.echo.send(item);
       return;
     }

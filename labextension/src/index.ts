@@ -4,11 +4,7 @@
  */
 
 import { IJupyterWidgetRegistry } from '@jupyter-widgets/base';
-import {
-  ILayoutRestorer,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 
 import { createStreamViewer, StreamsPanel, StreamViewer } from './panel';

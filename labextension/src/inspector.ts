@@ -14,8 +14,7 @@ const MAX_ENTRIES = 500;
 
 /** What arrives between two renders. */
 type Arrival =
-  | { kind: 'frame'; record: FrameRecordJson }
-  | { kind: 'note'; text: string; problem: boolean };
+  { kind: 'frame'; record: FrameRecordJson } | { kind: 'note'; text: string; problem: boolean };
 
 const COLUMNS = ['#', 'time', 'dir', 'opcode', 'FIN', 'RSV', 'masked', 'length', 'payload'];
 
@@ -76,7 +75,9 @@ export class FrameInspector implements FrameSink {
     const controls = el('div', 'nbws-inspector-controls');
     controls.append(
       labelled('message', this.message),
-      button('Send text', 'send the message as one text frame', () => source.sendText(this.message.value)),
+      button('Send text', 'send the message as one text frame', () =>
+        source.sendText(this.message.value)
+      ),
       button('Send binary', 'send the message as UTF-8 bytes in one binary frame', () =>
         source.sendBinary(new TextEncoder().encode(this.message.value))
       ),
@@ -101,7 +102,11 @@ export class FrameInspector implements FrameSink {
     this.node.append(this.statusLine.node, perspective, controls);
     if (!source.canPing) {
       this.node.appendChild(
-        el('div', 'nbws-note nbws-inspector-ping-note', 'Ping: browsers cannot send WebSocket pings (the WebSocket API has no ping()); server heartbeat pings and the browser\'s automatic pongs appear below when they happen. Fragments: the browser cannot fragment either, so "Send as N fragments" reconnects the echo with ?fragment=SIZE and the server\'s echo arrives as N fragments.')
+        el(
+          'div',
+          'nbws-note nbws-inspector-ping-note',
+          'Ping: browsers cannot send WebSocket pings (the WebSocket API has no ping()); server heartbeat pings and the browser\'s automatic pongs appear below when they happen. Fragments: the browser cannot fragment either, so "Send as N fragments" reconnects the echo with ?fragment=SIZE and the server\'s echo arrives as N fragments.'
+        )
       );
     }
     this.node.append(header, this.list, this.footer);
@@ -110,7 +115,10 @@ export class FrameInspector implements FrameSink {
       schedule: animationFrameScheduler(),
       render: batch => {
         if (batch.skipped > 0) {
-          this.log.addNote(`${count(batch.skipped)} entries not listed: they arrived faster than the list is drawn`, true);
+          this.log.addNote(
+            `${count(batch.skipped)} entries not listed: they arrived faster than the list is drawn`,
+            true
+          );
         }
         for (const item of batch.items) {
           if (item.kind === 'frame') {
@@ -201,10 +209,17 @@ export class FrameInspector implements FrameSink {
       payloadText(r)
     ];
     cells.forEach((text, i) => {
-      const cell = el('div', `nbws-cell nbws-frame-${COLUMNS[i].toLowerCase().replace('#', 'index')}`, text);
+      const cell = el(
+        'div',
+        `nbws-cell nbws-frame-${COLUMNS[i].toLowerCase().replace('#', 'index')}`,
+        text
+      );
       if (i === cells.length - 1) {
         cell.title = text;
-        const shown = r.preview_kind === 'hex' ? r.preview.split(' ').length : new TextEncoder().encode(r.preview).length;
+        const shown =
+          r.preview_kind === 'hex'
+            ? r.preview.split(' ').length
+            : new TextEncoder().encode(r.preview).length;
         if (r.opcode !== 0x8 && r.length > shown) {
           cell.textContent = `${text}…`;
         }

@@ -61,7 +61,11 @@ export interface OffsetFigures {
  * received, so in one epoch `next` is at least `last + 1`; offsets of two epochs are not
  * compared at all.
  */
-export function offsetFigures(info: StreamInfo | null, last: Received | null, ownLag: number | undefined): OffsetFigures {
+export function offsetFigures(
+  info: StreamInfo | null,
+  last: Received | null,
+  ownLag: number | undefined
+): OffsetFigures {
   const offset = last === null ? '–' : String(last.offset);
   if (info === null) {
     return { offset, next: last === null ? '–' : String(last.offset + 1), lag: '–', note: '' };
@@ -290,7 +294,10 @@ export class StreamMonitor {
   /** Last offset, next offset and lag from one consistent reading (offsetFigures). */
   private showOffsets(): void {
     const resume = this.subscription?.resume;
-    const last = resume && resume.lastOffset !== null ? { offset: resume.lastOffset, epoch: resume.epoch } : null;
+    const last =
+      resume && resume.lastOffset !== null
+        ? { offset: resume.lastOffset, epoch: resume.epoch }
+        : null;
     const mine = this.info?.subscriptions?.find(s => s.connection === this.connection);
     const figures = offsetFigures(this.info, last, mine?.lag);
     this.set('offset', figures.offset);
@@ -313,22 +320,36 @@ export class StreamMonitor {
     this.set('server_rate', `${formatRate(info.rate)} msg/s`);
     const subs = info.subscriptions ?? [];
     this.showOffsets();
-    this.set('history', `offsets ${info.first}-${info.next - 1} (${count(info.history_messages)} messages, ${count(info.history_bytes)} bytes)`);
+    this.set(
+      'history',
+      `offsets ${info.first}-${info.next - 1} (${count(info.history_messages)} messages, ${count(info.history_bytes)} bytes)`
+    );
     this.set('subscribers', count(info.subscribers));
     this.set('drops', count(info.drops));
     this.set('epoch', info.epoch);
     const others = subs.filter(s => s.connection !== this.connection).map(s => s.policy);
     if (subs.length > 0) {
       const own = this.policy ? [`${this.policy} (this view)`] : [];
-      const rest = [...new Set(others)].map(p => `${p} (${others.filter(o => o === p).length} other)`);
+      const rest = [...new Set(others)].map(
+        p => `${p} (${others.filter(o => o === p).length} other)`
+      );
       this.set('policy', [...own, ...rest].join(', '));
     }
     this.subscriptionsTable.replaceChildren(
       ...subs.map(s => {
         const row = el('tr');
         row.classList.toggle('nbws-mod-self', s.connection === this.connection);
-        for (const value of [s.connection, s.policy, s.lag, s.queue_messages, s.delivered, s.dropped]) {
-          row.appendChild(el('td', undefined, typeof value === 'number' ? count(value) : String(value)));
+        for (const value of [
+          s.connection,
+          s.policy,
+          s.lag,
+          s.queue_messages,
+          s.delivered,
+          s.dropped
+        ]) {
+          row.appendChild(
+            el('td', undefined, typeof value === 'number' ? count(value) : String(value))
+          );
         }
         return row;
       })

@@ -23,8 +23,20 @@ const STREAM_RULE = '1-200 characters from A-Z a-z 0-9 . _ : / -';
 export const POLICIES = ['drop-oldest', 'drop-newest', 'conflate', 'disconnect', 'block'] as const;
 export const GAP_REASONS = ['history', 'epoch', 'dropped', 'conflated'] as const;
 export const HEALTH_STATES = ['ok', 'degraded'] as const;
-export const ERROR_CODES = ['bad-request', 'unknown-type', 'unknown-stream', 'not-subscribed', 'unavailable'] as const;
-export const NACK_CODES = ['unknown-stream', 'oversize', 'forbidden', 'unavailable', 'bad-request'] as const;
+export const ERROR_CODES = [
+  'bad-request',
+  'unknown-type',
+  'unknown-stream',
+  'not-subscribed',
+  'unavailable'
+] as const;
+export const NACK_CODES = [
+  'unknown-stream',
+  'oversize',
+  'forbidden',
+  'unavailable',
+  'bad-request'
+] as const;
 
 export type Policy = (typeof POLICIES)[number];
 export type GapReason = (typeof GAP_REASONS)[number];
@@ -42,7 +54,18 @@ export function validStreamName(name: unknown): name is string {
 // --- the field tables ------------------------------------------------------------------
 
 /** What a field holds on the wire (one check per kind, as in messages.py `Kind`). */
-export type Kind = 'stream' | 'int' | 'nat' | 'positive' | 'str' | 'number' | 'bool' | 'ref' | 'enum' | 'json' | 'object';
+export type Kind =
+  | 'stream'
+  | 'int'
+  | 'nat'
+  | 'positive'
+  | 'str'
+  | 'number'
+  | 'bool'
+  | 'ref'
+  | 'enum'
+  | 'json'
+  | 'object';
 
 /** How one field appears on the wire. */
 export interface FieldSpec {
@@ -57,9 +80,23 @@ export interface FieldSpec {
   readonly keepNull?: boolean;
 }
 
-const req = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({ wire, kind, required: true, ...extra });
-const opt = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({ wire, kind, ...extra });
-const nul = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({ wire, kind, keepNull: true, ...extra });
+const req = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({
+  wire,
+  kind,
+  required: true,
+  ...extra
+});
+const opt = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({
+  wire,
+  kind,
+  ...extra
+});
+const nul = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpec => ({
+  wire,
+  kind,
+  keepNull: true,
+  ...extra
+});
 
 export type RequestType = 'subscribe' | 'unsubscribe' | 'publish' | 'info';
 export type EventType =
@@ -383,7 +420,10 @@ function check(spec: FieldSpec, value: unknown, type: string): unknown {
       }
       return value;
     case 'ref':
-      if ((typeof value === 'number' && Number.isInteger(value)) || (typeof value === 'string' && !longerThan(value, MAX_REF_LENGTH))) {
+      if (
+        (typeof value === 'number' && Number.isInteger(value)) ||
+        (typeof value === 'string' && !longerThan(value, MAX_REF_LENGTH))
+      ) {
         return value;
       }
       throw bad(`'${name}' must be an integer or a string of at most ${MAX_REF_LENGTH}`);
@@ -434,12 +474,22 @@ const TABLES: Record<Direction, Readonly<Record<string, readonly FieldSpec[]>>> 
  * (`type` first, optional fields left out when absent or null, `keepNull` ones null,
  * a JSON payload always present) or throws a `ProtocolError`.
  */
-export function validateMessage(direction: Direction, obj: Record<string, unknown>, binary = false): ControlMessage {
+export function validateMessage(
+  direction: Direction,
+  obj: Record<string, unknown>,
+  binary = false
+): ControlMessage {
   const type = obj.type;
-  const table = typeof type === 'string' && Object.prototype.hasOwnProperty.call(TABLES[direction], type) ? TABLES[direction][type] : null;
+  const table =
+    typeof type === 'string' && Object.prototype.hasOwnProperty.call(TABLES[direction], type)
+      ? TABLES[direction][type]
+      : null;
   const ref = safeRef(direction === 'request' ? obj.id : obj.ref);
   if (table === null) {
-    const error = new ProtocolError(`unknown message type ${type === undefined ? 'None' : JSON.stringify(type)}`, 'unknown-type');
+    const error = new ProtocolError(
+      `unknown message type ${type === undefined ? 'None' : JSON.stringify(type)}`,
+      'unknown-type'
+    );
     error.ref = ref;
     throw error;
   }
@@ -503,7 +553,10 @@ function bytesOf(data: ArrayBuffer | Uint8Array): Uint8Array {
  * Throws a `ProtocolError` (close 1008) when the header is missing, too long or not a
  * JSON object.
  */
-export function splitBinary(data: ArrayBuffer | Uint8Array): { header: Record<string, unknown>; payload: Uint8Array } {
+export function splitBinary(data: ArrayBuffer | Uint8Array): {
+  header: Record<string, unknown>;
+  payload: Uint8Array;
+} {
   const bytes = bytesOf(data);
   if (bytes.byteLength < 4) {
     throw notNbws('binary message shorter than its 4-byte header length', 1008);
@@ -514,7 +567,9 @@ export function splitBinary(data: ArrayBuffer | Uint8Array): { header: Record<st
   }
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(4, 4 + size)));
+    header = JSON.parse(
+      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(4, 4 + size))
+    );
   } catch {
     throw notNbws('binary header is not JSON', 1008);
   }
@@ -561,7 +616,10 @@ export function decodeRequest(data: string | ArrayBuffer | Uint8Array): ControlM
  * that are null or undefined are left out. Throws a `ProtocolError` (`bad-request`) for
  * a missing or invalid field, or one the message does not have.
  */
-export function encodeRequest(type: 'subscribe' | 'unsubscribe' | 'info', fields: Readonly<Record<string, unknown>>): string {
+export function encodeRequest(
+  type: 'subscribe' | 'unsubscribe' | 'info',
+  fields: Readonly<Record<string, unknown>>
+): string {
   const table = REQUEST_FIELDS[type];
   const known = new Set(table.map(spec => spec.wire));
   for (const name of Object.keys(fields)) {

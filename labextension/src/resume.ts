@@ -103,7 +103,10 @@ export class ResumeState {
    * The server confirmed a subscription (`subscribed` carries the stream's epoch,
    * `first` and `next`); returns true when the epoch changed under us.
    */
-  subscribed(reply: { epoch: string; first: number; next: number }, requested: number | null): boolean {
+  subscribed(
+    reply: { epoch: string; first: number; next: number },
+    requested: number | null
+  ): boolean {
     this.subscriptions += 1;
     const changed = this.adoptEpoch(reply.epoch);
     if (changed) {
@@ -148,7 +151,12 @@ export class ResumeState {
     // follow the notice, so it does not move the resume point.
     const to = notice.to;
     const skipsAhead = notice.reason === 'history' || notice.reason === 'dropped';
-    if (skipsAhead && to !== null && to > 0 && (this.lastOffset === null || to - 1 > this.lastOffset)) {
+    if (
+      skipsAhead &&
+      to !== null &&
+      to > 0 &&
+      (this.lastOffset === null || to - 1 > this.lastOffset)
+    ) {
       this.lastOffset = to - 1;
     }
   }

@@ -106,7 +106,11 @@ export class StreamSubscription {
     try {
       socket = new WebSocket(wsUrl('nbws/ws', {}, this.settings), PROTOCOL);
     } catch (error) {
-      this.report('retrying', `cannot open a WebSocket: ${redactSecrets(String(error), this.settings)}`, true);
+      this.report(
+        'retrying',
+        `cannot open a WebSocket: ${redactSecrets(String(error), this.settings)}`,
+        true
+      );
       return;
     }
     socket.binaryType = 'arraybuffer';
@@ -206,7 +210,10 @@ export class StreamSubscription {
         const changed = this.resume.subscribed(reply, this.requestedSince);
         this.backoff.reset();
         const requested = this.requestedSince;
-        const cursor = requested !== null && requested >= 0 && !changed ? requested : (this.resume.cursor ?? reply.next);
+        const cursor =
+          requested !== null && requested >= 0 && !changed
+            ? requested
+            : (this.resume.cursor ?? reply.next);
         const replay = Math.max(0, reply.next - cursor);
         this.liveDetail = this.connections > 1 ? `live again, resumed at offset ${cursor}` : 'live';
         let detail = this.liveDetail;
@@ -285,7 +292,11 @@ export class StreamSubscription {
         : point.since < 0
           ? `with the last ${-point.since} messages`
           : `from offset ${point.since}`;
-    this.report('retrying', `${reason}; reconnecting in ${(delay / 1000).toFixed(1)} s (resuming ${from})`, true);
+    this.report(
+      'retrying',
+      `${reason}; reconnecting in ${(delay / 1000).toFixed(1)} s (resuming ${from})`,
+      true
+    );
     this.clearTimer();
     this.timer = setTimeout(() => {
       this.timer = null;

@@ -196,7 +196,8 @@ export class StreamMonitorView extends DOMWidgetView {
  * Python widget as custom comm messages; the controls ask the kernel to act.
  */
 export class KernelFrameSource implements FrameSource {
-  readonly perspective = 'as the kernel\'s client sees them: out = kernel → server, in = server → kernel';
+  readonly perspective =
+    "as the kernel's client sees them: out = kernel → server, in = server → kernel";
   readonly canPing = true;
   private sink: FrameSink | null = null;
   private readonly viewId = Math.random().toString(36).slice(2);
@@ -212,7 +213,11 @@ export class KernelFrameSource implements FrameSource {
   start(sink: FrameSink): void {
     this.sink = sink;
     this.model.on('msg:custom', this.onMessage, this);
-    sink.state('open', `frames from the kernel's connection to ${String(this.model.get('url') || '?')}`, false);
+    sink.state(
+      'open',
+      `frames from the kernel's connection to ${String(this.model.get('url') || '?')}`,
+      false
+    );
     this.request({ action: 'replay', view: this.viewId });
   }
 
@@ -234,7 +239,11 @@ export class KernelFrameSource implements FrameSource {
         sink.note(String(content.text ?? ''), Boolean(content.problem));
         break;
       case 'state':
-        sink.state(String(content.state ?? ''), String(content.detail ?? ''), Boolean(content.problem));
+        sink.state(
+          String(content.state ?? ''),
+          String(content.detail ?? ''),
+          Boolean(content.problem)
+        );
         break;
     }
   }
@@ -301,7 +310,9 @@ export class FrameInspectorView extends DOMWidgetView {
   render(): void {
     this.el.classList.add('nbws-widget');
     this.build();
-    this.listenTo(this.model, 'change:source change:endpoint change:label change:options', () => this.build());
+    this.listenTo(this.model, 'change:source change:endpoint change:label change:options', () =>
+      this.build()
+    );
   }
 
   private build(): void {
@@ -317,7 +328,9 @@ export class FrameInspectorView extends DOMWidgetView {
     } else {
       const base = (this.model.get('label') as string) || 'inspector';
       const options: Record<string, string> = {};
-      for (const [k, v] of Object.entries((this.model.get('options') as Record<string, unknown>) ?? {})) {
+      for (const [k, v] of Object.entries(
+        (this.model.get('options') as Record<string, unknown>) ?? {}
+      )) {
         options[k] = String(v);
       }
       // One label per view: two views of one widget must not tap each other's echo.

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..protocol.messages import Publish, decode_object, encode, split_binary
+from ..protocol.messages import Publish, encode
 from ..protocol.messages import encode_publish_fast as publish_text
 from ..protocol.messages import publish_fast_prefix as publish_text_prefix
 
@@ -29,12 +29,9 @@ __all__ = [
     "Gap",
     "Message",
     "open_source",
-    "parse",
     "publish_prefix",
     "publish_text",
     "publish_text_prefix",
-    "to_gap",
-    "to_message",
 ]
 
 SPOOL_MEMORY = 8 * 1024 * 1024
@@ -251,46 +248,4 @@ def open_source(data: Any, chunk_size: int) -> BinarySource:
     raise TypeError(
         f"publish_bytes takes bytes, a path, a binary file or an iterable of bytes, "
         f"not {type(data).__name__}"
-    )
-
-
-# --- incoming --------------------------------------------------------------------------
-
-
-def parse(data: str | bytes) -> tuple[dict[str, Any], bytes | None]:
-    """A received message: text is a JSON control message; binary is header + payload.
-
-    Raises:
-        InvalidPayload / PolicyViolation: the server sent something malformed.
-    """
-    if isinstance(data, str):
-        return decode_object(data), None
-    header, payload = split_binary(data)
-    return header, bytes(payload)
-
-
-def to_message(header: dict[str, Any], payload: bytes | None) -> Message:
-    """Build a :class:`Message` from a ``message`` (header, binary payload or None)."""
-    return Message(
-        stream=header["stream"],
-        offset=header["offset"],
-        epoch=header.get("epoch", ""),
-        time=header.get("time", 0.0),
-        payload=payload if payload is not None else header.get("payload"),
-        key=header.get("key"),
-        producer=header.get("producer"),
-        seq=header.get("seq"),
-        content_type=header.get("content_type"),
-    )
-
-
-def to_gap(header: dict[str, Any]) -> Gap:
-    """Build a :class:`Gap` from a ``gap`` notice."""
-    return Gap(
-        stream=header.get("stream", ""),
-        start=header.get("from"),
-        end=header.get("to"),
-        count=header.get("count"),
-        reason=header.get("reason", ""),
-        epoch=header.get("epoch"),
     )

@@ -1,7 +1,11 @@
 import { Batch, Coalescer, Window } from '../coalesce';
 
 /** A scheduler that runs callbacks only when the test says a frame happened. */
-function manualFrames(): { schedule: (cb: () => void) => void; frame: () => void; queued: () => number } {
+function manualFrames(): {
+  schedule: (cb: () => void) => void;
+  frame: () => void;
+  queued: () => number;
+} {
   let callbacks: (() => void)[] = [];
   return {
     schedule: cb => callbacks.push(cb),
@@ -18,7 +22,11 @@ describe('Coalescer', () => {
   it('renders nothing until a frame, then everything pushed since, once', () => {
     const frames = manualFrames();
     const batches: Batch<number>[] = [];
-    const c = new Coalescer<number>({ capacity: 10, schedule: frames.schedule, render: b => batches.push(b) });
+    const c = new Coalescer<number>({
+      capacity: 10,
+      schedule: frames.schedule,
+      render: b => batches.push(b)
+    });
     c.push(1);
     c.push(2);
     c.push(3);
@@ -31,7 +39,11 @@ describe('Coalescer', () => {
 
   it('schedules one flush per frame however many items arrive', () => {
     const frames = manualFrames();
-    const c = new Coalescer<number>({ capacity: 100, schedule: frames.schedule, render: () => undefined });
+    const c = new Coalescer<number>({
+      capacity: 100,
+      schedule: frames.schedule,
+      render: () => undefined
+    });
     for (let i = 0; i < 10000; i++) {
       c.push(i);
     }
@@ -45,7 +57,11 @@ describe('Coalescer', () => {
   it('keeps the newest items when behind and counts the skipped ones', () => {
     const frames = manualFrames();
     const batches: Batch<number>[] = [];
-    const c = new Coalescer<number>({ capacity: 3, schedule: frames.schedule, render: b => batches.push(b) });
+    const c = new Coalescer<number>({
+      capacity: 3,
+      schedule: frames.schedule,
+      render: b => batches.push(b)
+    });
     for (let i = 0; i < 10; i++) {
       c.push(i);
     }
@@ -81,7 +97,11 @@ describe('Coalescer', () => {
   it('resets the per-batch counters after each render', () => {
     const frames = manualFrames();
     const batches: Batch<string>[] = [];
-    const c = new Coalescer<string>({ capacity: 2, schedule: frames.schedule, render: b => batches.push(b) });
+    const c = new Coalescer<string>({
+      capacity: 2,
+      schedule: frames.schedule,
+      render: b => batches.push(b)
+    });
     ['a', 'b', 'c'].forEach(x => c.push(x));
     frames.frame();
     c.push('d');
@@ -102,9 +122,10 @@ describe('Coalescer', () => {
   });
 
   it('rejects a capacity below one', () => {
-    expect(() => new Coalescer<number>({ capacity: 0, schedule: () => undefined, render: () => undefined })).toThrow(
-      RangeError
-    );
+    expect(
+      () =>
+        new Coalescer<number>({ capacity: 0, schedule: () => undefined, render: () => undefined })
+    ).toThrow(RangeError);
   });
 });
 

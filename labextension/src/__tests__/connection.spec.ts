@@ -4,14 +4,20 @@ import { redactSecrets } from '../connection';
 
 describe('redactSecrets', () => {
   it('hides secret query values and keeps the rest', () => {
-    expect(redactSecrets('nbws/echo?tap=L&token=abc123&fragment=4')).toBe('nbws/echo?tap=L&token=…&fragment=4');
-    expect(redactSecrets("The URL 'ws://h/nbws/ws?access_token=xyz' is invalid.")).toBe("The URL 'ws://h/nbws/ws?access_token=…' is invalid.");
+    expect(redactSecrets('nbws/echo?tap=L&token=abc123&fragment=4')).toBe(
+      'nbws/echo?tap=L&token=…&fragment=4'
+    );
+    expect(redactSecrets("The URL 'ws://h/nbws/ws?access_token=xyz' is invalid.")).toBe(
+      "The URL 'ws://h/nbws/ws?access_token=…' is invalid."
+    );
     expect(redactSecrets('password=hunter2 api_key=k1')).toBe('password=… api_key=…');
     expect(redactSecrets('nbws/echo?fragment=4')).toBe('nbws/echo?fragment=4');
   });
 
   it("hides the page's own token wherever it appears", () => {
     const settings = { token: 's3cr3t-token-value' } as unknown as ServerConnection.ISettings;
-    expect(redactSecrets('failed: s3cr3t-token-value was refused', settings)).toBe('failed: … was refused');
+    expect(redactSecrets('failed: s3cr3t-token-value was refused', settings)).toBe(
+      'failed: … was refused'
+    );
   });
 });

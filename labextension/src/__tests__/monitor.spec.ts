@@ -1,7 +1,17 @@
 import { offsetFigures, StreamInfo } from '../monitor';
 
 function info(next: number, epoch = 'e1', first = 0): StreamInfo {
-  return { name: 's', epoch, first, next, history_messages: next - first, history_bytes: 10 * (next - first), rate: 1000, subscribers: 1, drops: 0 };
+  return {
+    name: 's',
+    epoch,
+    first,
+    next,
+    history_messages: next - first,
+    history_bytes: 10 * (next - first),
+    rate: 1000,
+    subscribers: 1,
+    drops: 0
+  };
 }
 
 describe('offsetFigures', () => {
@@ -30,8 +40,18 @@ describe('offsetFigures', () => {
   });
 
   it('shows what it has before the first message or the first poll', () => {
-    expect(offsetFigures(null, null, undefined)).toEqual({ offset: '–', next: '–', lag: '–', note: '' });
-    expect(offsetFigures(info(5), null, undefined)).toEqual({ offset: '–', next: '5', lag: '0 messages', note: '' });
+    expect(offsetFigures(null, null, undefined)).toEqual({
+      offset: '–',
+      next: '–',
+      lag: '–',
+      note: ''
+    });
+    expect(offsetFigures(info(5), null, undefined)).toEqual({
+      offset: '–',
+      next: '5',
+      lag: '0 messages',
+      note: ''
+    });
     expect(offsetFigures(null, { offset: 3, epoch: 'e1' }, undefined).next).toBe('4');
   });
 });

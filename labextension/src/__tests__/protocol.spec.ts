@@ -38,7 +38,10 @@ const message = (payload: unknown, extra: Partial<StreamMessage> = {}): StreamMe
 
 describe('parsing', () => {
   it('parses a control message and rejects what is not a typed JSON object', () => {
-    expect(parseText('{"type":"welcome","protocol":"nbws.v1"}')).toEqual({ type: 'welcome', protocol: 'nbws.v1' });
+    expect(parseText('{"type":"welcome","protocol":"nbws.v1"}')).toEqual({
+      type: 'welcome',
+      protocol: 'nbws.v1'
+    });
     expect(parseText('not json')).toBeNull();
     expect(parseText('[1,2]')).toBeNull();
     expect(parseText('{"no":"type"}')).toBeNull();
@@ -46,7 +49,9 @@ describe('parsing', () => {
 
   it('splits a binary message into header and payload', () => {
     const payload = new Uint8Array([0, 1, 2, 255]);
-    const parsed = parseBinary(binaryMessage({ type: 'message', offset: 3, binary: true }, payload));
+    const parsed = parseBinary(
+      binaryMessage({ type: 'message', offset: 3, binary: true }, payload)
+    );
     expect(parsed?.type).toBe('message');
     expect(parsed?.offset).toBe(3);
     expect(Array.from(parsed?.data as Uint8Array)).toEqual([0, 1, 2, 255]);
@@ -62,12 +67,18 @@ describe('parsing', () => {
 
 describe('encoding requests', () => {
   it('leaves out optional fields that are null or undefined', () => {
-    expect(JSON.parse(encodeSubscribe({ stream: 'prices', id: 1, since: null, epoch: undefined }))).toEqual({
+    expect(
+      JSON.parse(encodeSubscribe({ stream: 'prices', id: 1, since: null, epoch: undefined }))
+    ).toEqual({
       type: 'subscribe',
       stream: 'prices',
       id: 1
     });
-    expect(JSON.parse(encodeUnsubscribe({ stream: 'prices', id: 'u' }))).toEqual({ type: 'unsubscribe', stream: 'prices', id: 'u' });
+    expect(JSON.parse(encodeUnsubscribe({ stream: 'prices', id: 'u' }))).toEqual({
+      type: 'unsubscribe',
+      stream: 'prices',
+      id: 'u'
+    });
   });
 
   it('refuses what the server would refuse, before sending it', () => {
@@ -80,30 +91,62 @@ describe('encoding requests', () => {
       throw new Error('not refused');
     };
     expect(refused(() => encodeSubscribe({ stream: 'a b' })).code).toBe('bad-request');
-    expect(refused(() => encodeSubscribe({ stream: 's', since: 1.5 })).message).toBe("'since' must be an integer");
-    expect(refused(() => encodeSubscribe({ stream: 's', max_messages: 0 })).message).toBe("'max_messages' must be at least 1");
-    expect(refused(() => encodeSubscribe({ stream: 's', policy: 'nope' as never })).message).toMatch(/use one of drop-oldest, /);
-    expect(refused(() => encodeSubscribe({ stream: 's', maxMessages: 5 } as never)).message).toBe("subscribe has no field 'maxMessages'");
-    expect(refused(() => encodeUnsubscribe({} as never)).message).toBe("unsubscribe needs 'stream'");
+    expect(refused(() => encodeSubscribe({ stream: 's', since: 1.5 })).message).toBe(
+      "'since' must be an integer"
+    );
+    expect(refused(() => encodeSubscribe({ stream: 's', max_messages: 0 })).message).toBe(
+      "'max_messages' must be at least 1"
+    );
+    expect(
+      refused(() => encodeSubscribe({ stream: 's', policy: 'nope' as never })).message
+    ).toMatch(/use one of drop-oldest, /);
+    expect(refused(() => encodeSubscribe({ stream: 's', maxMessages: 5 } as never)).message).toBe(
+      "subscribe has no field 'maxMessages'"
+    );
+    expect(refused(() => encodeUnsubscribe({} as never)).message).toBe(
+      "unsubscribe needs 'stream'"
+    );
   });
 
   it('measures string limits in code points, as the server does', () => {
     expect(() => encodeSubscribe({ stream: 's', epoch: '\u{1F600}'.repeat(64) })).not.toThrow();
-    expect(() => encodeSubscribe({ stream: 's', epoch: '\u{1F600}'.repeat(65) })).toThrow(ProtocolError);
+    expect(() => encodeSubscribe({ stream: 's', epoch: '\u{1F600}'.repeat(65) })).toThrow(
+      ProtocolError
+    );
   });
 });
 
 describe('decoding events', () => {
   it('returns typed messages with null for the fields nbws sends as null', () => {
     const gap = decodeEvent('{"type":"gap","stream":"s","from":3,"reason":"epoch"}');
-    expect(gap).toEqual({ type: 'gap', stream: 's', from: 3, reason: 'epoch', to: null, count: null, epoch: null });
+    expect(gap).toEqual({
+      type: 'gap',
+      stream: 's',
+      from: 3,
+      reason: 'epoch',
+      to: null,
+      count: null,
+      epoch: null
+    });
     const message = decodeEvent('{"type":"message","stream":"s","offset":1,"epoch":"e","time":2}');
-    expect(message).toEqual({ type: 'message', stream: 's', offset: 1, epoch: 'e', time: 2, payload: null });
+    expect(message).toEqual({
+      type: 'message',
+      stream: 's',
+      offset: 1,
+      epoch: 'e',
+      time: 2,
+      payload: null
+    });
   });
 
   it('decodes a binary message with its payload as a view', () => {
     const payload = new Uint8Array([9, 8, 7]);
-    const decoded = decodeEvent(binaryMessage({ type: 'message', stream: 's', offset: 0, epoch: 'e', time: 1, binary: true }, payload));
+    const decoded = decodeEvent(
+      binaryMessage(
+        { type: 'message', stream: 's', offset: 0, epoch: 'e', time: 1, binary: true },
+        payload
+      )
+    );
     expect(decoded.type).toBe('message');
     const message = decoded as StreamMessage;
     expect(message.binary).toBe(true);
@@ -119,8 +162,12 @@ describe('decoding events', () => {
   });
 
   it('says which field is wrong', () => {
-    expect(() => decodeEvent('{"type":"end","stream":"s","next":-1}')).toThrow("'next' must be at least 0");
-    expect(() => decodeEvent('{"type":"status","state":"fine"}')).toThrow('unknown state "fine"; use one of ok, degraded');
+    expect(() => decodeEvent('{"type":"end","stream":"s","next":-1}')).toThrow(
+      "'next' must be at least 0"
+    );
+    expect(() => decodeEvent('{"type":"status","state":"fine"}')).toThrow(
+      'unknown state "fine"; use one of ok, degraded'
+    );
   });
 });
 
@@ -192,7 +239,6 @@ describe('browser rules', () => {
 
 describe('version', () => {
   it('registers the version package.json declares', () => {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     const pkg = require('../../package.json') as { version: string };
     expect(MODULE_VERSION).toBe(pkg.version);
   });
@@ -200,17 +246,25 @@ describe('version', () => {
 
 describe('frame previews', () => {
   it('shows text as text and binary as hex', () => {
-    expect(payloadText({ opcode: 1, preview: '<b>hi</b>', preview_kind: 'text' })).toBe('<b>hi</b>');
+    expect(payloadText({ opcode: 1, preview: '<b>hi</b>', preview_kind: 'text' })).toBe(
+      '<b>hi</b>'
+    );
     expect(payloadText({ opcode: 2, preview: '00 ff', preview_kind: 'hex' })).toBe('hex 00 ff');
   });
 
   it('reads a close frame as code, meaning and reason', () => {
-    expect(payloadText({ opcode: 8, preview: '03 e8 62 79 65', preview_kind: 'hex' })).toBe('1000 normal closure "bye"');
-    expect(payloadText({ opcode: 8, preview: '0f a1', preview_kind: 'hex' })).toBe('4001 application');
+    expect(payloadText({ opcode: 8, preview: '03 e8 62 79 65', preview_kind: 'hex' })).toBe(
+      '1000 normal closure "bye"'
+    );
+    expect(payloadText({ opcode: 8, preview: '0f a1', preview_kind: 'hex' })).toBe(
+      '4001 application'
+    );
     expect(payloadText({ opcode: 8, preview: '', preview_kind: 'text' })).toBe('(no status code)');
     expect(payloadText({ opcode: 8, preview: '03', preview_kind: 'hex' })).toMatch(/malformed/);
     // Both code bytes below 0x80 decode as text on the server: still a code.
-    expect(payloadText({ opcode: 8, preview: '\u0003\u0003', preview_kind: 'text' })).toBe('771 not a valid close code');
+    expect(payloadText({ opcode: 8, preview: '\u0003\u0003', preview_kind: 'text' })).toBe(
+      '771 not a valid close code'
+    );
   });
 
   it('names close codes by range', () => {

@@ -118,7 +118,9 @@ describe('ResumeState', () => {
 describe('Backoff', () => {
   it('doubles from initial to max and resets after a success', () => {
     const b = new Backoff(100, 1000, () => 1);
-    expect([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([100, 200, 400, 800, 1000, 1000]);
+    expect([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([
+      100, 200, 400, 800, 1000, 1000
+    ]);
     expect(b.attempts).toBe(6);
     b.reset();
     expect(b.next()).toBe(100);

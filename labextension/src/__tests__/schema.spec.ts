@@ -32,7 +32,9 @@ const TABLES: Record<string, Readonly<Record<string, readonly FieldSpec[]>>> = {
 };
 
 function messageDefs(direction: string): string[] {
-  return (SCHEMA.$defs[direction].oneOf ?? []).map(ref => ref.$ref.replace(`#/$defs/${direction}.`, ''));
+  return (SCHEMA.$defs[direction].oneOf ?? []).map(ref =>
+    ref.$ref.replace(`#/$defs/${direction}.`, '')
+  );
 }
 
 /** The schema a field of this spec has (what messages.py `_schema_of` writes). */
@@ -51,7 +53,9 @@ function expectedSchema(spec: FieldSpec): PropertySchema {
     case 'positive':
       return { type: nullable('integer'), minimum: 1 };
     case 'str':
-      return spec.limit ? { type: nullable('string'), maxLength: spec.limit } : { type: nullable('string') };
+      return spec.limit
+        ? { type: nullable('string'), maxLength: spec.limit }
+        : { type: nullable('string') };
     case 'number':
       return { type: nullable('number') };
     case 'bool':
@@ -81,7 +85,9 @@ describe.each(['request', 'event'])('%s field tables match the JSON Schema', dir
 
   it.each(messageDefs(direction))('%s: same fields in the same order', type => {
     const schema = SCHEMA.$defs[`${direction}.${type}`];
-    const fields = Object.keys(schema.properties).filter(name => name !== 'type' && !(type === 'message' && name === 'binary'));
+    const fields = Object.keys(schema.properties).filter(
+      name => name !== 'type' && !(type === 'message' && name === 'binary')
+    );
     expect(table[type].map(spec => spec.wire)).toEqual(fields);
     expect(schema.properties.type).toEqual({ const: type });
   });
@@ -95,7 +101,10 @@ describe.each(['request', 'event'])('%s field tables match the JSON Schema', dir
   it.each(messageDefs(direction))('%s: same kinds, limits and choices', type => {
     const schema = SCHEMA.$defs[`${direction}.${type}`];
     for (const spec of table[type]) {
-      expect([spec.wire, withoutDescription(schema.properties[spec.wire])]).toEqual([spec.wire, expectedSchema(spec)]);
+      expect([spec.wire, withoutDescription(schema.properties[spec.wire])]).toEqual([
+        spec.wire,
+        expectedSchema(spec)
+      ]);
     }
   });
 });

@@ -37,10 +37,25 @@ class FakeSocket {
   }
 }
 
-const settings = { wsUrl: 'ws://lab.invalid/', baseUrl: 'http://lab.invalid/', token: '' } as unknown as ServerConnection.ISettings;
+const settings = {
+  wsUrl: 'ws://lab.invalid/',
+  baseUrl: 'http://lab.invalid/',
+  token: ''
+} as unknown as ServerConnection.ISettings;
 
 function subscribed(first: number, next: number): Record<string, unknown> {
-  return { type: 'subscribed', id: 1, stream: 's', epoch: 'e1', first, next, since: null, policy: 'drop-oldest', max_messages: 1000, max_bytes: 1 << 20 };
+  return {
+    type: 'subscribed',
+    id: 1,
+    stream: 's',
+    epoch: 'e1',
+    first,
+    next,
+    since: null,
+    policy: 'drop-oldest',
+    max_messages: 1000,
+    max_bytes: 1 << 20
+  };
 }
 
 function message(offset: number): Record<string, unknown> {
@@ -63,7 +78,11 @@ describe('StreamSubscription status', () => {
   });
 
   function start(since: number | null): FakeSocket {
-    subscription = new StreamSubscription('s', { since, settings }, { message: () => undefined, status: s => statuses.push(s) });
+    subscription = new StreamSubscription(
+      's',
+      { since, settings },
+      { message: () => undefined, status: s => statuses.push(s) }
+    );
     subscription.start();
     const socket = FakeSocket.last!;
     socket.open();
@@ -114,11 +133,20 @@ describe('StreamSubscription errors', () => {
         throw new Error(`Failed to construct 'WebSocket': The URL '${url}' is invalid.`);
       }
     };
-    const withToken = { ...settings, token: 'page-token-123' } as unknown as ServerConnection.ISettings;
-    const subscription = new StreamSubscription('s', { since: null, settings: withToken }, { message: () => undefined });
+    const withToken = {
+      ...settings,
+      token: 'page-token-123'
+    } as unknown as ServerConnection.ISettings;
+    const subscription = new StreamSubscription(
+      's',
+      { since: null, settings: withToken },
+      { message: () => undefined }
+    );
     subscription.start();
     expect(subscription.status.state).toBe('retrying');
-    expect(subscription.status.detail).toContain("The URL 'ws://lab.invalid/nbws/ws?token=…' is invalid");
+    expect(subscription.status.detail).toContain(
+      "The URL 'ws://lab.invalid/nbws/ws?token=…' is invalid"
+    );
     expect(subscription.status.detail).not.toContain('page-token-123');
     subscription.dispose();
   });

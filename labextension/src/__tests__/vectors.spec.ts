@@ -5,7 +5,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { ControlMessage, decodeEvent, decodeRequest, encodeRequest, ProtocolError } from '../protocol';
+import {
+  ControlMessage,
+  decodeEvent,
+  decodeRequest,
+  encodeRequest,
+  ProtocolError
+} from '../protocol';
 import { resumeSince } from '../resume';
 
 const VECTORS = path.join(__dirname, '..', '..', '..', 'tests', 'vectors');
@@ -25,7 +31,8 @@ interface Case {
 }
 
 function cases(name: string): Case[] {
-  return (JSON.parse(fs.readFileSync(path.join(VECTORS, name), 'utf-8')) as { cases: Case[] }).cases;
+  return (JSON.parse(fs.readFileSync(path.join(VECTORS, name), 'utf-8')) as { cases: Case[] })
+    .cases;
 }
 
 function fromHex(hex: string): Uint8Array {
