@@ -27,7 +27,7 @@ from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader, _KVAr
 from ._version import __version__
 from .config import Count, Nbws, unknown_options
 
-__all__ = ["NbwsServe", "UsageError", "eval_literal", "main", "serve"]
+__all__ = ["NbwsServe", "UsageError", "eval_literal", "last_wins", "main", "serve"]
 
 USAGE = """\
 usage: nbws {serve,bench} ...
@@ -225,11 +225,38 @@ def eval_literal(value: str) -> object:
         return value
 
 
+SINGLE_VALUED = ("host", "port", "token", "redis")
+
+
+def last_wins(argv: Sequence[str], names: Sequence[str] = SINGLE_VALUED) -> list[str]:
+    """Drop all but the last ``--name VALUE`` / ``--name=VALUE`` of each single-valued option.
+
+    A repeated option means "this one instead" (as with most command-line tools, e.g. a
+    wrapper script adding ``--port`` to a command that already has one); traitlets would
+    refuse it as two values for one trait.
+    """
+    spans: dict[str, list[tuple[int, int]]] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        for name in names:
+            if arg == f"--{name}" and i + 1 < len(argv):
+                spans.setdefault(name, []).append((i, i + 2))
+                i += 1
+                break
+            if arg.startswith(f"--{name}="):
+                spans.setdefault(name, []).append((i, i + 1))
+                break
+        i += 1
+    dropped = {k for found in spans.values() for a, b in found[:-1] for k in range(a, b)}
+    return [arg for k, arg in enumerate(argv) if k not in dropped]
+
+
 def serve(argv: Sequence[str]) -> int:
     """Run ``nbws serve ARGV``; the exit status."""
     app = NbwsServe()
     try:
-        app.initialize(list(argv))
+        app.initialize(last_wins(argv))
         app.start()
     except UsageError as exc:
         print(f"nbws: {exc}", file=sys.stderr)

@@ -530,3 +530,24 @@ def test_config_option_names_one_file(tmp_path: pathlib.Path) -> None:
     missing = tmp_path / "missing.py"
     done = run("--port", "0", "--no-token", "--config", str(missing))
     assert_one_line_error(done, f"no config file {missing} (--config)")
+
+
+def test_a_repeated_single_valued_option_means_the_last_one():
+    from nbws.cli import last_wins
+
+    argv = ["--port", "0", "--no-token", "--port=9000", "--set", "a=1", "--set", "b=2"]
+    assert last_wins(argv) == ["--no-token", "--port=9000", "--set", "a=1", "--set", "b=2"]
+    assert last_wins(["--host", "a", "--port", "1", "--host", "b"]) == [
+        "--port",
+        "1",
+        "--host",
+        "b",
+    ]
+
+
+def test_serve_accepts_a_port_given_twice():
+    server = start_serve_process("--port", "0")  # the helper already passes --port 0
+    try:
+        assert server.port > 0
+    finally:
+        stop_serve_process(server)

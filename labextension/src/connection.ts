@@ -17,14 +17,19 @@ export function serverSettings(): ServerConnection.ISettings {
   return cached;
 }
 
-/** A WebSocket URL under the server's base URL, e.g. `wsUrl('nbws/ws')`. */
+/**
+ * A WebSocket URL under the server's base URL, e.g. `wsUrl('nbws/ws')`. The token goes into
+ * the URL only when JupyterLab itself would append it (`appendToken`: the WebSocket is on
+ * another host than the page); otherwise the page's cookie authenticates, so the token never
+ * lands in proxy access logs (under JupyterHub it is the user's OAuth token).
+ */
 export function wsUrl(
   path: string,
   query: Record<string, string> = {},
   settings: ServerConnection.ISettings = serverSettings()
 ): string {
   const params = new URLSearchParams(query);
-  if (settings.token) {
+  if (settings.token && settings.appendToken) {
     params.set('token', settings.token);
   }
   const search = params.toString();

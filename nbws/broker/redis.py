@@ -77,7 +77,17 @@ _UNAVAILABLE_REPLIES = (
     "CLUSTERDOWN",
     "MISCONF",
 )
+# Permission refusals (ACL): Redis says NOPERM outside scripts and "...can't run this
+# command" inside them. Retrying cannot help until an admin fixes the ACL user, but the
+# broker is just as unusable, so they are reported the same way, with a reason that says so.
+_PERMISSION_REPLIES = ("NOPERM", "The user executing the script can't run this command")
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _refused(exc: BaseException) -> bool:
+    """True for a Redis reply that means the broker cannot serve now (not a bug)."""
+    text = str(exc)
+    return text.startswith(_UNAVAILABLE_REPLIES) or any(r in text for r in _PERMISSION_REPLIES)
 
 FLAG_BINARY = 1
 FLAG_PRODUCER = 2
@@ -97,6 +107,8 @@ def _id_major(entry_id: bytes | str) -> int:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
+    if any(r in text for r in _PERMISSION_REPLIES):
+        return f"broker unavailable: Redis refused a command (check the ACL user): {text}"
     return f"broker unavailable: {text}"
 
 
@@ -348,7 +360,7 @@ class RedisBroker:
                 self._health(commands=False, reason=_reason(exc))
                 raise BrokerUnavailable(_reason(exc)) from exc
             except ResponseError as exc:
-                if str(exc).startswith(_UNAVAILABLE_REPLIES):
+                if _refused(exc):
                     self._health(commands=False, reason=_reason(exc))
                     raise BrokerUnavailable(_reason(exc)) from exc
                 raise
@@ -581,7 +593,7 @@ class RedisBroker:
 
     def _refusal(self, error: ResponseError) -> Exception:
         """A per-append error reply: "cannot now" replies become BrokerUnavailable."""
-        if str(error).startswith(_UNAVAILABLE_REPLIES):
+        if _refused(error):
             self._health(commands=False, reason=_reason(error))
             return BrokerUnavailable(_reason(error))
         return error

@@ -1,6 +1,6 @@
 import type { ServerConnection } from '@jupyterlab/services';
 
-import { redactSecrets } from '../connection';
+import { redactSecrets, wsUrl } from '../connection';
 
 describe('redactSecrets', () => {
   it('hides secret query values and keeps the rest', () => {
@@ -18,6 +18,26 @@ describe('redactSecrets', () => {
     const settings = { token: 's3cr3t-token-value' } as unknown as ServerConnection.ISettings;
     expect(redactSecrets('failed: s3cr3t-token-value was refused', settings)).toBe(
       'failed: … was refused'
+    );
+  });
+});
+
+describe('wsUrl', () => {
+  const base = {
+    baseUrl: 'http://lab.example/user/a/',
+    wsUrl: 'ws://lab.example/user/a/',
+    token: 'secret-token'
+  } as const;
+
+  it('leaves the token out when the cookie authenticates (same host)', () => {
+    const settings = { ...base, appendToken: false } as unknown as Parameters<typeof wsUrl>[2];
+    expect(wsUrl('nbws/ws', { a: '1' }, settings)).toBe('ws://lab.example/user/a/nbws/ws?a=1');
+  });
+
+  it('appends the token when JupyterLab would (another host)', () => {
+    const settings = { ...base, appendToken: true } as unknown as Parameters<typeof wsUrl>[2];
+    expect(wsUrl('nbws/ws', {}, settings)).toBe(
+      'ws://lab.example/user/a/nbws/ws?token=secret-token'
     );
   });
 });
