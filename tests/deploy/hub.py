@@ -86,11 +86,20 @@ class Hub:
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call the Hub's REST API (``hub/api/...``) with the service token."""
+        return self.request(method, f"hub/api/{path.lstrip('/')}", body)
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Call ``path`` (below the Hub's root, e.g. ``user/alice/nbws/api/streams``) through
+        the Hub's proxy with the service's Hub token, which may access every server.
+
+        Returns:
+            (status, the parsed JSON body, or the text if it is not JSON, or None)
+        """
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}hub/api/{path.lstrip('/')}", data=data, method=method
-        )
+        request = urllib.request.Request(f"{self.url}{path.lstrip('/')}", data=data, method=method)
         request.add_header("Authorization", f"token {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 raw, status = response.read(), response.status
@@ -101,17 +110,16 @@ class Hub:
         except ValueError:
             return status, raw.decode(errors="replace")
 
-    def start_server(self, user: str, server: str = "", timeout: float = 120) -> str:
-        """Create ``user``, start their (named) server and wait until it is ready.
-
-        Returns:
-            The server's URL prefix, e.g. ``/user/alice/`` or ``/user/alice/second/``.
-        """
+    def spawn(self, user: str, server: str = "") -> None:
+        """Create ``user`` if needed and ask the Hub to start their (named) server."""
         status, body = self.api("POST", f"users/{user}")
         assert status in (201, 409), (status, body)
         path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
         status, body = self.api("POST", path)
-        assert status in (201, 202, 400), (status, body)
+        assert status in (201, 202), (status, body)
+
+    def wait_ready(self, user: str, server: str = "", timeout: float = 120) -> str:
+        """Wait until the server is ready; its URL prefix, e.g. ``/user/alice/second/``."""
 
         def ready() -> str | None:
             assert self.process.poll() is None, f"the Hub exited:\n{self.log()[-3000:]}"

@@ -34,15 +34,10 @@ from nbws.protocol.messages import (
 )
 
 from .nginx import Nginx, start_nginx
-from .tls import Certificates, make_certificates
+from .tls import Certificates
 
 PROXY_TIMEOUT = "3s"
 QUIET = 8.0  # seconds of silence: more than twice the proxy's idle timeout
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 def _serve(*options: str) -> RunningServer:
