@@ -3,7 +3,7 @@ admins.
 
 The snippet is read from the doc (the fenced ``nginx`` block after the marker
 ``<!-- nginx-snippet -->``) and run as written; only the lines that name this machine
-(listen address, certificate files, upstream) and, where a test asks, the proxy timeouts
+(listen address, certificate and log files, upstream) and, where a test asks, the proxy timeouts
 are replaced, each of which must appear exactly once, so a doc that drifts fails here.
 nginx runs in the foreground (``daemon off``) with its own prefix in a temp dir.
 """
@@ -31,6 +31,7 @@ LISTEN = "listen 443 ssl;"
 CERT = "ssl_certificate     /etc/ssl/certs/hub.example.org.pem;"
 KEY = "ssl_certificate_key /etc/ssl/private/hub.example.org.key;"
 UPSTREAM = "proxy_pass http://127.0.0.1:8000;"
+ACCESS_LOG = "access_log /var/log/nginx/hub.access.log noquery;"
 READ_TIMEOUT = re.compile(r"proxy_read_timeout\s+\S+;")
 SEND_TIMEOUT = re.compile(r"proxy_send_timeout\s+\S+;")
 
@@ -72,6 +73,10 @@ class Nginx:
     def log(self) -> str:
         return (self.prefix / "error.log").read_text(errors="replace")
 
+    def access_log(self) -> str:
+        """The site's access log (the doc's ``noquery`` format)."""
+        return (self.prefix / "access.log").read_text(errors="replace")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGQUIT)  # graceful: finish, then exit
@@ -103,6 +108,7 @@ def start_nginx(
     site = _replace_once(site, CERT, f"ssl_certificate {certificates.cert};")
     site = _replace_once(site, KEY, f"ssl_certificate_key {certificates.key};")
     site = _replace_once(site, UPSTREAM, f"proxy_pass http://127.0.0.1:{upstream_port};")
+    site = _replace_once(site, ACCESS_LOG, f"access_log {prefix / 'access.log'} noquery;")
     if timeout is not None:
         site = _replace_pattern(site, READ_TIMEOUT, f"proxy_read_timeout {timeout};")
         site = _replace_pattern(site, SEND_TIMEOUT, f"proxy_send_timeout {timeout};")
@@ -117,7 +123,7 @@ pid {prefix / "nginx.pid"};
 error_log {prefix / "error.log"} info;
 events {{ worker_connections 256; }}
 http {{
-    access_log {prefix / "access.log"};
+    access_log {prefix / "http-access.log"};
     client_body_temp_path {prefix / "client_body"};
     proxy_temp_path {prefix / "proxy"};
     fastcgi_temp_path {prefix / "fastcgi"};
