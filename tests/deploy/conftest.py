@@ -12,8 +12,12 @@ from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 from .tls import Certificates, make_certificates
 from .tools import missing
 
-# Generous: CI runs on 2 cores with a Hub, its proxy, three servers, kernels and Chromium.
-expect.set_options(timeout=30_000)
+
+@pytest.fixture(autouse=True)
+def _generous_expect() -> None:
+    """Generous: CI runs on 2 cores with a Hub, its proxy, three servers, kernels and
+    Chromium (set per test: another package's conftest sets its own at import)."""
+    expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="package")
