@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+import nbws
 from nbws.protocol.messages import PROTOCOL, Welcome, decode_event
 
 from .hub import Hub, start_hub
@@ -228,6 +229,22 @@ def test_the_documented_proxy_log_keeps_no_token(
 def test_no_token_in_websocket_urls(viewer_urls: tuple[list[str], str]) -> None:
     urls, token = viewer_urls
     assert not [u for u in urls if "token=" in u or token in u], urls
+
+
+def test_a_publisher_outside_the_hub_with_a_hub_token(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``nbws.stream(url=<the server's public URL>, token=<a Hub API token>)`` publishes over
+    ``wss://`` through both proxies (the CA trusted through ``SSL_CERT_FILE``)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(deployment.certificates.ca))
+    url = deployment.url("user/alice/")
+    with nbws.stream("from-outside", url=url, token=deployment.hub.token) as feed:
+        assert feed.url == f"{deployment.proxy.ws_url}user/alice/nbws/ws"
+        for i in range(3):
+            feed.publish({"n": i})
+        feed.flush(timeout=60)
+    status, body = deployment.hub.request("GET", "user/alice/nbws/api/streams/from-outside")
+    assert status == 200 and body["next"] == 3, (status, body)
 
 
 def test_health_and_metrics_with_a_hub_token(deployment: Deployment) -> None:

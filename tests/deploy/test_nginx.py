@@ -22,6 +22,7 @@ from conftest import RunningServer, start_serve_process, stop_serve_process
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+import nbws
 from nbws.protocol.messages import (
     PROTOCOL,
     Message,
@@ -35,6 +36,7 @@ from nbws.protocol.messages import (
 
 from .nginx import Nginx, start_nginx
 from .tls import Certificates
+from .tools import wait_for
 
 PROXY_TIMEOUT = "3s"
 QUIET = 8.0  # seconds of silence: more than twice the proxy's idle timeout
@@ -182,3 +184,33 @@ def test_a_connection_the_proxy_cuts_resumes_with_no_gap(
         assert _stays_open(ws, 0.5) is None  # nothing more, nothing twice
     assert [m.offset for m in received] == list(range(9))
     assert [m.payload["n"] for m in received] == [0, 1, 2, 3, 4, 0, 1, 2, 3]
+
+
+def test_the_reliable_client_resumes_through_the_proxy_with_no_gap(
+    default: tuple[RunningServer, Nginx],
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``nbws.stream`` over ``wss://`` (trusting a private CA through ``SSL_CERT_FILE``): its
+    subscription, cut by the proxy while quiet, reconnects and resumes after its last
+    offset; what was published meanwhile arrives once, in order."""
+    server, proxy = default
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
+    with nbws.stream("reliable-cut", url=proxy.url, token=server.token) as feed:
+        assert feed.url.startswith("wss://")
+        with feed.subscribe(since=0) as sub:
+            for i in range(5):
+                feed.publish({"n": i})
+            feed.flush(timeout=60)
+            got = [sub.get(timeout=30) for _ in range(5)]
+            wait_for(lambda: sub.reconnects or None, 30, "the proxy to cut the quiet subscriber")
+            for i in range(5, 10):
+                feed.publish({"n": i})
+            feed.flush(timeout=60)
+            got += [sub.get(timeout=30) for _ in range(5)]
+            with pytest.raises(TimeoutError):
+                sub.get(timeout=1)  # nothing twice
+            assert not sub.gaps
+            assert "1006" in str(sub.last_error)  # cut without a close frame: the proxy
+    assert [m.offset for m in got] == list(range(10))  # type: ignore[union-attr]
+    assert [m.payload["n"] for m in got] == list(range(10))  # type: ignore[union-attr]
