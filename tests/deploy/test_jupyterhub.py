@@ -219,13 +219,6 @@ def test_the_documented_proxy_log_keeps_no_token(
     assert token not in log  # ... without its query string
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="labextension/src/connection.ts wsUrl() appends ?token= whenever JupyterLab has a "
-    "token, ignoring ServerConnection's appendToken (false in a same-origin browser page, as "
-    "JupyterLab's own kernel sockets do); under JupyterHub the page's token is the user's "
-    "OAuth access token, which then lands in proxy access logs",
-)
 def test_no_token_in_websocket_urls(viewer_urls: tuple[list[str], str]) -> None:
     urls, token = viewer_urls
     assert not [u for u in urls if "token=" in u or token in u], urls

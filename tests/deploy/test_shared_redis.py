@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import shutil
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -177,3 +178,27 @@ def test_an_acl_user_cannot_read_the_other_prefix(tenants: dict[str, Tenant]) ->
     # alice's stream is intact after bob's attempts.
     _, messages = _subscribe_all(alice, "acl-check")
     assert [m.payload for m in messages] == [{"secret": 42}]
+
+
+def test_an_acl_missing_a_command_reports_the_broker_unavailable(
+    shared_redis: RedisProcess,
+) -> None:
+    """A too-narrow ACL (here without ``TIME``, which the append script calls) is a 503
+    with a reason naming the ACL, not a 500."""
+    admin = redis.Redis(port=shared_redis.port)
+    prefix, password = "nbws-carol", secrets.token_hex(12)
+    acl = [arg for arg in documented_acl(prefix, password) if arg != "+time"]
+    admin.execute_command("ACL", "SETUSER", prefix, *acl)
+    url = f"redis://{prefix}:{password}@127.0.0.1:{shared_redis.port}/0"
+    server = start_serve_process(
+        "--redis", url, f"--set=redis_prefix={prefix}", token=secrets.token_hex(16)
+    )
+    carol = Tenant(prefix, password, server, shared_redis.port)
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            carol.rest("POST", "streams/notes/messages", {"payload": 1})
+        assert refused.value.code == 503
+        body = json.loads(refused.value.read())
+        assert "ACL" in body["message"], body
+    finally:
+        stop_serve_process(server)
