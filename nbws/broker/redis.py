@@ -89,6 +89,7 @@ def _refused(exc: BaseException) -> bool:
     text = str(exc)
     return text.startswith(_UNAVAILABLE_REPLIES) or any(r in text for r in _PERMISSION_REPLIES)
 
+
 FLAG_BINARY = 1
 FLAG_PRODUCER = 2
 FLAG_KEY = 4

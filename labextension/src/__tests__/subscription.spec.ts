@@ -135,7 +135,8 @@ describe('StreamSubscription errors', () => {
     };
     const withToken = {
       ...settings,
-      token: 'page-token-123'
+      token: 'page-token-123',
+      appendToken: true // a server on another host: the token goes into the URL
     } as unknown as ServerConnection.ISettings;
     const subscription = new StreamSubscription(
       's',
