@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import websockets
 from conftest import RunningServer, start_serve_process, stop_serve_process
+from waiting import until
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
@@ -25,15 +26,6 @@ from websockets.uri import parse_uri
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds, polling the event loop, or fail at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 class SansIoClient:

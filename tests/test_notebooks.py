@@ -13,7 +13,6 @@ import os
 import pathlib
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterator
 
 import nbformat
@@ -24,6 +23,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 from redis_support import redis_server_binary
+from waiting import wait_until
 
 NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 EXPECTED = [
@@ -219,14 +219,6 @@ CHECKS: dict[str, Callable[[NotebookNode, str], None]] = {
     "05_scale_out": check_05,
     "06_pandas": check_06,
 }
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting after {timeout}s for {what}")
-        time.sleep(0.05)
 
 
 def test_scale_out_stops_its_processes_when_the_kernel_exits(

@@ -28,6 +28,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 from traitlets.config import Config
+from waiting import until
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.frames import Opcode
 
@@ -39,15 +40,6 @@ from nbws.transport.connection import FRAGMENT_COST, READ_CHUNK
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds, polling the event loop, or fail at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 # --- a server whose application is the test ---------------------------------------------------

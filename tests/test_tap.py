@@ -3,26 +3,15 @@ tap shows for plain and compressed traffic."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import websockets
 from conftest import RunningServer
+from waiting import until
 
 from nbws.protocol import OPCODE_NAMES, FrameRecord, FrameTap, encode_frame, parse_frame_header
 from nbws.transport import Connection
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds, polling the event loop, or fail at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 def record(**overrides: Any) -> FrameRecord:
