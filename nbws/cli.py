@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import sys
@@ -89,6 +90,23 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
         "--Nbws.max_message_size=1048576); repeatable.",
     ).tag(config=True)
     verbose = Bool(False, help="Log connections.").tag(config=True)
+    base_url = Unicode(
+        "/", help="Path prefix of every route (e.g. /nbws-prefix/ behind a reverse proxy)."
+    ).tag(config=True)
+    certfile = Unicode("", help="TLS certificate (PEM) to serve https:// and wss://.").tag(
+        config=True
+    )
+    keyfile = Unicode("", help="TLS private key (PEM) for --certfile.").tag(config=True)
+    trust_proxy = Bool(
+        False,
+        help="Take the client address and scheme from X-Forwarded-For/-Proto (X-Real-Ip, "
+        "X-Scheme): only behind a reverse proxy that sets them, or clients can forge them.",
+    ).tag(config=True)
+    allow_unauthenticated_remote = Bool(
+        False,
+        help="Allow --no-token on an address other than loopback: anyone who can reach it "
+        "may publish and read every stream.",
+    ).tag(config=True)
 
     aliases = {
         "host": "NbwsServe.host",
@@ -99,12 +117,23 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
         "allow-origin": "Nbws.allow_origins",
         "allow-host": "Nbws.allow_hosts",
         "config": "NbwsServe.config_file",
+        "base-url": "NbwsServe.base_url",
+        "certfile": "NbwsServe.certfile",
+        "keyfile": "NbwsServe.keyfile",
     }
     flags = {
         "no-token": ({"NbwsServe": {"no_token": True}}, "Accept clients without a token."),
         "v": ({"NbwsServe": {"verbose": True}}, "Log connections."),
         "verbose": ({"NbwsServe": {"verbose": True}}, "Log connections."),
         "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log everything."),
+        "trust-proxy": (
+            {"NbwsServe": {"trust_proxy": True}},
+            "Trust X-Forwarded-* headers (only behind a reverse proxy that sets them).",
+        ),
+        "allow-unauthenticated-remote": (
+            {"NbwsServe": {"allow_unauthenticated_remote": True}},
+            "Allow --no-token on a non-loopback address (anyone who reaches it may use it).",
+        ),
         "generate-config": (
             {"JupyterApp": {"generate_config": True}},
             "Write a default jupyter_nbws_config.py into the Jupyter config dir.",
@@ -189,25 +218,54 @@ nbws serve --redis redis://127.0.0.1:6379/0 --set buffer_policy=conflate
             raise UsageError(f"unexpected argument {self.extra_args[0]!r} (see nbws serve --help)")
         if self.token and self.no_token:
             raise UsageError("--token and --no-token exclude each other")
+        if self.no_token and not is_loopback(self.host) and not self.allow_unauthenticated_remote:
+            raise UsageError(
+                f"--no-token on {self.host} would let anyone on the network use this server; "
+                "bind 127.0.0.1, give a --token, or add --allow-unauthenticated-remote"
+            )
+        if bool(self.certfile) != bool(self.keyfile):
+            raise UsageError("--certfile and --keyfile go together")
         config = self.nbws_config()
         token: str | None = None if self.no_token else self.token or new_token()
         logging.basicConfig(
             level=logging.INFO if self.verbose else logging.WARNING,
             format="%(asctime)s %(name)s %(levelname)s %(message)s",
         )
-        from .server.standalone import CannotListen, StandaloneServer
+        from .server.standalone import CannotListen, CannotServeTLS, StandaloneServer
 
         try:
-            server = StandaloneServer(config, host=self.host, port=self.port, token=token)
+            server = StandaloneServer(
+                config,
+                host=self.host,
+                port=self.port,
+                token=token,
+                token_generated=not self.token,
+                base_url=self.base_url,
+                certfile=self.certfile or None,
+                keyfile=self.keyfile or None,
+                trust_proxy=self.trust_proxy,
+            )
         except ModuleNotFoundError as exc:
             if (exc.name or "").partition(".")[0] == "redis":
                 raise UsageError(REDIS_MISSING) from None
             raise
+        except CannotServeTLS as exc:
+            raise UsageError(str(exc)) from None
         try:
             with contextlib.suppress(KeyboardInterrupt):  # the signal handler normally does
                 asyncio.run(server.run())
         except CannotListen as exc:
             raise UsageError(str(exc)) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a --host value) only listens on this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def new_token() -> str:

@@ -11,6 +11,9 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from typing import Any
 
 import pytest
 import websockets
@@ -204,22 +207,113 @@ async def test_printed_url_with_no_token_works() -> None:
         stop_serve_process(server)
 
 
-@pytest.mark.parametrize("given", ["my-token", None], ids=["--token", "generated"])
-async def test_printed_url_carries_the_token(given: str | None) -> None:
-    server, banner = start_with_banner(*(["--token", given] if given else []))
+async def test_printed_url_carries_a_generated_token() -> None:
+    server, banner = start_with_banner()
     try:
         url = echo_url_of(banner)
         token = url.partition("?token=")[2]
-        if given:
-            assert token == given
-        else:
-            assert re.fullmatch(r"[0-9a-f]{48}", token), token
+        assert re.fullmatch(r"[0-9a-f]{48}", token), token
         async with websockets.connect(url) as ws:
             await ws.send("authorised by the printed URL")
             assert await ws.recv() == "authorised by the printed URL"
         with pytest.raises(InvalidStatus) as info:
             await websockets.connect(url.partition("?")[0])
         assert info.value.response.status_code == 403
+    finally:
+        stop_serve_process(server)
+
+
+def test_a_token_the_user_chose_is_never_printed() -> None:
+    server, banner = start_with_banner("--token", "my-secret-token")
+    try:
+        assert "my-secret-token" not in banner
+        assert banner.rstrip().endswith(", with your --token")
+    finally:
+        stop_serve_process(server)
+
+
+def test_no_token_on_a_network_address_needs_an_explicit_flag() -> None:
+    assert_one_line_error(
+        run("--no-token", "--host", "0.0.0.0", "--port", "0"),
+        "--no-token on 0.0.0.0 would let anyone on the network use this server; bind "
+        "127.0.0.1, give a --token, or add --allow-unauthenticated-remote",
+    )
+    server, banner = start_with_banner(
+        "--no-token", "--host", "0.0.0.0", "--allow-unauthenticated-remote"
+    )
+    try:
+        assert banner.startswith("nbws serving on http://0.0.0.0:")
+    finally:
+        stop_serve_process(server)
+
+
+def test_base_url_prefixes_every_route() -> None:
+    server, banner = start_with_banner("--no-token", "--base-url", "/under/here")
+    try:
+        assert f"127.0.0.1:{server.port}/under/here/" in banner
+        base = f"http://127.0.0.1:{server.port}"
+        with urllib.request.urlopen(f"{base}/under/here/nbws/api/health", timeout=30) as r:
+            assert json.loads(r.read())["status"] == "ok"
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{base}/nbws/api/health", timeout=30)
+        assert missing.value.code == 404
+    finally:
+        stop_serve_process(server)
+
+
+def test_certfile_needs_its_keyfile() -> None:
+    assert_one_line_error(
+        run("--no-token", "--certfile", "cert.pem"), "--certfile and --keyfile go together"
+    )
+
+
+def test_unreadable_certificate_is_one_line(tmp_path: pathlib.Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not a certificate")
+    done = run("--no-token", "--certfile", str(cert), "--keyfile", str(cert))
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"nbws: cannot use --certfile {str(cert)!r}: "), line
+
+
+async def test_tls_serves_wss(tmp_path: pathlib.Path) -> None:
+    from deploy.tls import make_certificates
+
+    certs = make_certificates(tmp_path)
+    server, banner = start_with_banner(
+        "--no-token", "--certfile", str(certs.cert), "--keyfile", str(certs.key)
+    )
+    assert banner.startswith(f"nbws serving on https://127.0.0.1:{server.port}/"), banner
+    assert f"wss://127.0.0.1:{server.port}/nbws/echo" in banner
+    try:
+        url = f"wss://127.0.0.1:{server.port}/nbws/echo"
+        async with websockets.connect(url, ssl=certs.client_context()) as ws:
+            await ws.send("over TLS")
+            assert await ws.recv() == "over TLS"
+    finally:
+        stop_serve_process(server)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["default", "--trust-proxy"])
+async def test_forwarded_headers_only_with_trust_proxy(trusted: bool) -> None:
+    server, _ = start_with_banner("--no-token", *(["--trust-proxy"] if trusted else []))
+    try:
+        url = f"ws://127.0.0.1:{server.port}/nbws/ws"
+        headers = {"X-Forwarded-For": "203.0.113.9"}
+        async with websockets.connect(
+            url, subprotocols=["nbws.v1"], additional_headers=headers
+        ) as ws:
+            await ws.recv()  # welcome
+            await ws.send('{"type":"subscribe","stream":"fwd","id":1}')
+            await ws.recv()  # subscribed
+            api = f"http://127.0.0.1:{server.port}/nbws/api/streams/fwd?subscribers=1"
+            [sub] = (await asyncio.to_thread(get_json, api))["subscriptions"]
+        assert sub["remote"] == ("203.0.113.9" if trusted else "127.0.0.1")
     finally:
         stop_serve_process(server)
 
@@ -235,7 +329,7 @@ def start_with_banner(*args: str, env: dict[str, str] | None = None) -> tuple[Ru
     )
     assert proc.stdout is not None
     banner = proc.stdout.readline()
-    match = re.search(r"serving on http://([\d.]+):(\d+)/", banner)
+    match = re.search(r"serving on https?://([\d.]+):(\d+)/", banner)
     if match is None:
         proc.kill()
         raise AssertionError(f"unexpected first line: {banner!r}")
@@ -294,7 +388,7 @@ async def test_serve_reads_jupyter_nbws_config_from_the_config_dir(
         )
     server, banner = start_with_banner(env=config_env(tmp_path))
     try:
-        assert echo_url_of(banner).endswith("?token=file-token")
+        assert "file-token" not in banner  # the token came from the file: never printed
         server.token = "file-token"
         assert await echo_subprotocol(server, "from.file") == "from.file"
     finally:

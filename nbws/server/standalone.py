@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 import signal
+import ssl
 import sys
 from typing import Any
 from urllib.parse import urlparse
@@ -33,11 +34,13 @@ from .websocket import serve_endpoint
 __all__ = [
     "LOCAL_HOSTNAMES",
     "CannotListen",
+    "CannotServeTLS",
     "StandaloneServer",
     "host_allowed",
     "make_app",
     "new_token",
     "raise_open_file_limit",
+    "tls_context",
 ]
 
 log = logging.getLogger("nbws.server")
@@ -342,15 +345,41 @@ class StandaloneServer:
     """Run ``nbws serve`` until SIGINT/SIGTERM, then close every connection with 1001."""
 
     def __init__(
-        self, config: Nbws, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+        self,
+        config: Nbws,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        token: str | None = None,
+        token_generated: bool = False,
+        base_url: str = "/",
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        trust_proxy: bool = False,
     ) -> None:
+        """Args:
+        token: what clients must send (None: no token).
+        token_generated: the token was made up at start, so the banner shows it once
+            (a token the user chose is never printed).
+        base_url: path prefix of every route.
+        certfile, keyfile: serve TLS (https://, wss://) with this PEM pair.
+        trust_proxy: honour X-Forwarded-For/-Proto (tornado's ``xheaders``); only
+            behind a reverse proxy that sets them.
+        """
         self.config = config
         self.host = host
         self.port = port
         self.token = token
-        self.app = make_app(config, token=token, host=host)
+        self.token_generated = token_generated
+        self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+        self.ssl_context = tls_context(certfile, keyfile) if certfile else None
+        self.trust_proxy = trust_proxy
+        self.app = make_app(config, token=token, host=host, base_url=self.base_url)
         self.context: NbwsContext = self.app.settings[SETTINGS_KEY]
         self.server: HTTPServer | None = None
+
+    def _http_server(self) -> HTTPServer:
+        return HTTPServer(self.app, xheaders=self.trust_proxy, ssl_options=self.ssl_context)
 
     def listen(self) -> int:
         """Bind and start accepting; returns the port (useful with port 0).
@@ -359,7 +388,7 @@ class StandaloneServer:
             CannotListen: the address cannot be bound (in use, not local, no permission).
         """
         sockets = _bind(self.port, self.host)
-        self.server = HTTPServer(self.app, xheaders=False)
+        self.server = self._http_server()
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         return self.port
@@ -378,7 +407,7 @@ class StandaloneServer:
             for sock in sockets:
                 sock.close()
             raise
-        self.server = HTTPServer(self.app, xheaders=False)
+        self.server = self._http_server()
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         return self.port
@@ -393,10 +422,15 @@ class StandaloneServer:
         """Serve until interrupted."""
         raise_open_file_limit()
         port = await self.start()
-        url = f"ws://{self.host}:{port}/nbws/echo"
-        if self.token:
-            url += f"?token={self.token}"
-        print(f"nbws serving on http://{self.host}:{port}/  (echo: {url})", flush=True)
+        secure = "s" if self.ssl_context is not None else ""
+        root = f"{self.host}:{port}{self.base_url}"
+        url = f"ws{secure}://{root}nbws/echo"
+        note = ""
+        if self.token and self.token_generated:
+            url += f"?token={self.token}"  # made up just now: the only way to learn it
+        elif self.token:
+            note = ", with your --token"
+        print(f"nbws serving on http{secure}://{root}  (echo: {url}){note}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -404,6 +438,24 @@ class StandaloneServer:
         await stop.wait()
         print("nbws: closing connections (1001 going away)", flush=True)
         await self.stop()
+
+
+def tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    """A server TLS context for a PEM certificate and key.
+
+    Raises:
+        CannotServeTLS: a file is missing or not a matching PEM pair (one-line reason).
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise CannotServeTLS(f"cannot use --certfile {certfile!r}: {exc}") from None
+    return context
+
+
+class CannotServeTLS(Exception):
+    """The TLS certificate or key cannot be loaded; the message says why in one line."""
 
 
 def new_token() -> str:
