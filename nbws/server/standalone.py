@@ -99,7 +99,11 @@ def token_from_request(handler: RequestHandler) -> str | None:
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
-    """Same-origin, no Origin (non-browser clients), or listed in ``allowed``."""
+    """Same-origin, no Origin (non-browser clients), or listed in ``allowed``.
+
+    An entry ``scheme://*`` allows every origin of that scheme (VS Code's webviews have
+    a random ``vscode-webview://<id>`` origin each).
+    """
     if origin is None:
         return True
     if "*" in allowed:
@@ -107,7 +111,11 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> 
     origin = origin.lower()
     if host is not None and urlparse(origin).netloc == host.lower():
         return True
-    return origin in (o.lower().rstrip("/") for o in allowed)
+    entries = [o.lower().rstrip("/") for o in allowed]
+    schemes = {o[: -len("*")] for o in entries if o.endswith("://*")}
+    if any(origin.startswith(scheme) for scheme in schemes):
+        return True
+    return origin in entries
 
 
 LOCAL_HOSTNAMES = ("localhost",)
