@@ -27,11 +27,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .._redact import redact_url
-
 if TYPE_CHECKING:
-    from tornado.web import RequestHandler
-
     from ..config import Nbws
     from .standalone import StandaloneServer
 
@@ -45,7 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("nbws.server")
-access_log = logging.getLogger("tornado.access")
 
 EDITOR_ORIGINS = ("vscode-webview://*",)
 """Origins of front ends that show a local kernel's output without a Jupyter page."""
@@ -72,26 +67,6 @@ def load_config() -> Nbws:
         return app.nbws_config()
     except UsageError as exc:
         raise EmbeddedServerError(str(exc)) from None
-
-
-def _log_request(handler: RequestHandler) -> None:
-    """tornado's access log line, with the URL's secrets redacted (a wrong token too)."""
-    status = handler.get_status()
-    if status < 400:
-        method = access_log.info
-    elif status < 500:
-        method = access_log.warning
-    else:
-        method = access_log.error
-    request = handler.request
-    method(
-        "%d %s %s (%s) %.2fms",
-        status,
-        request.method,
-        redact_url(request.uri or ""),
-        request.remote_ip,
-        1000.0 * request.request_time(),
-    )
 
 
 class EmbeddedServer:
@@ -123,6 +98,11 @@ class EmbeddedServer:
     def token(self) -> str:
         """The token clients must send (kept out of ``repr``)."""
         return self._token
+
+    @property
+    def config(self) -> Nbws | None:
+        """The settings in use (None until :meth:`start` has read them)."""
+        return self._config
 
     @property
     def url(self) -> str:
@@ -168,7 +148,6 @@ class EmbeddedServer:
         try:
             assert self._config is not None
             server = StandaloneServer(self._config, host=self.host, port=0, token=self._token)
-            server.app.settings["log_function"] = _log_request
             self.port = loop.run_until_complete(server.start())
         except BaseException as exc:  # reported by start() in the caller's thread
             self._error = exc

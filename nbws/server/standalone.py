@@ -23,6 +23,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler
 
+from .._redact import redact_url
 from .._version import __version__
 from ..config import Nbws
 from .api import MetricsMixin
@@ -184,6 +185,11 @@ class StandaloneHandler(RequestHandler):
             list(context.config.allow_origins),
         ):
             raise HTTPError(403, "origin not allowed")
+
+    def _request_summary(self) -> str:
+        # tornado's access and error log lines quote the URL: never with a ?token=.
+        request = self.request
+        return f"{request.method} {redact_url(request.uri or '')} ({request.remote_ip})"
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")

@@ -61,7 +61,9 @@ def test_server_listening_on_all_interfaces_is_reached_on_loopback(tmp_path: Pat
 
 def test_explicit_token_wins_over_the_runtime_file(tmp_path: Path) -> None:
     write_runtime_file(tmp_path, 9)
-    found = discover(token="mine", env={"JPY_PARENT_PID": "9"}, runtime_dir=tmp_path, probe=has_nbws)
+    found = discover(
+        token="mine", env={"JPY_PARENT_PID": "9"}, runtime_dir=tmp_path, probe=has_nbws
+    )
     assert found.token == "mine"
 
 
