@@ -134,6 +134,48 @@ def test_plain_script_streams_through_its_own_server(tmp_path: Path) -> None:
     assert token not in err
 
 
+EXIT_SCRIPT = """
+import sys, nbws
+s = nbws.stream(sys.argv[1])
+s.publish(0).result(120)
+print(nbws.endpoint().connect_snippet().replace("\\n", " | "), flush=True)
+sys.stdin.readline()
+for i in range(1, 5001):
+    s.publish(i)
+"""  # no flush: the client's exit handler drains before the server stops
+
+
+def test_messages_published_before_exit_are_delivered_before_the_server_stops(
+    tmp_path: Path,
+) -> None:
+    topic = name("exit")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EXIT_SCRIPT, topic],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=isolated_env(tmp_path),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        url, token = connection_from(proc.stdout.readline())
+        reader = nbws.stream(topic, url=url, token=token)
+        sub = reader.subscribe(since=0)
+        assert sub.get(timeout=60).payload == 0  # subscribed, live
+        _, err = proc.communicate("go\n", timeout=180)
+        got = [sub.get(timeout=60).payload for _ in range(5000)]
+        sub.close()
+        reader.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert got == list(range(1, 5001))
+    assert "unacknowledged" not in err
+
+
 def test_explicit_nbws_url_is_used_without_starting_a_server(tmp_path: Path) -> None:
     env = isolated_env(tmp_path) | {"NBWS_URL": "http://127.0.0.1:9/", "NBWS_TOKEN": "t"}
     code = "import nbws; e = nbws.endpoint(); print(e.kind, e.url)"
