@@ -6,7 +6,7 @@ from typing import Any
 
 from ._version import __version__
 
-__all__ = ["__version__", "stream"]
+__all__ = ["__version__", "endpoint", "stream"]
 
 
 def stream(name: str, url: str | None = None, token: str | None = None, **options: Any) -> Any:
@@ -15,6 +15,15 @@ def stream(name: str, url: str | None = None, token: str | None = None, **option
     from .client import stream as open_stream
 
     return open_stream(name, url, token, **options)
+
+
+def endpoint(url: str | None = None, token: str | None = None) -> Any:
+    """The endpoint ``nbws.stream(name)`` connects to: its url, its ``kind`` (``explicit``,
+    ``jupyter`` or ``embedded``) and ``token`` (never in its repr; ``connect_snippet()``
+    shows what another process needs). See ``nbws.client.discovery``."""
+    from .client.discovery import endpoint as find
+
+    return find(url, token)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler
 
+from .._redact import redact_url
 from .._version import __version__
 from ..config import Nbws
 from .api import MetricsMixin
@@ -102,7 +103,11 @@ def token_from_request(handler: RequestHandler) -> str | None:
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
-    """Same-origin, no Origin (non-browser clients), or listed in ``allowed``."""
+    """Same-origin, no Origin (non-browser clients), or listed in ``allowed``.
+
+    An entry ``scheme://*`` allows every origin of that scheme (VS Code's webviews have
+    a random ``vscode-webview://<id>`` origin each).
+    """
     if origin is None:
         return True
     if "*" in allowed:
@@ -110,7 +115,11 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> 
     origin = origin.lower()
     if host is not None and urlparse(origin).netloc == host.lower():
         return True
-    return origin in (o.lower().rstrip("/") for o in allowed)
+    entries = [o.lower().rstrip("/") for o in allowed]
+    schemes = {o[: -len("*")] for o in entries if o.endswith("://*")}
+    if any(origin.startswith(scheme) for scheme in schemes):
+        return True
+    return origin in entries
 
 
 LOCAL_HOSTNAMES = ("localhost",)
@@ -179,6 +188,11 @@ class StandaloneHandler(RequestHandler):
             list(context.config.allow_origins),
         ):
             raise HTTPError(403, "origin not allowed")
+
+    def _request_summary(self) -> str:
+        # tornado's access and error log lines quote the URL: never with a ?token=.
+        request = self.request
+        return f"{request.method} {redact_url(request.uri or '')} ({request.remote_ip})"
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
