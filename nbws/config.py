@@ -95,7 +95,23 @@ class ChoiceEnum(CaselessStrEnum[str]):
         raise invalid(self.name, value, _either(self.values or ()), _owner(obj))
 
 
-class Count(Int[int, int]):
+class _OneLineError:
+    """A trait whose refusal is nbws's one-line message naming what it allows."""
+
+    def allowed(self) -> str:
+        raise NotImplementedError
+
+    def error(
+        self,
+        obj: HasTraits | None,
+        value: Any,
+        error: Exception | None = None,
+        info: str | None = None,
+    ) -> Any:
+        raise invalid(getattr(self, "name", ""), value, self.allowed(), _owner(obj))
+
+
+class Count(_OneLineError, Int[int, int]):
     """A whole number with a lower bound: ``minimum=1`` for sizes where 0 makes no sense,
     ``minimum=0, zero="..."`` where the help gives 0 a meaning (usually "off")."""
 
@@ -107,15 +123,6 @@ class Count(Int[int, int]):
     def allowed(self) -> str:
         text = f"an integer >= {self.minimum}"
         return f"{text} (0 = {self.zero})" if self.zero else text
-
-    def error(
-        self,
-        obj: HasTraits | None,
-        value: Any,
-        error: Exception | None = None,
-        info: str | None = None,
-    ) -> Any:
-        raise invalid(self.name, value, self.allowed(), _owner(obj))
 
     def from_string(self, s: str) -> int:
         try:
@@ -134,7 +141,7 @@ class Count(Int[int, int]):
         return int(value)
 
 
-class Seconds(Float[float, float]):
+class Seconds(_OneLineError, Float[float, float]):
     """A duration (or another ``unit``): ``> 0``, or ``>= 0`` with ``zero="..."`` saying
     what 0 means."""
 
@@ -149,15 +156,6 @@ class Seconds(Float[float, float]):
         if self.zero:
             return f"a number of {self.unit} >= 0 (0 = {self.zero})"
         return f"a number of {self.unit} > 0"
-
-    def error(
-        self,
-        obj: HasTraits | None,
-        value: Any,
-        error: Exception | None = None,
-        info: str | None = None,
-    ) -> Any:
-        raise invalid(self.name, value, self.allowed(), _owner(obj))
 
     def from_string(self, s: str) -> float:
         try:

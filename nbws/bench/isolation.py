@@ -21,9 +21,7 @@ server's RSS growth during the attack and what the attacker managed to send alon
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -46,7 +44,7 @@ from ..protocol.messages import (
     encode,
 )
 from .base import Row, percentile, server
-from .wsclient import Peer, client_frame, open_peer
+from .wsclient import Peer, client_frame, handshake_request, open_peer
 
 __all__ = ["CASES", "isolation"]
 
@@ -124,18 +122,7 @@ def _raw_connect(port: int, path: str, protocol: str | None = None) -> socket.so
     that does not read shows it at once)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    if protocol:
-        lines.append(f"Sec-WebSocket-Protocol: {protocol}")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    sock.sendall(handshake_request(port, path, protocol))
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(1)

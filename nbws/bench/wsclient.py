@@ -14,7 +14,15 @@ from typing import Any
 from ..protocol.framing import BINARY, CONT, TEXT, count_frames, split_frames
 from ..protocol.framing import client_frame as _client_frame
 
-__all__ = ["FrameCounter", "FrameParser", "Peer", "client_frame", "open_peer", "read_json"]
+__all__ = [
+    "FrameCounter",
+    "FrameParser",
+    "Peer",
+    "client_frame",
+    "handshake_request",
+    "open_peer",
+    "read_json",
+]
 
 
 def client_frame(
@@ -83,9 +91,8 @@ class Peer:
         return self.pending.popleft()
 
 
-async def open_peer(port: int, path: str, protocol: str | None = None) -> Peer:
-    """Connect and complete the opening handshake."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 24)
+def handshake_request(port: int, path: str, protocol: str | None = None) -> bytes:
+    """The opening handshake a bench client sends to 127.0.0.1:``port``."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",
@@ -97,7 +104,13 @@ async def open_peer(port: int, path: str, protocol: str | None = None) -> Peer:
     ]
     if protocol:
         lines.append(f"Sec-WebSocket-Protocol: {protocol}")
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def open_peer(port: int, path: str, protocol: str | None = None) -> Peer:
+    """Connect and complete the opening handshake."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 24)
+    writer.write(handshake_request(port, path, protocol))
     status = await reader.readuntil(b"\r\n\r\n")
     if not status.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(status.decode(errors="replace").splitlines()[0])
