@@ -714,6 +714,16 @@ function decodeBatch(obj: Record<string, unknown>, payload: Uint8Array | null): 
   return batch;
 }
 
+/**
+ * The batch of a `batch` event already split by `parseText`/`parseBinary` (a binary
+ * batch's payload in `data`), checked as `decodeEvent` checks it.
+ */
+export function batchOf(message: ControlMessage): BatchMessage {
+  const payload =
+    message.binary === true && message.data instanceof Uint8Array ? message.data : null;
+  return decodeBatch(message, payload);
+}
+
 function decode(direction: Direction, data: string | ArrayBuffer | Uint8Array): ControlMessage {
   if (typeof data === 'string') {
     const obj = parseJson(data);
