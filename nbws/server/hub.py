@@ -55,6 +55,10 @@ __all__ = ["Client", "LiveStream", "StreamHub", "Subscriber", "delivery_frame"]
 log = logging.getLogger("nbws.streams")
 
 REPLAY_PAGE = 512
+REPLAY_PAGE_BATCHED = 2048
+"""About how many history messages to read at once for a batching subscriber (a page
+costs the same fixed overhead whatever its size, and becomes a few batch frames); rounded
+to whole batches so that no batch is cut short at a page's end."""
 
 
 def delivery_frame(stream: str, epoch: str, message: StoredMessage) -> bytes:
@@ -153,6 +157,11 @@ class Subscriber:
         return self.core.state
 
     @property
+    def _batched_page(self) -> int:
+        size = self.core.max_batch or 1
+        return size * max(1, REPLAY_PAGE_BATCHED // size)
+
+    @property
     def policy(self) -> Policy:
         return self.buffer.policy
 
@@ -184,7 +193,11 @@ class Subscriber:
                         return
                     continue
                 try:
-                    page = await self.hub.broker.read(self.stream, core.cursor, REPLAY_PAGE)
+                    page = await self.hub.broker.read(
+                        self.stream,
+                        core.cursor,
+                        REPLAY_PAGE if core.max_batch is None else self._batched_page,
+                    )
                 except UnknownStream:
                     page = None
                 if core.state is not State.CATCHING_UP:

@@ -28,7 +28,11 @@ wait (:meth:`Subscription.flush_due`); the hub keeps one timer for all of them.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from collections.abc import Mapping
+from itertools import accumulate
+
+from orjson import dumps as _dumps
 
 from ..broker.base import ReadResult, StoredMessage
 from ..errors import InvalidState
@@ -253,13 +257,24 @@ class Subscription:
             )
             self.cursor = page.first
         limit = page.next if self.until is None else min(self.until, page.next)
-        out: list[StoredMessage] = []
-        for message in page.messages:
-            if message.offset >= limit:
-                break
-            if message.offset >= self.cursor:
-                out.append(message)
-                self.cursor = message.offset + 1
+        messages = page.messages
+        out: list[StoredMessage]
+        if (
+            messages
+            and messages[0].offset >= self.cursor
+            and messages[-1].offset - messages[0].offset == len(messages) - 1
+        ):  # consecutive from the cursor on (the usual page): a slice, not a loop
+            out = messages[: max(0, min(len(messages), limit - messages[0].offset))]
+            if out:
+                self.cursor = out[-1].offset + 1
+        else:
+            out = []
+            for message in messages:
+                if message.offset >= limit:
+                    break
+                if message.offset >= self.cursor:
+                    out.append(message)
+                    self.cursor = message.offset + 1
         self.delivered += len(out)
         if self.cursor < limit and page.messages:
             return out, Step.READ_MORE
@@ -406,10 +421,43 @@ class Subscription:
     def page_frames(
         self, messages: list[StoredMessage], shared: SharedFrames
     ) -> tuple[list[bytes], int]:
-        """The ``batch`` frames of a history page (:meth:`receive_page`'s messages)."""
-        items: list[Delivery | Gap] = [(m.offset, b"", m.key, stored_item(m)) for m in messages]
-        frames, count = self.frames(items, shared, self.epoch)
-        return frames, count  # type: ignore[return-value]
+        """The ``batch`` frames of a history page (:meth:`receive_page`'s messages), cut
+        as :func:`cut_runs` cuts (the replay's hot loop: no delivery tuples)."""
+        elements: list[BatchItem] = []
+        binary = False
+        dumps = _dumps
+        for m in messages:
+            if m.binary or m.producer is not None or m.key is not None:
+                elements.append(stored_item(m))
+                binary = binary or m.binary
+            else:
+                elements.append(
+                    b'{"offset":%d,"time":%s,"payload":%s}' % (m.offset, dumps(m.time), m.payload)
+                )
+        if binary:  # binary runs: the general cut (rare in replays)
+            items: list[Delivery | Gap] = [
+                (m.offset, b"", m.key, e) for m, e in zip(messages, elements, strict=True)
+            ]
+            frames, count = self.frames(items, shared, self.epoch)
+            return frames, count  # type: ignore[return-value]
+        max_batch = self.max_batch or 1
+        ends = list(accumulate(map(len, elements)))  # C-level: where each byte run ends
+        out: list[bytes] = []
+        start, total, before = 0, len(elements), 0
+        while start < total:
+            stop = min(start + max_batch, bisect_left(ends, before + BATCH_BYTES, start) + 1, total)
+            out.append(
+                shared.frame_of(
+                    self.stream,
+                    self.epoch,
+                    messages[start].offset,
+                    messages[stop - 1].offset,
+                    elements[start:stop],
+                )
+            )
+            before = ends[stop - 1]
+            start = stop
+        return out, total
 
     def lag(self, stream_next: int) -> int:
         """Messages between what this subscription has been written and the stream's end."""
@@ -492,14 +540,26 @@ class SharedFrames:
 
     def frame(self, stream: str, epoch: str, run: list[Delivery]) -> bytes:
         """The ``batch`` frame of ``run`` (messages of ``stream`` in ``epoch``)."""
-        first, last, count = run[0][0], run[-1][0], len(run)
+        return self.frame_of(
+            stream,
+            epoch,
+            run[0][0],
+            run[-1][0],
+            [item[3] for item in run],  # type: ignore[misc]
+        )
+
+    def frame_of(
+        self, stream: str, epoch: str, first: int, last: int, elements: list[BatchItem]
+    ) -> bytes:
+        """The ``batch`` frame of ``elements``, the messages ``first`` … ``last``."""
+        count = len(elements)
         key = (epoch, first, last, count) if last - first == count - 1 else None
         if key is not None:
             frame = self.frames.get(key)
             if frame is not None:
                 self.shared += 1
                 return frame
-        data, text = encode_batch(stream, epoch, [item[3] for item in run])  # type: ignore[misc]
+        data, text = encode_batch(stream, epoch, elements)
         frame = encode_message(data, text=text)
         self.built += 1
         if key is not None:
