@@ -274,6 +274,7 @@ async def test_catch_up_then_live_seam_no_gap_no_duplicate(hub: StreamHub) -> No
     await settle()
     assert sink.offsets() == list(range(2500))
     assert not [e for e in sink.delivered() if isinstance(e, Gap)]
+    assert not [e for e in sink.log if isinstance(e, Message)]  # replay batched too
     assert all(len(b.messages) <= 64 for b in sink.batches())
     assert sub.state is State.LIVE
 
@@ -326,7 +327,7 @@ async def test_a_full_batch_does_not_linger(hub: StreamHub) -> None:
 
 # --- over a real server --------------------------------------------------------------
 
-TARGETS = ("standalone",)
+TARGETS = ("standalone", "redis")
 
 
 @pytest.mark.parametrize(

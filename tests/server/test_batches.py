@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nbws.broker import ReadResult, StoredMessage
-from nbws.protocol.messages import Batch, GapReason, batch_item, decode_event
+from nbws.protocol.messages import MAX_HEADER_BYTES, Batch, GapReason, batch_item, decode_event
 from nbws.server.buffers import Delivery, Gap, Policy, SubscriberBuffer
 from nbws.server.subscriber import SharedFrames, Step, Subscription, cut_runs, stored_item
 
@@ -22,10 +22,14 @@ def make(max_batch: int | None = 10, linger: float = 0.0, bound: int = 100) -> S
     return sub
 
 
-def decoded(frame: bytes) -> Batch:
+def payload_of(frame: bytes) -> bytes:
+    """The payload of one unmasked, unfragmented server frame."""
     length = frame[1] & 0x7F
-    start = 2 if length < 126 else 4 if length == 126 else 10
-    event = decode_event(frame[start:], text=frame[0] & 0x0F == 1)
+    return frame[2 if length < 126 else 4 if length == 126 else 10 :]
+
+
+def decoded(frame: bytes) -> Batch:
+    event = decode_event(payload_of(frame), text=frame[0] & 0x0F == 1)
     assert isinstance(event, Batch)
     return event
 
@@ -162,3 +166,17 @@ def test_buffer_counts_queued_gap_notices() -> None:
         7,
     ]
     assert not buffer.gap_pending
+
+
+def test_binary_batches_keep_their_header_under_the_limit() -> None:
+    items: list[Delivery | Gap] = [
+        (i, b"", None, batch_item(i, 1.0, b"x", binary=True, content_type="t/" + "c" * 200))
+        for i in range(1000)
+    ]
+    shared = SharedFrames()
+    runs = cut_runs(items, 1000)
+    assert len(runs) > 1 and sum(len(r) for r in runs) == 1000  # type: ignore[arg-type]
+    for run in runs:
+        frame = shared.frame("s", "e1", run)  # type: ignore[arg-type]
+        assert int.from_bytes(payload_of(frame)[:4], "big") <= MAX_HEADER_BYTES
+        assert [m.offset for m in decoded(frame).messages] == [d[0] for d in run]  # type: ignore[index]
