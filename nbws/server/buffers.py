@@ -92,6 +92,7 @@ class SubscriberBuffer:
         self._tail_gap: list[int] | None = None  # [start, count, last] dropped incoming
         self._conflated_gap: list[int] | None = None  # [min, max, count]
         self._queued_gaps = 0  # Gap notices inside the queue (drop-newest tails)
+        self.taken_gaps = 0  # gap notices in what the last take() returned
 
     def __len__(self) -> int:
         return self.messages
@@ -299,4 +300,5 @@ class SubscriberBuffer:
             start, count, last = self._tail_gap
             out.append(Gap(start, last + 1, count, GapReason.DROPPED))
             self._tail_gap = None
+        self.taken_gaps = len(out) - messages
         return out

@@ -288,7 +288,9 @@ class Subscriber:
             if core.max_batch is not None:
                 # Each batch frame is written as the shared object itself (the transport
                 # corks them into one write): no per-subscriber copy, not even a join.
-                parts, delivered = core.frames(items, self.live.shared)
+                parts, delivered = core.frames(
+                    items, self.live.shared, gapless=buffer.taken_gaps == 0
+                )
                 size = 0
                 sent = True
                 for part in parts:

@@ -391,12 +391,19 @@ class Subscription:
         return None if now >= deadline else deadline
 
     def frames(
-        self, items: list[Delivery | Gap], shared: SharedFrames, epoch: str | None = None
+        self,
+        items: list[Delivery | Gap],
+        shared: SharedFrames,
+        epoch: str | None = None,
+        *,
+        gapless: bool = False,
     ) -> tuple[list[bytes | Gap], int]:
         """What to write for ``items`` (from :meth:`SubscriberBuffer.take`, or a page):
         frames, with the buffer's gap notices left in place for the driver to encode,
         and the number of messages in them. ``epoch``: the epoch of the items (default:
-        that of the buffered deliveries)."""
+        that of the buffered deliveries). ``gapless``: ``items`` holds no gap notice
+        (``buffer.taken_gaps == 0``), so a run of consecutive offsets is looked up whole:
+        subscribers that took the same run share the cutting, not only the frames."""
         if self.max_batch is None:
             out: list[bytes | Gap] = []
             count = 0
@@ -408,6 +415,15 @@ class Subscription:
                     out.append(item)  # type: ignore[arg-type]
             return out, count
         label = self.buffer_epoch if epoch is None else epoch
+        key = None
+        if gapless and items:
+            first, last = items[0][0], items[-1][0]  # type: ignore[index]
+            if last - first == len(items) - 1:
+                key = (label, first, last, self.max_batch)
+                known = shared.takes.get(key)
+                if known is not None:
+                    shared.shared += len(known)
+                    return list(known), len(items)
         out = []
         count = 0
         for part in cut_runs(items, self.max_batch):
@@ -416,6 +432,8 @@ class Subscription:
                 count += len(part)
             else:
                 out.append(part)  # type: ignore[arg-type]
+        if key is not None:
+            shared.remember(key, out)  # type: ignore[arg-type]
         return out, count
 
     def page_frames(
@@ -526,17 +544,26 @@ class SharedFrames:
     whose buffered run is identical. Bounded; the hub clears it every loop turn.
     """
 
-    __slots__ = ("built", "frames", "shared")
+    __slots__ = ("built", "frames", "shared", "takes")
 
     LIMIT = 64
 
     def __init__(self) -> None:
         self.frames: dict[tuple[str, int, int, int], bytes] = {}
+        # (epoch, first, last, max_batch) of a gapless take -> its frames, in order
+        self.takes: dict[tuple[str, int, int, int | None], tuple[bytes, ...]] = {}
         self.built = 0  # frames encoded
         self.shared = 0  # frames handed out again
 
     def clear(self) -> None:
         self.frames.clear()
+        self.takes.clear()
+
+    def remember(self, key: tuple[str, int, int, int | None], frames: list[bytes]) -> None:
+        """The frames a gapless take of consecutive offsets was cut into."""
+        if len(self.takes) >= self.LIMIT:
+            self.takes.clear()
+        self.takes[key] = tuple(frames)
 
     def frame(self, stream: str, epoch: str, run: list[Delivery]) -> bytes:
         """The ``batch`` frame of ``run`` (messages of ``stream`` in ``epoch``)."""

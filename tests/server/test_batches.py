@@ -180,3 +180,43 @@ def test_binary_batches_keep_their_header_under_the_limit() -> None:
         frame = shared.frame("s", "e1", run)  # type: ignore[arg-type]
         assert int.from_bytes(payload_of(frame)[:4], "big") <= MAX_HEADER_BYTES
         assert [m.offset for m in decoded(frame).messages] == [d[0] for d in run]  # type: ignore[index]
+
+
+def test_identical_takes_share_the_cutting_too() -> None:
+    shared = SharedFrames()
+    subs = [make(max_batch=10) for _ in range(3)]
+    for sub in subs:
+        sub.receive_live([item(i) for i in range(25)], 250, "e1")
+    results = []
+    for sub in subs:
+        items = sub.buffer.take(1 << 20)
+        results.append(sub.frames(items, shared, gapless=sub.buffer.taken_gaps == 0))
+    assert shared.built == 3 and len(shared.takes) == 1
+    assert all(
+        r[1] == 25 and all(x is y for x, y in zip(r[0], results[0][0], strict=True))
+        for r in results
+    )
+
+
+def test_a_take_with_a_gap_inside_is_never_served_a_gapless_run() -> None:
+    shared = SharedFrames()
+    plain = make(max_batch=10)
+    plain.receive_live([item(i) for i in range(1, 5)], 40, "e1")
+    plain.frames(plain.buffer.take(1 << 20), shared, gapless=True)  # remembers 1..4
+    buffer = SubscriberBuffer(Policy.DROP_NEWEST, 3, 1 << 20)
+    sub = Subscription("s", cursor=0, epoch="e1", until=None, buffer=buffer, max_batch=10)
+    for offset in range(4):
+        buffer.offer(item(offset))  # 3 dropped: a tail gap
+    buffer.take(10)  # 0 written; 1, 2 still queued
+    buffer.offer(item(4))  # the gap notice for 3 goes in before it
+    items = buffer.take(1 << 20)
+    assert buffer.taken_gaps == 1
+    frames, count = sub.frames(items, shared, "e1", gapless=buffer.taken_gaps == 0)
+    assert count == 3
+    assert [
+        [m.offset for m in decoded(f).messages] if isinstance(f, bytes) else f.start for f in frames
+    ] == [  # type: ignore[union-attr]
+        [1, 2],
+        3,
+        [4],
+    ]
