@@ -201,8 +201,10 @@ def test_identical_takes_share_the_cutting_too() -> None:
 def test_a_take_with_a_gap_inside_is_never_served_a_gapless_run() -> None:
     shared = SharedFrames()
     plain = make(max_batch=10)
+    plain.cursor = 1
     plain.receive_live([item(i) for i in range(1, 5)], 40, "e1")
-    plain.frames(plain.buffer.take(1 << 20), shared, gapless=True)  # remembers 1..4
+    plain.frames(plain.buffer.take(1 << 20), shared, gapless=True)
+    assert len(shared.takes) == 1  # remembers the run 1..4
     buffer = SubscriberBuffer(Policy.DROP_NEWEST, 3, 1 << 20)
     sub = Subscription("s", cursor=0, epoch="e1", until=None, buffer=buffer, max_batch=10)
     for offset in range(4):
