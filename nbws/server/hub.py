@@ -55,7 +55,7 @@ __all__ = ["Client", "LiveStream", "StreamHub", "Subscriber", "delivery_frame"]
 log = logging.getLogger("nbws.streams")
 
 REPLAY_PAGE = 512
-REPLAY_PAGE_BATCHED = 2048
+REPLAY_PAGE_BATCHED = 4096
 """About how many history messages to read at once for a batching subscriber (a page
 costs the same fixed overhead whatever its size, and becomes a few batch frames); rounded
 to whole batches so that no batch is cut short at a page's end."""
