@@ -78,7 +78,7 @@ async def _measure(port: int, count: int, rounds: int) -> tuple[float, float]:
 
 def batched_delivery(quick: bool) -> list[Row]:
     count = 100_000 if quick else 500_000
-    rounds = 1 if quick else 3
+    rounds = 2 if quick else 3
     settings = [
         "--set",
         f"history_max_messages={count}",
