@@ -21,6 +21,7 @@ SCENARIOS = (
     "polling vs WebSocket",
     "acked vs widget updates",
     "chaos",
+    "batched delivery",
 )
 
 

@@ -7,6 +7,8 @@
  * `tests/vectors/`, so a field renamed on one side fails the tests of the other.
  *
  * The binary layout: a 4-byte big-endian header length, the JSON header, the payload.
+ * A `batch` event (docs/protocol.md, "batch") carries many messages; `decodeEvent`
+ * returns it with each element as a whole `StreamMessage`.
  */
 
 export const PROTOCOL = 'nbws.v1';
@@ -17,6 +19,8 @@ export const MAX_PRODUCER_LENGTH = 256;
 export const MAX_CONTENT_TYPE_LENGTH = 256;
 export const MAX_EPOCH_LENGTH = 64;
 export const MAX_REF_LENGTH = 256;
+export const MAX_BATCH = 10_000;
+export const MAX_LINGER_MS = 100;
 export const STREAM_NAME = /^[A-Za-z0-9._:/-]{1,200}$/;
 const STREAM_RULE = '1-200 characters from A-Z a-z 0-9 . _ : / -';
 
@@ -74,6 +78,8 @@ export interface FieldSpec {
   readonly required?: boolean;
   /** Longest string (code points), for `str`. */
   readonly limit?: number;
+  /** Largest value, for the integer kinds. */
+  readonly max?: number;
   /** Allowed values, for `enum`. */
   readonly choices?: readonly string[];
   /** Sent as `null` when absent (decoded as null, never left out). */
@@ -110,7 +116,8 @@ export type EventType =
   | 'gap'
   | 'info'
   | 'error'
-  | 'status';
+  | 'status'
+  | 'batch';
 
 /** Client → server messages: their fields, in the order messages.py declares them. */
 export const REQUEST_FIELDS: { readonly [T in RequestType]: readonly FieldSpec[] } = {
@@ -122,7 +129,9 @@ export const REQUEST_FIELDS: { readonly [T in RequestType]: readonly FieldSpec[]
     opt('epoch', 'str', { limit: MAX_EPOCH_LENGTH }),
     opt('policy', 'enum', { choices: POLICIES }),
     opt('max_messages', 'positive'),
-    opt('max_bytes', 'positive')
+    opt('max_bytes', 'positive'),
+    opt('max_batch', 'positive', { max: MAX_BATCH }),
+    opt('linger_ms', 'nat', { max: MAX_LINGER_MS })
   ],
   unsubscribe: [req('stream', 'stream'), opt('id', 'ref')],
   publish: [
@@ -156,7 +165,9 @@ export const EVENT_FIELDS: { readonly [T in EventType]: readonly FieldSpec[] } =
     req('max_messages', 'positive'),
     req('max_bytes', 'positive'),
     nul('since', 'int'),
-    nul('ref', 'ref')
+    nul('ref', 'ref'),
+    opt('max_batch', 'positive'),
+    opt('linger_ms', 'nat')
   ],
   unsubscribed: [req('stream', 'stream'), nul('ref', 'ref')],
   message: [
@@ -209,8 +220,20 @@ export const EVENT_FIELDS: { readonly [T in EventType]: readonly FieldSpec[] } =
     nul('ref', 'ref')
   ],
   error: [req('code', 'enum', { choices: ERROR_CODES }), req('message', 'str'), nul('ref', 'ref')],
-  status: [req('state', 'enum', { choices: HEALTH_STATES }), opt('reason', 'str')]
+  status: [req('state', 'enum', { choices: HEALTH_STATES }), opt('reason', 'str')],
+  batch: [
+    req('stream', 'stream'),
+    req('epoch', 'str'),
+    req('messages', 'json'),
+    opt('binary', 'bool'),
+    opt('sizes', 'json')
+  ]
 };
+
+/** The fields of one `batch` element: a `message` without `stream` and `epoch`. */
+export const BATCH_ITEM_FIELDS: readonly FieldSpec[] = EVENT_FIELDS.message.filter(
+  spec => spec.wire !== 'stream' && spec.wire !== 'epoch'
+);
 
 // --- message shapes (as decoded: optional fields absent, `keepNull` ones null) ----------
 
@@ -235,6 +258,8 @@ export interface SubscribedReply {
   max_messages: number;
   max_bytes: number;
   ref?: Ref | null;
+  max_batch?: number;
+  linger_ms?: number;
 }
 
 export interface UnsubscribedReply {
@@ -259,6 +284,17 @@ export interface StreamMessage {
   content_type?: string;
   /** Set for binary messages: the payload bytes. */
   data?: Uint8Array;
+}
+
+/** Many delivered messages of one stream and epoch, in offset order. */
+export interface BatchMessage {
+  type: 'batch';
+  stream: string;
+  epoch: string;
+  /** Each a whole `message` (with `stream` and `epoch`), as if sent one by one. */
+  messages: StreamMessage[];
+  /** A binary batch: every payload is bytes (`data`). */
+  binary?: boolean;
 }
 
 export interface EndMessage {
@@ -337,7 +373,8 @@ export type ServerEvent =
   | GapMessage
   | InfoMessage
   | ErrorMessage
-  | StatusMessage;
+  | StatusMessage
+  | BatchMessage;
 
 export interface SubscribeRequest {
   stream: string;
@@ -349,6 +386,10 @@ export interface SubscribeRequest {
   policy?: Policy | null;
   max_messages?: number | null;
   max_bytes?: number | null;
+  /** Ask for `batch` events of at most this many messages. */
+  max_batch?: number | null;
+  /** How long (ms, at most 100) a partial live batch may wait; needs `max_batch`. */
+  linger_ms?: number | null;
 }
 
 export interface UnsubscribeRequest {
@@ -408,6 +449,9 @@ function check(spec: FieldSpec, value: unknown, type: string): unknown {
       const minimum = spec.kind === 'nat' ? 0 : spec.kind === 'positive' ? 1 : null;
       if (minimum !== null && value < minimum) {
         throw bad(`'${name}' must be at least ${minimum}`);
+      }
+      if (spec.max !== undefined && value > spec.max) {
+        throw bad(`'${name}' must be at most ${spec.max}`);
       }
       return value;
     }
@@ -511,6 +555,14 @@ export function validateMessage(
       }
       out[spec.wire] = check(spec, value, type as string);
     }
+    if (
+      type === 'subscribe' &&
+      direction === 'request' &&
+      out.linger_ms !== undefined &&
+      out.max_batch === undefined
+    ) {
+      throw bad("'linger_ms' needs 'max_batch' (it only applies to batches)");
+    }
     if (type === 'publish' && direction === 'request') {
       if ((out.producer === undefined) !== (out.seq === undefined)) {
         throw bad("'producer' and 'seq' go together (both for an acked publish)");
@@ -579,11 +631,111 @@ export function splitBinary(data: ArrayBuffer | Uint8Array): {
   return { header: header as Record<string, unknown>, payload: bytes.subarray(4 + size) };
 }
 
+// --- batches ----------------------------------------------------------------------------
+
+/**
+ * A `batch` event (`payload`: what follows a binary batch's header, else null), its
+ * elements checked and completed into whole `StreamMessage`s. Throws a `ProtocolError`
+ * (`bad-request`) with the same messages as messages.py `_decode_batch`.
+ */
+function decodeBatch(obj: Record<string, unknown>, payload: Uint8Array | null): BatchMessage {
+  const { stream, epoch, messages: items } = obj;
+  if (!validStreamName(stream)) {
+    throw bad(`batch needs a 'stream' of ${STREAM_RULE}`);
+  }
+  if (typeof epoch !== 'string') {
+    throw bad("batch needs a string 'epoch'");
+  }
+  if (!Array.isArray(items) || items.length === 0) {
+    throw bad("batch needs a non-empty list 'messages'");
+  }
+  const binary = payload !== null;
+  const sizes = obj.sizes;
+  if (binary) {
+    if (!Array.isArray(sizes) || sizes.length !== items.length) {
+      throw bad("binary batch needs 'sizes', one per message");
+    }
+    let total = 0;
+    for (const size of sizes) {
+      if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) {
+        throw bad("binary batch 'sizes' do not add up to its payload");
+      }
+      total += size;
+    }
+    if (total !== payload.byteLength) {
+      throw bad("binary batch 'sizes' do not add up to its payload");
+    }
+  }
+  const out: StreamMessage[] = [];
+  let last = -1;
+  let at = 0;
+  items.forEach((item: unknown, index: number) => {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      throw bad("batch 'messages' must be objects");
+    }
+    const element = item as Record<string, unknown>;
+    const offset = element.offset;
+    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset <= last) {
+      throw bad('batch offsets must be increasing integers');
+    }
+    if (typeof element.time !== 'number' || !Number.isFinite(element.time)) {
+      throw bad("batch messages need a number 'time'");
+    }
+    last = offset;
+    const message: Record<string, unknown> = { type: 'message', stream };
+    for (const spec of BATCH_ITEM_FIELDS) {
+      const value = element[spec.wire];
+      if (spec.kind === 'json') {
+        continue;
+      }
+      if (value !== undefined && value !== null) {
+        message[spec.wire] = check(spec, value, 'batch');
+      }
+      if (spec.wire === 'offset') {
+        message.epoch = epoch;
+      }
+    }
+    if (binary) {
+      const size = (sizes as number[])[index];
+      message.binary = true;
+      message.data = payload.subarray(at, at + size);
+      at += size;
+    } else if ('payload' in element) {
+      message.payload = element.payload;
+    } else {
+      throw bad("batch messages need a 'payload' (or a binary batch)");
+    }
+    out.push(message as unknown as StreamMessage);
+  });
+  const batch: BatchMessage = { type: 'batch', stream, epoch, messages: out };
+  if (binary) {
+    batch.binary = true;
+  }
+  return batch;
+}
+
+/**
+ * The batch of a `batch` event already split by `parseText`/`parseBinary` (a binary
+ * batch's payload in `data`), checked as `decodeEvent` checks it.
+ */
+export function batchOf(message: ControlMessage): BatchMessage {
+  const payload =
+    message.binary === true && message.data instanceof Uint8Array ? message.data : null;
+  return decodeBatch(message, payload);
+}
+
 function decode(direction: Direction, data: string | ArrayBuffer | Uint8Array): ControlMessage {
   if (typeof data === 'string') {
-    return validateMessage(direction, parseJson(data));
+    const obj = parseJson(data);
+    if (direction === 'event' && obj.type === 'batch') {
+      return decodeBatch(obj, null) as unknown as ControlMessage;
+    }
+    return validateMessage(direction, obj);
   }
   const { header, payload } = splitBinary(data);
+  if (direction === 'event' && header.type === 'batch') {
+    return decodeBatch(header, payload) as unknown as ControlMessage;
+  }
   const allowed = direction === 'request' ? 'publish' : 'message';
   if (header.type !== allowed) {
     const error = bad(`only ${allowed} may be sent as a binary message`);
@@ -637,6 +789,9 @@ export function encodeRequest(
       continue;
     }
     out[spec.wire] = check(spec, value, type);
+  }
+  if (type === 'subscribe' && out.linger_ms !== undefined && out.max_batch === undefined) {
+    throw bad("'linger_ms' needs 'max_batch' (it only applies to batches)");
   }
   return JSON.stringify(out);
 }

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 
 from .base import (
     AppendResult,
@@ -181,7 +182,8 @@ class MemoryBroker:
         first = state.first
         start = max(since, first) - first
         count = min(limit, len(messages) - start) if start < len(messages) else 0
-        page = [messages[i] for i in range(start, start + count)] if count > 0 else []
+        # islice walks the deque once in C; indexing it is O(distance) per message.
+        page = list(islice(messages, start, start + count)) if count > 0 else []
         return ReadResult(state.epoch, first, state.next, page)
 
     def listen(self, stream: str, listener: Listener) -> None:

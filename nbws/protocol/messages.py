@@ -170,6 +170,7 @@ class FieldSpec:
     wire: str = ""  # JSON key when it differs from the attribute name
     required: bool = False
     limit: int = 0  # longest string, for Kind.STR
+    maximum: int | None = None  # largest value, for the integer kinds
     choices: type[enum.Enum] | None = None  # for Kind.ENUM
     keep_null: bool = False  # encode None as null instead of leaving the key out
     doc: str = ""
@@ -211,12 +212,15 @@ def _checker(spec: FieldSpec, name: str) -> Callable[[Any, str], Any]:
 
     elif kind in (Kind.INT, Kind.NAT, Kind.POSITIVE):
         minimum = {Kind.INT: None, Kind.NAT: 0, Kind.POSITIVE: 1}[kind]
+        maximum = spec.maximum
 
         def check(value: Any, kind_name: str) -> Any:
             if type(value) is not int:
                 raise _bad(f"'{name}' must be an integer")
             if minimum is not None and value < minimum:
                 raise _bad(f"'{name}' must be at least {minimum}")
+            if maximum is not None and value > maximum:
+                raise _bad(f"'{name}' must be at most {maximum}")
             return value
 
     elif kind is Kind.STR:
@@ -327,6 +331,12 @@ class Subscribe(_Base):
     policy: Policy | None = _f(Kind.ENUM, "buffer policy when full", choices=Policy)
     max_messages: int | None = _f(Kind.POSITIVE, "buffer bound in messages")
     max_bytes: int | None = _f(Kind.POSITIVE, "buffer bound in bytes")
+    max_batch: int | None = _f(
+        Kind.POSITIVE, "deliver `batch` events of at most this many messages", maximum=10_000
+    )
+    linger_ms: int | None = _f(
+        Kind.NAT, "ms a partial live batch may wait to fill (with max_batch)", maximum=100
+    )
 
 
 @_message("unsubscribe", REQUESTS)
@@ -402,6 +412,8 @@ class Subscribed(_Base):
     max_bytes: int = _f(Kind.POSITIVE, required=True)
     since: int | None = _f(Kind.INT, keep_null=True)
     ref: Ref = _f(Kind.REF, keep_null=True)
+    max_batch: int | None = _f(Kind.POSITIVE, "a batching subscriber's max_batch")
+    linger_ms: int | None = _f(Kind.NAT, "a batching subscriber's linger_ms")
 
 
 @_message("unsubscribed", EVENTS)
@@ -518,9 +530,59 @@ class Status(_Base):
     reason: str | None = _f(Kind.STR)
 
 
+# --- batched deliveries (docs/protocol.md, "batch") ------------------------------------
+#
+# The message class here; its encoder (batch_item, encode_batch) and decoder
+# (_decode_batch) are in the section of the same name at the end of the module.
+
+MAX_BATCH = 10_000
+"""Largest ``max_batch`` a subscriber may ask for."""
+MAX_LINGER_MS = 100
+"""Largest ``linger_ms`` a subscriber may ask for."""
+BATCH_BYTES = 1 << 20
+"""A batch stops growing once its payloads reach this many bytes."""
+BATCH_HEADER_BYTES = MAX_HEADER_BYTES - 4096
+"""A binary batch stops growing once its header reaches this many bytes (room for one
+more message's metadata under :data:`MAX_HEADER_BYTES`)."""
+
+
+@_message("batch", EVENTS)
+@dataclass(frozen=True, slots=True)
+class Batch(_Base):
+    """A run of delivered messages of one stream and epoch, in offset order.
+
+    Sent instead of ``message`` events to a subscriber that asked with ``max_batch``.
+    ``messages`` holds :class:`Message` objects (decoded) and is, on the wire, a list of
+    messages without ``type``, ``stream`` and ``epoch``; in a binary batch (``binary``)
+    every payload is binary and their ``sizes`` are in the header.
+    """
+
+    stream: str = _f(Kind.STREAM, required=True)
+    epoch: str = _f(Kind.STR, required=True)
+    messages: tuple[Message, ...] = _f(
+        Kind.JSON, "the messages, each a `message` without type, stream and epoch", required=True
+    )
+    binary: bool = field(
+        default=False,
+        metadata={"nbws": FieldSpec(Kind.BOOL, doc="a binary batch (payloads after the header)")},
+    )
+    sizes: tuple[int, ...] | None = _f(Kind.JSON, "binary batch: each payload's length in bytes")
+
+
 Request = Subscribe | Unsubscribe | Publish | InfoRequest
 Event = (
-    Welcome | Subscribed | Unsubscribed | Message | End | Ack | Nack | Gap | Info | Error | Status
+    Welcome
+    | Subscribed
+    | Unsubscribed
+    | Message
+    | End
+    | Ack
+    | Nack
+    | Gap
+    | Info
+    | Error
+    | Status
+    | Batch
 )
 AnyMessage = Request | Event
 
@@ -564,6 +626,10 @@ def message_from_dict(
         raise
     if cls is Publish:
         _check_publish(message, obj)  # type: ignore[arg-type]
+    elif cls is Subscribe and message.linger_ms is not None and message.max_batch is None:  # type: ignore[attr-defined]
+        refusal = BadRequest("'linger_ms' needs 'max_batch' (it only applies to batches)")
+        refusal.ref = _safe_ref(ref)
+        raise refusal
     return message  # type: ignore[return-value]
 
 
@@ -652,6 +718,8 @@ def _decode(
         return message_from_dict(_loads(data), registry)
     header, payload = split_binary(data)  # type: ignore[arg-type]
     kind = header.get("type")
+    if kind == "batch" and registry is EVENTS:
+        return _decode_batch(header, payload)
     cls = Publish if registry is REQUESTS else Message
     ref = _safe_ref(header.get("id") if registry is REQUESTS else header.get("ref"))
     if kind != cls.TYPE:
@@ -691,6 +759,8 @@ def decode_event(data: bytes | bytearray | memoryview | str, *, text: bool = Tru
             ack = _well_formed_ack(obj)
             if ack is not None:
                 return ack
+        elif obj.get("type") == "batch":
+            return _decode_batch(obj, None)
         return message_from_dict(obj, EVENTS)  # type: ignore[return-value]
     return _decode(data, text, EVENTS)  # type: ignore[return-value]
 
@@ -759,6 +829,8 @@ class Encoded(tuple[bytes, bool]):
 
 def to_dict(message: _Base) -> dict[str, Any]:
     """The JSON object of ``message`` (without a binary payload)."""
+    if type(message) is Batch:
+        return _batch_dict(message)
     out: dict[str, Any] = {"type": message.TYPE}
     for column in message.COLUMNS:
         value = getattr(message, column.name)
@@ -802,6 +874,8 @@ def encode(message: _Base) -> Encoded:
     A binary :class:`Publish` or :class:`Message` uses the binary layout (header with
     ``"binary": true`` for a message, then the raw payload); everything else is JSON.
     """
+    if type(message) is Batch:
+        return encode_batch(message.stream, message.epoch, [_item_of(m) for m in message.messages])
     obj = to_dict(message)
     if getattr(message, "binary", False):
         if message.TYPE == "publish":
@@ -933,6 +1007,8 @@ def _schema_of(column: _Column) -> dict[str, Any]:
         out = {"type": "object"}
     else:
         out = {}
+    if spec.maximum is not None:
+        out["maximum"] = spec.maximum
     if not spec.required and "type" in out:
         types = out["type"] if isinstance(out["type"], list) else [out["type"]]
         out["type"] = [*types, "null"]
@@ -949,6 +1025,18 @@ def _schema_of_message(cls: type[_Base]) -> dict[str, Any]:
         properties[column.wire] = _schema_of(column)
     if cls in (Message,):
         properties["binary"] = {"type": "boolean"}
+    if cls is Batch:
+        items = _schema_of_message(Message)
+        for name in ("type", "stream", "epoch"):
+            items["properties"].pop(name)
+        items["required"] = [n for n in items["required"] if n not in ("type", "stream", "epoch")]
+        items["description"] = "a `message` without type, stream and epoch (no payload when binary)"
+        properties["messages"] = {
+            "type": "array",
+            "items": items,
+            "description": Batch.COLUMNS[2].spec.doc,
+        }
+
     required = ["type"] + [c.wire for c in cls.COLUMNS if c.spec.required]
     return {
         "type": "object",
@@ -1231,6 +1319,185 @@ def decode_request_fast(
                 return publish
         return message_from_dict(obj, REQUESTS)  # type: ignore[return-value]
     return decode_request(data, text=False)
+
+
+# --- batched deliveries: encoding and decoding -------------------------------------------
+#
+# A batch element is encoded once per stored message (``batch_item``) and joined into
+# batch frames (``encode_batch``); the hub shares both between subscribers.
+
+__all__ += [
+    "BATCH_BYTES",
+    "BATCH_HEADER_BYTES",
+    "MAX_BATCH",
+    "MAX_LINGER_MS",
+    "Batch",
+    "BatchItem",
+    "batch_item",
+    "encode_batch",
+]
+
+BatchItem = bytes | tuple[bytes, bytes]
+"""One message of a batch as encoded: the JSON element (payload spliced in), or for a
+binary payload ``(metadata JSON, payload bytes)``."""
+
+
+def batch_item(
+    offset: int,
+    time: float,
+    payload: bytes,
+    *,
+    binary: bool = False,
+    producer: str | None = None,
+    seq: int | None = None,
+    key: str | None = None,
+    content_type: str | None = None,
+) -> BatchItem:
+    """A stored message as a batch element, its JSON payload spliced in unparsed."""
+    if producer is None and key is None and not binary:
+        return b'{"offset":%d,"time":%s,"payload":%s}' % (offset, orjson.dumps(time), payload)
+    head: dict[str, Any] = {"offset": offset, "time": time}
+    if producer is not None:
+        head["producer"] = producer
+        head["seq"] = seq
+    if key is not None:
+        head["key"] = key
+    if binary:
+        if content_type is not None:
+            head["content_type"] = content_type
+        return (orjson.dumps(head), payload)
+    return orjson.dumps(head)[:-1] + b',"payload":' + payload + b"}"
+
+
+def _item_of(message: Message) -> BatchItem:
+    payload = message.payload if message.binary else encode_value(message.payload)
+    return batch_item(
+        message.offset,
+        message.time,
+        bytes(payload) if message.binary else payload,
+        binary=message.binary,
+        producer=message.producer,
+        seq=message.seq,
+        key=message.key,
+        content_type=message.content_type,
+    )
+
+
+def encode_batch(stream: str, epoch: str, items: list[BatchItem]) -> Encoded:
+    """The body of a :class:`Batch` of encoded elements (all JSON or all binary, at
+    least one): joined, never re-serialised."""
+    prefix = b'{"type":"batch","stream":%s,"epoch":%s,' % (
+        orjson.dumps(stream),
+        orjson.dumps(epoch),
+    )
+    if type(items[0]) is bytes:
+        return Encoded((prefix + b'"messages":[' + b",".join(items) + b"]}", True))  # type: ignore[arg-type]
+    metas = [item[0] for item in items]
+    payloads = [item[1] for item in items]
+    header = b'%s"binary":true,"messages":[%s],"sizes":[%s]}' % (
+        prefix,
+        b",".join(metas),  # type: ignore[arg-type]
+        b",".join(b"%d" % len(p) for p in payloads),  # type: ignore[arg-type]
+    )
+    return Encoded((_LEN.pack(len(header)) + header + b"".join(payloads), False))  # type: ignore[arg-type]
+
+
+_ITEM_COLUMNS = tuple(c for c in Message.COLUMNS if c.wire not in ("stream", "epoch", "payload"))
+
+
+def _batch_dict(batch: Batch) -> dict[str, Any]:
+    """:func:`to_dict` of a batch: its elements as on the wire (binary payloads left out)."""
+    elements = []
+    for message in batch.messages:
+        element = to_dict(message)
+        for name in ("type", "stream", "epoch", "binary"):
+            element.pop(name, None)
+        elements.append(element)
+    out: dict[str, Any] = {
+        "type": "batch",
+        "stream": batch.stream,
+        "epoch": batch.epoch,
+        "messages": elements,
+    }
+    if batch.binary:
+        out["binary"] = True
+    return out
+
+
+def _decode_batch(obj: dict[str, Any], payload: memoryview | None) -> Batch:
+    """A batch event (``payload``: what follows a binary batch's header, else None).
+
+    Raises:
+        BadRequest: a field missing or of the wrong kind, offsets not increasing, or
+            ``sizes`` not matching the payloads (the server's fault: 1002 in clients).
+    """
+    stream = obj.get("stream")
+    epoch = obj.get("epoch")
+    items = obj.get("messages")
+    if type(stream) is not str or STREAM_NAME.fullmatch(stream) is None:
+        raise _bad(f"batch needs a 'stream' of {STREAM_RULE}")
+    if type(epoch) is not str:
+        raise _bad("batch needs a string 'epoch'")
+    if type(items) is not list or not items:
+        raise _bad("batch needs a non-empty list 'messages'")
+    binary = payload is not None
+    sizes = obj.get("sizes") if binary else None
+    if binary:
+        if type(sizes) is not list or len(sizes) != len(items):
+            raise _bad("binary batch needs 'sizes', one per message")
+        if any(type(n) is not int or n < 0 for n in sizes) or sum(sizes) != len(payload):  # type: ignore[arg-type]
+            raise _bad("binary batch 'sizes' do not add up to its payload")
+    out: list[Message] = []
+    last = -1
+    at = 0
+    new = _new
+    for index, item in enumerate(items):
+        if type(item) is not dict:
+            raise _bad("batch 'messages' must be objects")
+        offset, when = item.get("offset"), item.get("time")
+        if type(offset) is not int or offset <= last:
+            raise _bad("batch offsets must be increasing integers")
+        if not (type(when) is float or type(when) is int):
+            raise _bad("batch messages need a number 'time'")
+        last = offset
+        if len(item) > 3 or binary:  # producer, seq, key, content_type: the general check
+            values: dict[str, Any] = {}
+            for column in _ITEM_COLUMNS:
+                value = item.get(column.wire)
+                if value is not None:
+                    values[column.name] = column.check(value, "batch")
+        else:
+            values = {"offset": offset, "time": when}
+        if binary:
+            size = sizes[index]  # type: ignore[index]
+            body: Any = bytes(payload[at : at + size])  # type: ignore[index]
+            at += size
+        elif "payload" in item:
+            body = item["payload"]
+        else:
+            raise _bad("batch messages need a 'payload' (or a binary batch)")
+        message = new(Message)
+        _init_message(message, stream, epoch, values, body, binary)
+        out.append(message)
+    return Batch(stream, epoch, tuple(out), binary, None if sizes is None else tuple(sizes))
+
+
+_MESSAGE_SLOTS = {name: getattr(Message, name).__set__ for name in Message.__slots__}
+_MESSAGE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Message)}
+
+
+def _init_message(
+    message: Message, stream: str, epoch: str, values: dict[str, Any], payload: Any, binary: bool
+) -> None:
+    """Fill a bare :class:`Message` (as ``Message(...)`` would, without its per-field
+    ``object.__setattr__``)."""
+    slots = _MESSAGE_SLOTS
+    for name, default in _MESSAGE_DEFAULTS.items():
+        slots[name](message, values.get(name, default))
+    slots["stream"](message, stream)
+    slots["epoch"](message, epoch)
+    slots["payload"](message, payload)
+    slots["binary"](message, binary)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import enum
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from ..protocol.messages import GapReason, Policy
+from ..protocol.messages import BatchItem, GapReason, Policy
 
 __all__ = ["BLOCK_SLACK", "Delivery", "Gap", "Offer", "Policy", "SubscriberBuffer"]
 
@@ -46,9 +46,12 @@ class Offer(enum.Enum):
     OVERFLOW = "overflow"
 
 
-Delivery = tuple[int, bytes, "str | None"]
-"""An encoded message: ``(offset, frame, key)``. The same tuple (and frame) is shared by
-every subscriber it is queued for; nothing is copied per subscriber."""
+Delivery = tuple[int, bytes, "str | None", "BatchItem | None"]
+"""An encoded message: ``(offset, frame, key, item)``: its ``message`` frame and, when the
+stream has batching subscribers, its ``batch`` element
+(:func:`~nbws.protocol.messages.batch_item`). The same tuple (and bytes) is shared by
+every subscriber it is queued for; nothing is copied per subscriber. Byte bounds count
+the frame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ class SubscriberBuffer:
         self._head_gap: list[int] | None = None  # [start, count] dropped before the head
         self._tail_gap: list[int] | None = None  # [start, count, last] dropped incoming
         self._conflated_gap: list[int] | None = None  # [min, max, count]
+        self._queued_gaps = 0  # Gap notices inside the queue (drop-newest tails)
+        self.taken_gaps = 0  # gap notices in what the last take() returned
 
     def __len__(self) -> int:
         return self.messages
@@ -112,6 +117,16 @@ class SubscriberBuffer:
     def has_room(self) -> bool:
         """Below half the bound: where a ``block`` subscriber stops holding acks back."""
         return self.messages <= self.max_messages // 2 and self.bytes <= self.max_bytes // 2
+
+    @property
+    def gap_pending(self) -> bool:
+        """A gap notice waits to be written (a lingering batch must not hold it back)."""
+        return (
+            self._queued_gaps > 0
+            or self._head_gap is not None
+            or self._tail_gap is not None
+            or self._conflated_gap is not None
+        )
 
     @property
     def pending(self) -> bool:
@@ -148,8 +163,8 @@ class SubscriberBuffer:
         policy = self.policy
         if policy is Policy.CONFLATE:
             return self._offer_conflate(delivery)
-        offset, frame, _key = delivery
-        size = len(frame)
+        offset = delivery[0]
+        size = len(delivery[1])
         if self._full_for(size):
             if policy is Policy.DROP_NEWEST:
                 self.dropped += 1
@@ -175,7 +190,7 @@ class SubscriberBuffer:
         return Offer.ACCEPTED
 
     def _offer_conflate(self, delivery: Delivery) -> Offer:
-        offset, frame, key = delivery
+        offset, frame, key = delivery[0], delivery[1], delivery[2]
         keyed = self._keyed
         if key is not None:
             old = keyed.pop(key, None)
@@ -206,6 +221,7 @@ class SubscriberBuffer:
         tail = self._tail_gap
         if tail is not None:
             self._queue.append(Gap(tail[0], tail[2] + 1, tail[1], GapReason.DROPPED))
+            self._queued_gaps += 1
             self._tail_gap = None
         self._queue.append(delivery)
         self.messages += 1
@@ -216,6 +232,7 @@ class SubscriberBuffer:
         while queue:
             item = queue.popleft()
             if isinstance(item, Gap):
+                self._queued_gaps -= 1
                 self._merge_head_gap(item.start, item.count)
                 continue
             self.messages -= 1
@@ -271,6 +288,7 @@ class SubscriberBuffer:
             while queue and (taken < max_bytes or not out):
                 item = queue.popleft()
                 if type(item) is not tuple:
+                    self._queued_gaps -= 1
                     out.append(item)
                     continue
                 taken += len(item[1])
@@ -282,4 +300,5 @@ class SubscriberBuffer:
             start, count, last = self._tail_gap
             out.append(Gap(start, last + 1, count, GapReason.DROPPED))
             self._tail_gap = None
+        self.taken_gaps = len(out) - messages
         return out

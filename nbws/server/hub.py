@@ -6,6 +6,10 @@ history reads, flush scheduling and ack hold-back; the only asyncio of the strea
 Fan-out encodes each message once (``encode_delivery``) and hands the same frame bytes to
 every live subscriber's bounded buffer (``buffers.py``); dirty buffers are flushed once
 per event-loop turn, so whatever queued up for a subscriber goes out in one write.
+While a stream has batching subscribers (``max_batch``) each message's ``batch`` element
+is encoded once too, and batch frames are shared between subscribers with the same run
+(``subscriber.SharedFrames``); partial batches of lingering subscribers wait on one
+timer for the whole hub.
 
 Acks of a stream with ``block`` subscribers are held until the message is in every such
 subscriber's buffer and none of them is full (:meth:`Subscription.holds_ack`), so a
@@ -44,13 +48,17 @@ from . import metrics
 from .buffers import Delivery, Gap, SubscriberBuffer
 from .sink import Sink
 from .stats import StreamStats
-from .subscriber import Live, State, Step, Subscription
+from .subscriber import Live, SharedFrames, State, Step, Subscription, stored_item
 
 __all__ = ["Client", "LiveStream", "StreamHub", "Subscriber", "delivery_frame"]
 
 log = logging.getLogger("nbws.streams")
 
 REPLAY_PAGE = 512
+REPLAY_PAGE_BATCHED = 4096
+"""About how many history messages to read at once for a batching subscriber (a page
+costs the same fixed overhead whatever its size, and becomes a few batch frames); rounded
+to whole batches so that no batch is cut short at a page's end."""
 
 
 def delivery_frame(stream: str, epoch: str, message: StoredMessage) -> bytes:
@@ -87,6 +95,8 @@ class LiveStream:
         self.batch: list[Delivery] = []  # encoded this loop turn, not yet offered
         self.batch_bytes = 0
         self.batch_epoch = ""
+        self.batching = 0  # subscribers with max_batch: encode batch elements too
+        self.shared = SharedFrames()  # batch frames built this loop turn
         self.stats = StreamStats()
 
     @property
@@ -147,6 +157,11 @@ class Subscriber:
         return self.core.state
 
     @property
+    def _batched_page(self) -> int:
+        size = self.core.max_batch or 1
+        return size * max(1, REPLAY_PAGE_BATCHED // size)
+
+    @property
     def policy(self) -> Policy:
         return self.buffer.policy
 
@@ -178,7 +193,11 @@ class Subscriber:
                         return
                     continue
                 try:
-                    page = await self.hub.broker.read(self.stream, core.cursor, REPLAY_PAGE)
+                    page = await self.hub.broker.read(
+                        self.stream,
+                        core.cursor,
+                        REPLAY_PAGE if core.max_batch is None else self._batched_page,
+                    )
                 except UnknownStream:
                     page = None
                 if core.state is not State.CATCHING_UP:
@@ -191,10 +210,16 @@ class Subscriber:
                 self._send_notices()
                 if messages:
                     epoch = core.epoch
-                    frames = [delivery_frame(self.stream, epoch, m) for m in messages]
-                    data = frames[0] if len(frames) == 1 else b"".join(frames)
-                    self.client.send_frame(data)
-                    self.live.stats.delivered(len(frames), len(data))
+                    if core.max_batch is None:
+                        frames = [delivery_frame(self.stream, epoch, m) for m in messages]
+                        data = frames[0] if len(frames) == 1 else b"".join(frames)
+                        self.client.send_frame(data)
+                        self.live.stats.delivered(len(frames), len(data))
+                    else:  # batch frames, shared with subscribers replaying the same run
+                        frames, count = core.page_frames(messages, self.live.shared)
+                        for frame in frames:
+                            self.client.send_frame(frame)
+                        self.live.stats.delivered(count, sum(map(len, frames)))
                     if self.live.held_acks:
                         self.hub.release_acks(self.live)
                 if step is Step.END:
@@ -222,6 +247,8 @@ class Subscriber:
             self.overflow()
             return
         if verdict is Live.CATCH_UP:
+            if self.buffer.pending:  # what was queued before goes before the notices
+                self.flush()
             self._send_notices()
             self.start_catch_up()
         if not self.dirty:
@@ -244,7 +271,13 @@ class Subscriber:
         sink = self.client.sink
         buffer = self.buffer
         stats = self.live.stats
+        core = self.core
         room = False
+        if core.linger and buffer.pending:
+            due = core.flush_due(self.hub.now())
+            if due is not None:
+                self.hub.linger(self, due)
+                return
         while buffer.pending:
             if not sink.writable:
                 if sink.open and not self._waiting_writable:
@@ -252,6 +285,26 @@ class Subscriber:
                     sink.when_writable(self._writable_again)
                 break
             items = buffer.take(sink.write_high_water)
+            if core.max_batch is not None:
+                # Each batch frame is written as the shared object itself (the transport
+                # corks them into one write): no per-subscriber copy, not even a join.
+                parts, delivered = core.frames(
+                    items, self.live.shared, gapless=buffer.taken_gaps == 0
+                )
+                size = 0
+                sent = True
+                for part in parts:
+                    frame = part if type(part) is bytes else self._gap_frame(part)  # type: ignore[arg-type]
+                    size += len(frame)
+                    if sent:
+                        sent = sink.send_encoded(frame)
+                    if not sent:
+                        self.client.send_frame(frame)  # after the fragmented send
+                stats.delivered(delivered, size)
+                room = core.taken(delivered) or room
+                if not sent:
+                    break
+                continue
             gaps = 0
             frames = []
             for item in items:
@@ -260,10 +313,10 @@ class Subscriber:
                 else:
                     frames.append(self._gap_frame(item))  # type: ignore[arg-type]
                     gaps += 1
+            delivered = len(frames) - gaps
             data = frames[0] if len(frames) == 1 else b"".join(frames)
             if not sink.send_encoded(data):
                 break
-            delivered = len(frames) - gaps
             stats.delivered(delivered, len(data))
             room = self.core.taken(delivered) or room
         if room:
@@ -321,6 +374,10 @@ class StreamHub:
         self._dirty_streams: list[LiveStream] = []
         self._holding: set[LiveStream] = set()  # streams whose held acks may be due
         self._flush_scheduled = False
+        # Lingering batch subscribers and the one timer that flushes them.
+        self._lingering: set[Subscriber] = set()
+        self._linger_handle: asyncio.TimerHandle | None = None
+        self._linger_at = 0.0
         self._listeners: dict[str, Callable[[str, str, StoredMessage], None]] = {}
         # Connections that published or subscribed: told of broker health changes.
         self.clients: set[Client] = set()
@@ -426,9 +483,15 @@ class StreamHub:
         policy: Policy,
         max_messages: int,
         max_bytes: int,
+        max_batch: int | None = None,
+        linger_ms: int | None = None,
         ref: Any = None,
     ) -> Subscriber | None:
-        """Subscribe ``client`` to ``stream``; sends ``subscribed`` then replays from ``since``."""
+        """Subscribe ``client`` to ``stream``; sends ``subscribed`` then replays from ``since``.
+
+        With ``max_batch`` the subscriber gets ``batch`` events; ``linger_ms`` lets a
+        partial live batch wait that long to fill.
+        """
         self.clients.add(client)
         old = client.subscriptions.get(stream)
         if old is not None:
@@ -451,8 +514,14 @@ class StreamHub:
             epoch=info.epoch if epoch is None else epoch,
             until=until,
             buffer=buffer,
+            max_batch=max_batch,
+            linger=(linger_ms or 0) / 1000,
         )
         sub = Subscriber(self, client, live, core)
+        if max_batch is not None:
+            if live.batch and live.batch[0][3] is None:
+                self._deliver(live)  # encoded without batch elements: not for this one
+            live.batching += 1
         client.subscriptions[stream] = sub
         live.subscribers.add(sub)
         if policy is Policy.BLOCK:
@@ -472,6 +541,8 @@ class StreamHub:
                 buffer.max_bytes,
                 since,
                 ref,
+                max_batch,
+                None if max_batch is None else (linger_ms or 0),
             )
         )
         sub.start_catch_up()
@@ -486,8 +557,11 @@ class StreamHub:
         live = self.streams.get(sub.stream)
         if live is None:
             return
+        self._lingering.discard(sub)
         if sub in live.subscribers:
             live.subscribers.discard(sub)
+            if sub.core.max_batch is not None:
+                live.batching -= 1
             live.stats.departed_drops += sub.buffer.dropped + sub.buffer.conflated
         if sub in live.block_subscribers:
             live.block_subscribers.discard(sub)
@@ -533,7 +607,8 @@ class StreamHub:
         if live.batch and epoch != live.batch_epoch:
             self._deliver(live)
         frame = delivery_frame(stream, epoch, message)
-        live.batch.append((message.offset, frame, message.key))
+        item = stored_item(message) if live.batching else None
+        live.batch.append((message.offset, frame, message.key, item))
         live.batch_bytes += len(frame)
         live.batch_epoch = epoch
         if len(live.batch) == 1:
@@ -570,10 +645,37 @@ class StreamHub:
         for sub in dirty:
             if sub.core.state is not State.CLOSED:
                 sub.flush()
+        for live in streams:
+            live.shared.clear()
+        for sub in dirty:
+            sub.live.shared.clear()
         if self._holding:
             holding, self._holding = self._holding, set()
             for live in holding:
                 self.release_acks(live)
+
+    # --- lingering batches ---------------------------------------------------------------
+
+    def now(self) -> float:
+        """The loop's clock (what ``linger_ms`` deadlines are on)."""
+        return asyncio.get_running_loop().time()
+
+    def linger(self, sub: Subscriber, due: float) -> None:
+        """Flush ``sub`` at ``due``: one timer for the hub, set to the earliest deadline."""
+        self._lingering.add(sub)
+        handle = self._linger_handle
+        if handle is None or due < self._linger_at:
+            if handle is not None:
+                handle.cancel()
+            self._linger_at = due
+            self._linger_handle = asyncio.get_running_loop().call_at(due, self._linger_fire)
+
+    def _linger_fire(self) -> None:
+        self._linger_handle = None
+        lingering, self._lingering = self._lingering, set()
+        for sub in lingering:
+            if sub.core.state is not State.CLOSED:
+                sub.flush()  # lingers again (re-arming the timer) if not due yet
 
     # --- introspection -----------------------------------------------------------------
 

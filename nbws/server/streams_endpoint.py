@@ -222,6 +222,8 @@ class StreamsEndpoint:
             policy=request.policy or self.default_policy,
             max_messages=min(request.max_messages or limit_messages, limit_messages),
             max_bytes=min(request.max_bytes or limit_bytes, limit_bytes),
+            max_batch=request.max_batch,
+            linger_ms=request.linger_ms,
             ref=request.id,
         )
 

@@ -16,27 +16,50 @@ raises :class:`~nbws.errors.InvalidState`.
 The driver (``hub.py``) does the I/O: it reads pages, writes what the buffer gives it,
 sends the gap notices this machine queues in :attr:`Subscription.notices`, and asks
 :meth:`Subscription.holds_ack` before releasing a producer's ack.
+
+Batching (``max_batch``): :meth:`Subscription.frames` turns what the buffer gives into
+``batch`` frames, cut at gaps, at ``max_batch`` and where payloads change between JSON
+and binary (:func:`cut_runs`). A frame is looked up in the stream's :class:`SharedFrames`
+first, so subscribers with the same run get the same bytes object; each message's batch
+element was encoded once for the stream. With ``linger_ms`` a partial live batch may
+wait (:meth:`Subscription.flush_due`); the hub keeps one timer for all of them.
 """
 
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from collections.abc import Mapping
+from itertools import accumulate
+
+from orjson import dumps as _dumps
 
 from ..broker.base import ReadResult, StoredMessage
 from ..errors import InvalidState
+from ..protocol.framing import encode_message
+from ..protocol.messages import (
+    BATCH_BYTES,
+    BATCH_HEADER_BYTES,
+    BatchItem,
+    GapReason,
+    Policy,
+    batch_item,
+    encode_batch,
+)
 from ..protocol.messages import Gap as GapNotice
-from ..protocol.messages import GapReason, Policy
 from .buffers import Delivery, Gap, Offer, SubscriberBuffer
 
 __all__ = [
     "TRANSITIONS",
     "Live",
     "Move",
+    "SharedFrames",
     "State",
     "Step",
     "Subscription",
+    "cut_runs",
     "diagram",
+    "stored_item",
 ]
 
 
@@ -119,16 +142,23 @@ class Subscription:
         epoch: the epoch ``cursor`` refers to.
         until: deliver offsets below this, then end (None: forever).
         buffer: the bounded buffer live messages are offered to.
+        max_batch: deliver ``batch`` frames of at most this many messages (None:
+            one ``message`` frame each).
+        linger: seconds a partial live batch may wait to fill (0: none).
     """
 
     __slots__ = (
         "buffer",
+        "buffer_epoch",
         "cursor",
         "delivered",
         "end_at",
         "epoch",
         "gaps",
+        "linger",
+        "linger_since",
         "live_hint",
+        "max_batch",
         "notices",
         "state",
         "stream",
@@ -143,8 +173,14 @@ class Subscription:
         epoch: str,
         until: int | None,
         buffer: SubscriberBuffer,
+        max_batch: int | None = None,
+        linger: float = 0.0,
     ) -> None:
         self.stream = stream
+        self.max_batch = max_batch
+        self.linger = linger if max_batch is not None else 0.0
+        self.linger_since: float | None = None  # when the lingering batch began to wait
+        self.buffer_epoch = epoch  # the epoch of the deliveries in the buffer
         self.cursor = cursor
         self.epoch = epoch
         self.until = until
@@ -221,13 +257,24 @@ class Subscription:
             )
             self.cursor = page.first
         limit = page.next if self.until is None else min(self.until, page.next)
-        out: list[StoredMessage] = []
-        for message in page.messages:
-            if message.offset >= limit:
-                break
-            if message.offset >= self.cursor:
-                out.append(message)
-                self.cursor = message.offset + 1
+        messages = page.messages
+        out: list[StoredMessage]
+        if (
+            messages
+            and messages[0].offset >= self.cursor
+            and messages[-1].offset - messages[0].offset == len(messages) - 1
+        ):  # consecutive from the cursor on (the usual page): a slice, not a loop
+            out = messages[: max(0, min(len(messages), limit - messages[0].offset))]
+            if out:
+                self.cursor = out[-1].offset + 1
+        else:
+            out = []
+            for message in messages:
+                if message.offset >= limit:
+                    break
+                if message.offset >= self.cursor:
+                    out.append(message)
+                    self.cursor = message.offset + 1
         self.delivered += len(out)
         if self.cursor < limit and page.messages:
             return out, Step.READ_MORE
@@ -276,6 +323,7 @@ class Subscription:
             self.cursor = 0
             self.move(Move.FELL_BEHIND)
             return Live.CATCH_UP
+        self.buffer_epoch = epoch
         first, last = batch[0][0], batch[-1][0]
         if (
             first == self.cursor
@@ -305,6 +353,8 @@ class Subscription:
         """``delivered`` messages were written from the buffer; True when a blocked
         subscription has room again (its stream's held acks may go out)."""
         self.delivered += delivered
+        if not self.buffer.pending:
+            self.linger_since = None
         if self.state is State.BLOCKED and self.buffer.has_room:
             self.move(Move.ROOM)
             return True
@@ -319,9 +369,231 @@ class Subscription:
             return True
         return offset is not None and offset >= self.cursor
 
+    # --- batches -------------------------------------------------------------------
+
+    def flush_due(self, now: float) -> float | None:
+        """Whether the buffer may be written now (None) or at the returned time: a
+        lingering subscriber's partial live batch waits up to ``linger`` seconds from
+        the first time it was asked; a full batch, a gap or a full buffer never waits."""
+        buffer = self.buffer
+        if (
+            not self.linger
+            or not self.live
+            or not buffer.pending
+            or buffer.messages >= self.max_batch  # type: ignore[operator]
+            or buffer.gap_pending
+            or buffer.full
+        ):
+            return None
+        if self.linger_since is None:
+            self.linger_since = now
+        deadline = self.linger_since + self.linger
+        return None if now >= deadline else deadline
+
+    def frames(
+        self,
+        items: list[Delivery | Gap],
+        shared: SharedFrames,
+        epoch: str | None = None,
+        *,
+        gapless: bool = False,
+    ) -> tuple[list[bytes | Gap], int]:
+        """What to write for ``items`` (from :meth:`SubscriberBuffer.take`, or a page):
+        frames, with the buffer's gap notices left in place for the driver to encode,
+        and the number of messages in them. ``epoch``: the epoch of the items (default:
+        that of the buffered deliveries). ``gapless``: ``items`` holds no gap notice
+        (``buffer.taken_gaps == 0``), so a run of consecutive offsets is looked up whole:
+        subscribers that took the same run share the cutting, not only the frames."""
+        if self.max_batch is None:
+            out: list[bytes | Gap] = []
+            count = 0
+            for item in items:
+                if type(item) is tuple:
+                    out.append(item[1])
+                    count += 1
+                else:
+                    out.append(item)  # type: ignore[arg-type]
+            return out, count
+        label = self.buffer_epoch if epoch is None else epoch
+        key = None
+        if gapless and items:
+            first, last = items[0][0], items[-1][0]  # type: ignore[index]
+            if last - first == len(items) - 1:
+                key = (label, first, last, self.max_batch)
+                known = shared.takes.get(key)
+                if known is not None:
+                    shared.shared += len(known)
+                    return list(known), len(items)
+        out = []
+        count = 0
+        for part in cut_runs(items, self.max_batch):
+            if type(part) is list:
+                out.append(shared.frame(self.stream, label, part))
+                count += len(part)
+            else:
+                out.append(part)  # type: ignore[arg-type]
+        if key is not None:
+            shared.remember(key, out)  # type: ignore[arg-type]
+        return out, count
+
+    def page_frames(
+        self, messages: list[StoredMessage], shared: SharedFrames
+    ) -> tuple[list[bytes], int]:
+        """The ``batch`` frames of a history page (:meth:`receive_page`'s messages), cut
+        as :func:`cut_runs` cuts (the replay's hot loop: no delivery tuples)."""
+        elements: list[BatchItem] = []
+        binary = False
+        dumps = _dumps
+        for m in messages:
+            if m.binary or m.producer is not None or m.key is not None:
+                elements.append(stored_item(m))
+                binary = binary or m.binary
+            else:
+                elements.append(
+                    b'{"offset":%d,"time":%s,"payload":%s}' % (m.offset, dumps(m.time), m.payload)
+                )
+        if binary:  # binary runs: the general cut (rare in replays)
+            items: list[Delivery | Gap] = [
+                (m.offset, b"", m.key, e) for m, e in zip(messages, elements, strict=True)
+            ]
+            frames, count = self.frames(items, shared, self.epoch)
+            return frames, count  # type: ignore[return-value]
+        max_batch = self.max_batch or 1
+        ends = list(accumulate(map(len, elements)))  # C-level: where each byte run ends
+        out: list[bytes] = []
+        start, total, before = 0, len(elements), 0
+        while start < total:
+            stop = min(start + max_batch, bisect_left(ends, before + BATCH_BYTES, start) + 1, total)
+            out.append(
+                shared.frame_of(
+                    self.stream,
+                    self.epoch,
+                    messages[start].offset,
+                    messages[stop - 1].offset,
+                    elements[start:stop],
+                )
+            )
+            before = ends[stop - 1]
+            start = stop
+        return out, total
+
     def lag(self, stream_next: int) -> int:
         """Messages between what this subscription has been written and the stream's end."""
         return max(0, stream_next - self.cursor) + self.buffer.messages
+
+
+def stored_item(message: StoredMessage) -> BatchItem:
+    """A stored message's ``batch`` element (encoded once per stream by the hub)."""
+    return batch_item(
+        message.offset,
+        message.time,
+        message.payload,
+        binary=message.binary,
+        producer=message.producer,
+        seq=message.seq,
+        key=message.key,
+        content_type=message.content_type,
+    )
+
+
+def cut_runs(items: list[Delivery | Gap], max_batch: int) -> list[list[Delivery] | Gap]:
+    """Split buffered items into runs that each make one ``batch``: never across a gap
+    notice or between JSON and binary payloads, at most ``max_batch`` messages, and
+    ending once the payloads reach :data:`~nbws.protocol.messages.BATCH_BYTES` (or a
+    binary batch's header nears the header limit)."""
+    out: list[list[Delivery] | Gap] = []
+    run: list[Delivery] = []
+    size = header = 0
+    binary = False
+    for item in items:
+        if isinstance(item, Gap):
+            if run:
+                out.append(run)
+                run = []
+                size = header = 0
+            out.append(item)
+            continue
+        element = item[3]
+        is_binary = type(element) is tuple
+        if run and (
+            len(run) >= max_batch
+            or is_binary is not binary
+            or size >= BATCH_BYTES
+            or header >= BATCH_HEADER_BYTES
+        ):
+            out.append(run)
+            run = []
+            size = header = 0
+        if isinstance(element, tuple):
+            size += len(element[1])
+            header += len(element[0]) + 8
+        elif element is not None:
+            size += len(element)
+        binary = is_binary
+        run.append(item)
+    if run:
+        out.append(run)
+    return out
+
+
+class SharedFrames:
+    """One stream's recently built ``batch`` frames, by run.
+
+    A run of consecutive offsets in one epoch is the same messages for every subscriber,
+    so its frame is built once and the same bytes object handed to each subscriber
+    whose buffered run is identical. Bounded; the hub clears it every loop turn.
+    """
+
+    __slots__ = ("built", "frames", "shared", "takes")
+
+    LIMIT = 64
+
+    def __init__(self) -> None:
+        self.frames: dict[tuple[str, int, int, int], bytes] = {}
+        # (epoch, first, last, max_batch) of a gapless take -> its frames, in order
+        self.takes: dict[tuple[str, int, int, int | None], tuple[bytes, ...]] = {}
+        self.built = 0  # frames encoded
+        self.shared = 0  # frames handed out again
+
+    def clear(self) -> None:
+        self.frames.clear()
+        self.takes.clear()
+
+    def remember(self, key: tuple[str, int, int, int | None], frames: list[bytes]) -> None:
+        """The frames a gapless take of consecutive offsets was cut into."""
+        if len(self.takes) >= self.LIMIT:
+            self.takes.clear()
+        self.takes[key] = tuple(frames)
+
+    def frame(self, stream: str, epoch: str, run: list[Delivery]) -> bytes:
+        """The ``batch`` frame of ``run`` (messages of ``stream`` in ``epoch``)."""
+        return self.frame_of(
+            stream,
+            epoch,
+            run[0][0],
+            run[-1][0],
+            [item[3] for item in run],  # type: ignore[misc]
+        )
+
+    def frame_of(
+        self, stream: str, epoch: str, first: int, last: int, elements: list[BatchItem]
+    ) -> bytes:
+        """The ``batch`` frame of ``elements``, the messages ``first`` … ``last``."""
+        count = len(elements)
+        key = (epoch, first, last, count) if last - first == count - 1 else None
+        if key is not None:
+            frame = self.frames.get(key)
+            if frame is not None:
+                self.shared += 1
+                return frame
+        data, text = encode_batch(stream, epoch, elements)
+        frame = encode_message(data, text=text)
+        self.built += 1
+        if key is not None:
+            if len(self.frames) >= self.LIMIT:
+                self.frames.clear()
+            self.frames[key] = frame
+        return frame
 
 
 def diagram() -> str:

@@ -39,6 +39,9 @@ def ids(items: list[dict[str, Any]]) -> list[str]:
 REQUESTS, EVENTS, INVALID, RESUME = (
     cases(n) for n in ("requests.json", "events.json", "invalid.json", "resume.json")
 )
+BATCH = json.loads((VECTORS / "batch.json").read_text(encoding="utf-8"))
+EVENTS += BATCH["cases"]
+INVALID += BATCH["invalid"]
 
 
 def test_vector_names_are_unique():

@@ -46,6 +46,14 @@ FULL: list[m.AnyMessage] = [
     m.Info("prices", E, 100, 130, 30, 4120, 12.5, 2, 1, 0, ref=3),
     m.Error(ErrorCode.NOT_SUBSCRIBED, "not subscribed to 'prices'", ref=5),
     m.Status(m.HealthState.DEGRADED, reason="broker unavailable"),
+    m.Batch(
+        "prices",
+        E,
+        (
+            m.Message("prices", 121, E, 1764050400.125, {"x": 1}, producer="p", seq=3, key="k"),
+            m.Message("prices", 122, E, 1764050400.25, [None]),
+        ),
+    ),
 ]
 
 

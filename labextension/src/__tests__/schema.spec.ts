@@ -6,7 +6,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { EVENT_FIELDS, FieldSpec, MAX_REF_LENGTH, REQUEST_FIELDS, STREAM_NAME } from '../protocol';
+import {
+  BATCH_ITEM_FIELDS,
+  EVENT_FIELDS,
+  FieldSpec,
+  MAX_REF_LENGTH,
+  REQUEST_FIELDS,
+  STREAM_NAME
+} from '../protocol';
 
 interface PropertySchema {
   type?: string | string[];
@@ -14,7 +21,9 @@ interface PropertySchema {
   const?: string;
   pattern?: string;
   minimum?: number;
+  maximum?: number;
   maxLength?: number;
+  items?: MessageSchema & { type?: string };
 }
 
 interface MessageSchema {
@@ -39,6 +48,11 @@ function messageDefs(direction: string): string[] {
 
 /** The schema a field of this spec has (what messages.py `_schema_of` writes). */
 function expectedSchema(spec: FieldSpec): PropertySchema {
+  const schema = kindSchema(spec);
+  return spec.max === undefined ? schema : { ...schema, maximum: spec.max };
+}
+
+function kindSchema(spec: FieldSpec): PropertySchema {
   const nullable = (type: string | string[]): string | string[] => {
     const types = Array.isArray(type) ? type : [type];
     return spec.required ? type : [...types, 'null'];
@@ -101,12 +115,28 @@ describe.each(['request', 'event'])('%s field tables match the JSON Schema', dir
   it.each(messageDefs(direction))('%s: same kinds, limits and choices', type => {
     const schema = SCHEMA.$defs[`${direction}.${type}`];
     for (const spec of table[type]) {
+      if (type === 'batch' && spec.wire === 'messages') {
+        continue; // an array of message elements: compared below
+      }
       expect([spec.wire, withoutDescription(schema.properties[spec.wire])]).toEqual([
         spec.wire,
         expectedSchema(spec)
       ]);
     }
   });
+});
+
+it('batch elements are messages without stream and epoch, field for field', () => {
+  const messages = SCHEMA.$defs['event.batch'].properties.messages;
+  expect(messages.type).toBe('array');
+  const items = messages.items as MessageSchema;
+  expect(Object.keys(items.properties).filter(name => name !== 'binary')).toEqual(
+    BATCH_ITEM_FIELDS.map(spec => spec.wire)
+  );
+  expect(items.required).toEqual(BATCH_ITEM_FIELDS.filter(s => s.required).map(s => s.wire));
+  for (const spec of BATCH_ITEM_FIELDS) {
+    expect(withoutDescription(items.properties[spec.wire])).toEqual(expectedSchema(spec));
+  }
 });
 
 it('the stream name rule is the schema pattern', () => {
