@@ -89,6 +89,7 @@ def _refused(exc: BaseException) -> bool:
     text = str(exc)
     return text.startswith(_UNAVAILABLE_REPLIES) or any(r in text for r in _PERMISSION_REPLIES)
 
+
 FLAG_BINARY = 1
 FLAG_PRODUCER = 2
 FLAG_KEY = 4
@@ -266,7 +267,7 @@ class RedisBroker:
         self._closed = False
         self._client = self._new_client(self.command_timeout, self.max_connections)
         self._reader_client = self._new_client(self.block + self.command_timeout, 2)
-        for name in ("APPEND", "READ", "INFO", "CREATE", "DELETE", "STATE"):
+        for name in ("APPEND", "APPEND_BATCH", "READ", "INFO", "CREATE", "DELETE", "STATE"):
             self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
         try:
             await self._command(self._client.ping)
@@ -565,23 +566,117 @@ class RedisBroker:
             raise UnknownStream(f"no stream named {stream!r}")
         raise PayloadTooLarge.over(len(payload), int(reply[1]))
 
+    async def append_batch(
+        self,
+        stream: str,
+        payloads: Sequence[bytes],
+        *,
+        producer: str,
+        seq: int,
+        binary: bool = False,
+        keys: Sequence[str | None] | None = None,
+        content_type: str | None = None,
+        create: bool = True,
+    ) -> list[AppendResult | PayloadTooLarge]:
+        """One ``APPEND_BATCH`` script for the whole batch, queued with the single
+        appends (so in call order, pipelined, and held back like them)."""
+        stream_keys = self._stream_keys(stream)
+        count = len(payloads)
+        flags = (
+            (FLAG_BINARY if binary else 0)
+            | FLAG_PRODUCER
+            | (FLAG_CONTENT_TYPE if content_type is not None else 0)
+        )
+        limits = self.default_limits
+        key_args = [k or "" for k in keys] if keys is not None else [""] * count
+        request = AppendRequest(
+            [
+                stream_keys.meta,
+                stream_keys.log,
+                self._registry,
+                stream_keys.producers,
+                stream_keys.forgotten,
+                stream_keys.seen_prefix + producer,
+            ],
+            [
+                stream,
+                flags,
+                producer,
+                seq,
+                content_type or "",
+                "1" if create else "0",
+                new_epoch(),
+                limits.max_messages,
+                limits.max_bytes,
+                repr(float(limits.max_age)),
+                self.dedupe_window,
+                count,
+                *payloads,
+                *key_args,
+            ],
+            (stream, producer),
+            seq,
+            script="APPEND_BATCH",
+            last=seq + count - 1,
+        )
+        appends = self._appends
+        if appends is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        reply = await appends.submit(request)
+        if reply[0] == b"unknown":
+            raise UnknownStream(f"no stream named {stream!r}")
+        epoch, offset, time, base = (
+            _text(reply[1]),
+            int(reply[2]),
+            int(reply[3]) / 1_000_000,
+            int(reply[4]),
+        )
+        out: list[AppendResult | PayloadTooLarge] = []
+        for i, code in enumerate(reply[5]):
+            kind = code[:1]
+            if kind == b"a":
+                message = StoredMessage(
+                    offset,
+                    time,
+                    payloads[i],
+                    binary,
+                    producer,
+                    seq + i,
+                    keys[i] if keys is not None else None,
+                    content_type,
+                )
+                out.append(AppendResult(offset, epoch, message=message))
+                offset += 1
+            elif kind == b"d":
+                original = code[1:]
+                out.append(AppendResult(int(float(original)) if original else None, epoch, True))
+            else:
+                out.append(PayloadTooLarge.over(len(payloads[i]), int(code[1:])))
+        self._seen(stream, epoch, base, offset)
+        return out
+
     async def _execute_appends(self, batch: list[AppendRequest]) -> list[Any]:
         """Send a batch of appends as one pipeline (see ``redis_appends``)."""
         client = self._client
         if client is None:
             raise BrokerUnavailable("broker unavailable: not started")
-        sha = self._scripts["APPEND"].sha
+        scripts = self._scripts
 
         async def run() -> list[Any]:
             for attempt in range(2):
                 async with client.pipeline(transaction=False) as pipe:
                     for request in batch:
                         pipe.execute_command(
-                            "EVALSHA", sha, len(request.keys), *request.keys, *request.args
+                            "EVALSHA",
+                            scripts[request.script].sha,
+                            len(request.keys),
+                            *request.keys,
+                            *request.args,
                         )
                     replies: list[Any] = await pipe.execute(raise_on_error=False)
                 if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                    await client.script_load(redis_scripts.APPEND)  # Redis lost its scripts
+                    for name in {request.script for request in batch}:  # Redis lost them
+                        await client.script_load(getattr(redis_scripts, name))
                     continue
                 return replies
             raise AssertionError("unreachable")  # pragma: no cover

@@ -28,7 +28,7 @@ History bounds are exact: the script computes the first offset to keep (messages
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CREATE", "DELETE", "INFO", "READ", "STATE"]
+__all__ = ["APPEND", "APPEND_BATCH", "CREATE", "DELETE", "INFO", "READ", "STATE"]
 
 _PRELUDE = r"""
 local function fmt(n) return string.format('%.0f', n) end
@@ -172,6 +172,84 @@ if acked then
   end
 end
 return {'ok', m.epoch, fmt(offset), fmt(now), fmt(m.base)}
+"""
+)
+
+APPEND_BATCH = (
+    _PRELUDE
+    + r"""
+-- One producer's messages with seqs seq0, seq0 + 1, ...: APPEND for each, in one script
+-- (consecutive offsets, no other append in between), with the dedupe window's lookups,
+-- the meta update, the trim and the window's eviction done once.
+-- KEYS: meta, log, registry, producers, forgotten, seen
+-- ARGV: name, flags, producer, seq0, content_type, create, epoch, mm, mb, ma, window, n,
+--       then n payloads, then n keys ('' for none; flag 4 is added for the others)
+-- {'ok', epoch, first offset appended, now, base, codes}: codes[i] is 'a' (appended: the
+-- k-th 'a' got offset first + k), 'd' .. offset or 'd' (duplicate), or 'x' .. the byte
+-- bound (oversize)
+local m = load_meta(KEYS[1])
+local now = now_us()
+if not m then
+  if ARGV[6] ~= '1' then return {'unknown'} end
+  m = create_meta(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now)
+end
+local flags, producer, seq0 = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local n = tonumber(ARGV[12])
+local lo = tonumber(redis.call('HGET', KEYS[5], producer) or '-1')
+local oldest = redis.call('ZRANGE', KEYS[6], 0, 0)[1]
+oldest = oldest and tonumber(oldest) or nil
+local codes = {}
+local start = m.next
+local added = {}
+for i = 1, n do
+  local payload = ARGV[12 + i]
+  local size = string.len(payload)
+  local seq = fmt(seq0 + i - 1)
+  if m.mb > 0 and size > m.mb then
+    codes[i] = 'x' .. fmt(m.mb)
+  else
+    local seen = redis.call('ZSCORE', KEYS[6], seq)
+    if seen then
+      codes[i] = 'd' .. seen
+    elseif seq0 + i - 1 <= lo or (oldest and seq0 + i - 1 < oldest) then
+      codes[i] = 'd'
+    else
+      local key = ARGV[12 + n + i]
+      local f = flags
+      if key ~= '' then f = f + 4 end
+      local offset, c = m.next, m.total
+      m.next, m.total = offset + 1, c + size
+      redis.call('XADD', KEYS[2], entry_id(m.base, offset), 'o', fmt(offset), 'e', m.epoch,
+                 't', fmt(now), 'c', fmt(c), 'f', f, 'p', payload, 'r', producer, 's', seq,
+                 'k', key, 'y', ARGV[5])
+      if m.first == offset then
+        m.cfirst, m.tfirst = c, now
+        redis.call('HSET', KEYS[1], 'cfirst', fmt(c), 'tfirst', fmt(now))
+      end
+      added[#added + 1] = offset
+      added[#added + 1] = seq
+      codes[i] = 'a'
+    end
+  end
+end
+if #added > 0 then
+  redis.call('HSET', KEYS[1], 'next', fmt(m.next), 'total', fmt(m.total))
+  trim(KEYS[1], KEYS[2], m, now)
+  for j = 1, #added, 1000 do  -- (unpack has a stack limit)
+    redis.call('ZADD', KEYS[6], unpack(added, j, math.min(j + 999, #added)))
+  end
+  redis.call('SADD', KEYS[4], producer)
+  local extra = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[11])
+  if extra > 0 then
+    local popped = redis.call('ZPOPMIN', KEYS[6], extra)
+    for i = 1, #popped, 2 do
+      local s = tonumber(popped[i])
+      if s > lo then lo = s end
+    end
+    redis.call('HSET', KEYS[5], producer, fmt(lo))
+  end
+end
+return {'ok', m.epoch, fmt(start), fmt(now), fmt(m.base), codes}
 """
 )
 
