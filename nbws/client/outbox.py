@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import NackCode
 from .errors import DeliveryFailed, FailureCode, StreamClosed
-from .frames import publish_text
+from .frames import KeyedJson
 from .window import DEFAULT_DEADLINE, Entry, Window, WindowStats
 
 __all__ = ["Ack", "Outbox", "Receipt"]
@@ -252,8 +252,7 @@ class Outbox:
     Args:
         window: the pure bookkeeping it guards.
         clock: monotonic time source (injectable for tests).
-        text_prefix: the start of this producer's JSON publishes (see
-            :func:`nbws.client.frames.publish_text`).
+        text_prefix: unused (kept for callers of the earlier signature).
 
     Hooks the owner sets: ``wakeup`` (a put found the sender idle), ``may_wait`` (False
     where waiting for room would deadlock) and ``on_release`` (a message whose item is
@@ -312,7 +311,7 @@ class Outbox:
         timeout: float | None = None,
         deadline: object = DEFAULT_DEADLINE,
     ) -> Receipt:
-        """Add a JSON publish of the serialised ``payload``, stored as its complete text.
+        """Add a JSON publish of the serialised ``payload`` (sent alone or in a batch).
 
         Raises:
             OutboxFull: no room (``block=False``), or still none after ``timeout``.
@@ -337,8 +336,8 @@ class Outbox:
                 self._wait_for_room(size, timeout)
             if self.closed is not None:
                 raise StreamClosed(self.closed)
-            if json:
-                item = publish_text(self.text_prefix, window.next_seq, item, key)
+            if json and key is not None:
+                item = KeyedJson(item, key)
             entry = window.add(item, size, self.clock(), deadline=deadline)  # or OutboxFull
             receipt = Receipt(self.receipts, entry.seq, self._pin)
             entry.receipt = weakref.ref(receipt)
@@ -347,6 +346,60 @@ class Outbox:
         if wake:
             self.wakeup()
         return receipt
+
+    def put_json_many(
+        self,
+        payloads: list[bytes],
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        deadline: object = DEFAULT_DEADLINE,
+    ) -> list[Receipt]:
+        """Add many JSON publishes (consecutive seqs) under one hold of the lock; when
+        the outbox fills up midway, wake the sender and wait for room (``block``).
+
+        Raises:
+            OutboxFull: no room (``block=False``), or still none after ``timeout``; the
+                messages added before it stay queued (``exc.receipts``).
+            StreamClosed: the handle is closed.
+        """
+        receipts: list[Receipt] = []
+        wake = False
+        try:
+            with self.lock:
+                window = self.window
+                now = self.clock()
+                for payload in payloads:
+                    size = len(payload)
+                    if not window.has_room(size) and block and self.may_wait():
+                        if self._sender_idle or wake:  # let it send what is queued
+                            self._sender_idle = wake = False
+                            self.wakeup()  # (only schedules a call in the I/O loop)
+                        self._wait_for_room(size, timeout)
+                        now = self.clock()
+                    if self.closed is not None:
+                        raise StreamClosed(self.closed)
+                    entry = window.add(payload, size, now, deadline=deadline)
+                    receipt = Receipt(self.receipts, entry.seq, self._pin)
+                    entry.receipt = weakref.ref(receipt)
+                    receipts.append(receipt)
+                    wake = wake or self._sender_idle
+                    self._sender_idle = False
+        except Exception as exc:
+            exc.receipts = receipts  # type: ignore[attr-defined]
+            if receipts:
+                self.wakeup()
+            raise
+        if wake:
+            self.wakeup()
+        return receipts
+
+    def rewind(self) -> None:
+        """Send everything unacked again from the oldest (e.g. as single publishes after
+        the server refused a batch), as after a reconnect."""
+        with self.lock:
+            self.window.disconnect()
+            self.window.connect()
 
     def _wait_for_room(self, size: int, timeout: float | None) -> None:
         """Wait (lock held) until ``size`` bytes fit, the outbox closes or ``timeout``."""
