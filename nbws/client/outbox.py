@@ -332,13 +332,18 @@ class Outbox:
         """Add under the lock (``json``: ``item`` is the payload of a JSON publish)."""
         with self.lock:
             window = self.window
-            if block and not window.has_room(size) and self.may_wait():
+            room = window.has_room(size)
+            if block and not room and self.may_wait():
                 self._wait_for_room(size, timeout)
+                room = False  # check again below
             if self.closed is not None:
                 raise StreamClosed(self.closed)
             if json and key is not None:
                 item = KeyedJson(item, key)
-            entry = window.add(item, size, self.clock(), deadline=deadline)  # or OutboxFull
+            if room and deadline is DEFAULT_DEADLINE:
+                entry = window.add_unchecked(item, size, self.clock())
+            else:
+                entry = window.add(item, size, self.clock(), deadline=deadline)  # or OutboxFull
             receipt = Receipt(self.receipts, entry.seq, self._pin)
             entry.receipt = weakref.ref(receipt)
             wake = self._sender_idle
