@@ -444,6 +444,48 @@ class Stream:
             )
         raise ValueError(f"unknown encoding {encoding!r}: use 'json', 'arrow' or 'auto'")
 
+    def publish_rows(
+        self,
+        df: Any,
+        *,
+        index: bool = False,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> list[Receipt]:
+        """Publish each row of a DataFrame as a message of its own (own offset, own ack);
+        returns once all are queued, with one :class:`Receipt` per row.
+
+        Rows are JSON objects (NaN/NaT become null, timestamps ISO 8601 strings,
+        categoricals their values), sent in batches; :meth:`history_df` reads them back
+        (``dtypes=df.dtypes`` restores the column types). :meth:`publish_df` instead
+        sends a whole frame as one message.
+        """
+        from . import frames_pandas
+
+        payloads = frames_pandas.df_rows_json(df, index=index)
+        outbox = self._outbox()
+        receipts: list[Receipt] = []
+        for start in range(0, len(payloads), PUBLISH_CHUNK):
+            receipts += outbox.put_json_many(
+                payloads[start : start + PUBLISH_CHUNK], block=block, timeout=timeout
+            )
+        return receipts
+
+    def history_df(
+        self,
+        since: int = 0,
+        until: int | None = None,
+        *,
+        dtypes: Any = None,
+        timeout: float = 60.0,
+    ) -> Any:
+        """History as a DataFrame with one row per message (as :meth:`publish_rows` sends
+        them), indexed by offset; ``dtypes`` (e.g. the published ``df.dtypes``) restores
+        column types. Gaps are skipped."""
+        from . import frames_pandas
+
+        return frames_pandas.rows_to_df(self.history(since, until, timeout=timeout), dtypes)
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every message published so far is acked (or has failed).
 
