@@ -26,6 +26,7 @@ from nbws.protocol import messages
 
 pytestmark = pytest.mark.timeout(300)
 
+BLOB = bytes(range(256)) * 40  # 10 KiB, sent as 5 fragments
 PAD = "x" * 50  # ~70-byte messages: 4 MB of batches, dozens of kills
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.3}
 HISTORY = ("--set", "history_max_messages=300000", "--set", "history_max_bytes=268435456")
@@ -69,7 +70,10 @@ def test_chaos_batches_exactly_once_in_order() -> None:
     with (
         serving("history_max_messages=200000", "history_max_bytes=268435456") as server,
         ChaosProxy(
-            server.port, seed=11, kill_after=(20_000, 200_000), modes=("upstream-cut", "ack-loss")
+            server.port,
+            seed=11,
+            kill_after=(20_000, 200_000),
+            modes=("upstream-cut", "ack-loss", "mid-fragment"),
         ) as proxy,
     ):
         stream = nbws.stream(name("bchaos"), url=f"http://127.0.0.1:{proxy.port}/", **FAST)
@@ -79,8 +83,9 @@ def test_chaos_batches_exactly_once_in_order() -> None:
                 {"i": i, "pad": PAD} for i in range(start, start + 2500)
             )
             receipts += [
-                stream.publish({"i": i, "pad": PAD}) for i in range(start + 2500, start + 5000)
-            ]
+                stream.publish({"i": i, "pad": PAD}) for i in range(start + 2500, start + 4999)
+            ]  # and a fragmented binary message between two batches:
+            receipts.append(stream.publish_bytes(BLOB, chunk_size=2048, progress=False))
         stream.flush(timeout=180)
         stats = stream.stats()
         batches = stream._publisher.link.batches_sent
@@ -91,9 +96,14 @@ def test_chaos_batches_exactly_once_in_order() -> None:
         kills = proxy.stats.kills
     assert [r.result(0) for r in receipts] == list(range(n))
     assert [(m.offset, m.seq) for m in history] == [(i, i) for i in range(n)]
-    assert [m.payload["i"] for m in history] == list(range(n))
+    for m in history:
+        if m.seq % 5000 == 4999:
+            assert m.payload == BLOB
+        else:
+            assert m.payload == {"i": m.seq, "pad": PAD}
     assert batches > 0 and sum(kills.values()) >= 3, (batches, dict(kills))
-    assert kills["upstream-cut"] >= 1 and kills["ack-loss"] >= 1  # cut mid-frame; acks lost
+    # batches cut mid-frame, acks of appended batches lost, a fragmented message cut
+    assert kills["upstream-cut"] >= 1 and kills["ack-loss"] >= 1 and kills["mid-fragment"] >= 1
     assert stats.retransmitted > 0 and stats.duplicates > 0  # partly acked batches resent
     assert stats.acked == n and stats.failed == 0
 
