@@ -14,6 +14,7 @@ from typing import Any
 
 from ..protocol.messages import Publish, Subscribe, encode
 from .base import Row, server
+from .batches import batched_publish, dataframe_rows, redis_publish
 from .chaos import chaos
 from .comm import comm_updates
 from .idle import idle_connections
@@ -316,4 +317,7 @@ SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
     "polling": polling,
     "comm": comm_updates,
     "chaos": chaos,
+    "batches": batched_publish,
+    "rows": dataframe_rows,
+    "redis": redis_publish,
 }
