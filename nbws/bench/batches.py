@@ -125,9 +125,10 @@ def redis_server() -> Iterator[str]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory]
+        command += ["--save", "", "--appendonly", "no"]
         proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
-             "--save", "", "--appendonly", "no"],  # fmt: skip
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
