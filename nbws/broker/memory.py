@@ -191,6 +191,14 @@ class MemoryBroker:
         max_bytes = state.limits.max_bytes
         epoch = state.epoch
         now = time.time()
+        count = len(payloads)
+        if (
+            count
+            and window.fresh_from(seq)
+            and (not max_bytes or max(map(len, payloads)) <= max_bytes)
+        ):
+            return self._append_fresh(state, window, payloads, producer, seq, binary, keys,
+                                      content_type, now)  # fmt: skip
         out: list[AppendResult | PayloadTooLarge] = []
         appended: list[StoredMessage] = []
         messages = state.messages
@@ -219,6 +227,38 @@ class MemoryBroker:
                 for message in appended:
                     listener(stream, epoch, message)
         return out
+
+    def _append_fresh(
+        self,
+        state: _Stream,
+        window: DedupeWindow,
+        payloads: Sequence[bytes],
+        producer: str,
+        seq: int,
+        binary: bool,
+        keys: Sequence[str | None] | None,
+        content_type: str | None,
+        now: float,
+    ) -> list[AppendResult | PayloadTooLarge]:
+        """:meth:`append_batch` of messages none of which can be a duplicate or too big
+        (the common case), with the per-message work done in comprehensions."""
+        first, count, epoch = state.next, len(payloads), state.epoch
+        key_of = keys if keys is not None else [None] * count
+        message = StoredMessage
+        appended = [
+            message(first + i, now, payload, binary, producer, seq + i, key_of[i], content_type)
+            for i, payload in enumerate(payloads)
+        ]
+        state.next = first + count
+        state.messages.extend(appended)
+        state.bytes += sum(map(len, payloads))
+        window.remember_run(seq, first, count)
+        state.trim(now)
+        for listener in self._listeners.get(state.name, ()):
+            for stored in appended:
+                listener(state.name, epoch, stored)
+        result = AppendResult
+        return [result(stored.offset, epoch, False, stored) for stored in appended]
 
     async def read(self, stream: str, since: int, limit: int) -> ReadResult:
         state = self._streams.get(stream)

@@ -38,6 +38,18 @@ log = logging.getLogger("nbws.client")
 MAX_REPORTED_FAILURES = 1000
 """Failures kept for ``flush`` to report in detail (all are counted)."""
 
+YIELD_MASK = 255
+"""A publishing thread lets the GIL go after every 256 puts (see :func:`_yield_gil`)."""
+
+
+def _yield_gil() -> None:
+    """Let another thread run now. A thread that publishes in a tight loop holds the GIL
+    until the interpreter's switch interval (5 ms) forces it out, and the I/O thread
+    needs it after every socket call (to send, to apply acks): without this, each of
+    its steps waits up to 5 ms, and that, not the work, caps the acked rate."""
+    time.sleep(0)
+
+
 Ack = tuple[int, Any, Any, bool]
 """One ack as the I/O thread hands it over: (seq, offset, epoch, duplicate)."""
 
@@ -282,6 +294,7 @@ class Outbox:
         self.on_release: Callable[[Entry[Any]], None] = lambda entry: None
         self.closed: str | None = None
         self._pin = self.pin  # one bound method for all receipts
+        self._puts = 0
 
     # --- publishing threads --------------------------------------------------------------
 
@@ -348,8 +361,12 @@ class Outbox:
             entry.receipt = weakref.ref(receipt)
             wake = self._sender_idle
             self._sender_idle = False
+            self._puts += 1
+            yield_now = not self._puts & YIELD_MASK
         if wake:
             self.wakeup()
+        elif yield_now:
+            _yield_gil()
         return receipt
 
     def put_json_many(
@@ -390,6 +407,16 @@ class Outbox:
                     receipts.append(receipt)
                     wake = wake or self._sender_idle
                     self._sender_idle = False
+                    if len(receipts) & YIELD_MASK == 0:  # (see _yield_gil)
+                        self.lock.release()
+                        try:
+                            if wake:
+                                self._sender_idle = wake = False
+                                self.wakeup()
+                            _yield_gil()
+                        finally:
+                            self.lock.acquire()
+                        now = self.clock()
         except Exception as exc:
             exc.receipts = receipts  # type: ignore[attr-defined]
             if receipts:
