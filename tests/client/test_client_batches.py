@@ -108,6 +108,29 @@ def test_chaos_batches_exactly_once_in_order() -> None:
     assert stats.acked == n and stats.failed == 0
 
 
+def test_batches_on_a_link_that_kills_every_connection_within_a_fraction_of_a_second() -> None:
+    """Every connection is reset 0.05-0.3 s after it opens, whatever it carries: with
+    default options every message is still acked once and in order."""
+    n = 200_000
+    with (
+        serving("history_max_messages=300000", "history_max_bytes=268435456") as server,
+        ChaosProxy(server.port, seed=13, kill_within=(0.05, 0.3)) as proxy,
+    ):
+        stream = nbws.stream(name("bdying"), url=f"http://127.0.0.1:{proxy.port}/")
+        receipts = stream.publish_many({"i": i, "pad": PAD} for i in range(n))
+        stream.flush(timeout=240)
+        stats = stream.stats()
+        kills = proxy.stats.kills
+        reader = nbws.stream(stream.name, url=http_url(server))
+        history = reader.history(0)
+        reader.close()
+        stream.close()
+    assert [r.result(0) for r in receipts] == list(range(n))
+    assert [(m.offset, m.seq) for m in history] == [(i, i) for i in range(n)]
+    assert stats.acked == n and stats.failed == 0
+    assert kills["timer"] >= 3 and stats.reconnects >= 3, (dict(kills), stats.reconnects)
+
+
 @contextmanager
 def two_servers(redis: RedisProcess) -> Iterator[tuple[RunningServer, RunningServer]]:
     a = start_serve_process("--redis", redis.url, *HISTORY)
