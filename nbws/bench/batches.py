@@ -82,7 +82,7 @@ def dataframe_rows(quick: bool) -> list[Row]:
     rows = 100_000 if quick else 1_000_000
     df = _frame(rows)
     with server("nbws", "--set", f"history_max_messages={2 * rows + 10}") as (port, _):
-        stream = _stream(port, outbox_max_messages=2 * rows)
+        stream = _stream(port)
         try:
             stream.publish(PAYLOAD)
             stream.flush(timeout=60)

@@ -661,25 +661,37 @@ class RedisBroker:
         if client is None:
             raise BrokerUnavailable("broker unavailable: not started")
         scripts = self._scripts
+        # One pipeline per run of requests of the same script: Redis loses its scripts
+        # all at once, so within a run either every call finds its script or none does
+        # (and the run is resent whole, in order). Mixing scripts in one pipeline could
+        # append a later single while the batch before it is refused with NOSCRIPT.
+        groups: list[list[AppendRequest]] = []
+        for request in batch:
+            if groups and groups[-1][0].script == request.script:
+                groups[-1].append(request)
+            else:
+                groups.append([request])
 
-        async def run() -> list[Any]:
+        async def run_group(group: list[AppendRequest]) -> list[Any]:
+            sha = scripts[group[0].script].sha
             for attempt in range(2):
                 async with client.pipeline(transaction=False) as pipe:
-                    for request in batch:
+                    for request in group:
                         pipe.execute_command(
-                            "EVALSHA",
-                            scripts[request.script].sha,
-                            len(request.keys),
-                            *request.keys,
-                            *request.args,
+                            "EVALSHA", sha, len(request.keys), *request.keys, *request.args
                         )
                     replies: list[Any] = await pipe.execute(raise_on_error=False)
                 if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                    for name in {request.script for request in batch}:  # Redis lost them
-                        await client.script_load(getattr(redis_scripts, name))
+                    await client.script_load(getattr(redis_scripts, group[0].script))
                     continue
                 return replies
             raise AssertionError("unreachable")  # pragma: no cover
+
+        async def run() -> list[Any]:
+            replies: list[Any] = []
+            for group in groups:
+                replies += await run_group(group)
+            return replies
 
         # A stale connection is retried on a fresh one only when every append in the
         # batch is idempotent (acked: a second run is recognised as a duplicate).

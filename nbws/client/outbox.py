@@ -38,8 +38,8 @@ log = logging.getLogger("nbws.client")
 MAX_REPORTED_FAILURES = 1000
 """Failures kept for ``flush`` to report in detail (all are counted)."""
 
-YIELD_MASK = 255
-"""A publishing thread lets the GIL go after every 256 puts (see :func:`_yield_gil`)."""
+YIELD_MASK = 1023
+"""A publishing thread lets the GIL go after every 1024 puts (see :func:`_yield_gil`)."""
 
 
 def _yield_gil() -> None:

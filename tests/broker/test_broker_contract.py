@@ -356,3 +356,25 @@ async def test_append_batch_history_bound_by_messages(pair: Pair) -> None:
     page = await pair.peer.read("b", 0, 10)
     assert (page.first, page.next) == (2, 5)
     assert [m.payload for m in page.messages] == [b"2", b"3", b"4"]
+
+
+async def test_single_and_batch_appends_in_flight_together_keep_call_order(pair: Pair) -> None:
+    """On Redis the two scripts may go out in one round trip, when Redis holds one of
+    them and not the other (it lost its scripts, then a single append loaded its own):
+    neither may overtake the other."""
+    if pair.kind == "redis":
+        await pair.broker._client.script_flush()  # type: ignore[attr-defined]
+    await pair.broker.append("s", b"a", producer="p", seq=0)
+    await asyncio.gather(
+        pair.broker.append_batch("s", [b"b", b"c"], producer="p", seq=1),
+        pair.broker.append("s", b"d", producer="p", seq=3),
+        pair.broker.append_batch("s", [b"e"], producer="p", seq=4),
+    )
+    page = await pair.peer.read("s", 0, 10)
+    assert [(m.offset, m.seq, m.payload) for m in page.messages] == [
+        (0, 0, b"a"),
+        (1, 1, b"b"),
+        (2, 2, b"c"),
+        (3, 3, b"d"),
+        (4, 4, b"e"),
+    ]
