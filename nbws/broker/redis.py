@@ -588,7 +588,15 @@ class RedisBroker:
             | (FLAG_CONTENT_TYPE if content_type is not None else 0)
         )
         limits = self.default_limits
-        key_args = [k or "" for k in keys] if keys is not None else [""] * count
+        # Few, long arguments (redis-py encodes each argument in Python): payloads and
+        # keys concatenated, with their sizes.
+        sizes = ",".join([str(len(p)) for p in payloads])
+        if keys is not None and any(k is not None for k in keys):
+            encoded_keys = [k.encode() if k is not None else None for k in keys]
+            key_sizes = ",".join(["-1" if k is None else str(len(k)) for k in encoded_keys])
+            key_blob = b"".join([k for k in encoded_keys if k is not None])
+        else:
+            key_sizes, key_blob = "", b""
         request = AppendRequest(
             [
                 stream_keys.meta,
@@ -611,8 +619,10 @@ class RedisBroker:
                 repr(float(limits.max_age)),
                 self.dedupe_window,
                 count,
-                *payloads,
-                *key_args,
+                sizes,
+                b"".join(payloads),
+                key_sizes,
+                key_blob,
             ],
             (stream, producer),
             seq,
@@ -625,33 +635,21 @@ class RedisBroker:
         reply = await appends.submit(request)
         if reply[0] == b"unknown":
             raise UnknownStream(f"no stream named {stream!r}")
-        epoch, offset, time, base = (
-            _text(reply[1]),
-            int(reply[2]),
-            int(reply[3]) / 1_000_000,
-            int(reply[4]),
-        )
+        epoch, offset, base = _text(reply[1]), int(reply[2]), int(reply[4])
+        codes: bytes = reply[5]
+        duplicates = iter(reply[6])
+        bound = int(reply[7])
         out: list[AppendResult | PayloadTooLarge] = []
-        for i, code in enumerate(reply[5]):
-            kind = code[:1]
-            if kind == b"a":
-                message = StoredMessage(
-                    offset,
-                    time,
-                    payloads[i],
-                    binary,
-                    producer,
-                    seq + i,
-                    keys[i] if keys is not None else None,
-                    content_type,
-                )
-                out.append(AppendResult(offset, epoch, message=message))
+        appended = AppendResult(0, epoch)  # replaced per message below (a cheap tuple)
+        for i, code in enumerate(codes):
+            if code == 97:  # 'a'
+                out.append(appended._replace(offset=offset))
                 offset += 1
-            elif kind == b"d":
-                original = code[1:]
+            elif code == 100:  # 'd'
+                original = next(duplicates)
                 out.append(AppendResult(int(float(original)) if original else None, epoch, True))
-            else:
-                out.append(PayloadTooLarge.over(len(payloads[i]), int(code[1:])))
+            else:  # 'x'
+                out.append(PayloadTooLarge.over(len(payloads[i]), bound))
         self._seen(stream, epoch, base, offset)
         return out
 

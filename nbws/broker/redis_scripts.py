@@ -183,10 +183,13 @@ APPEND_BATCH = (
 -- the meta update, the trim and the window's eviction done once.
 -- KEYS: meta, log, registry, producers, forgotten, seen
 -- ARGV: name, flags, producer, seq0, content_type, create, epoch, mm, mb, ma, window, n,
---       then n payloads, then n keys ('' for none; flag 4 is added for the others)
--- {'ok', epoch, first offset appended, now, base, codes}: codes[i] is 'a' (appended: the
--- k-th 'a' got offset first + k), 'd' .. offset or 'd' (duplicate), or 'x' .. the byte
--- bound (oversize)
+--       payload sizes (',' separated), the payloads concatenated,
+--       key sizes (',' separated, -1 for none; '' when no message has a key), the keys
+--       concatenated (flag 4 is added for messages with a key)
+-- {'ok', epoch, first offset appended, now, base, codes, duplicate offsets, mb}: codes has
+-- one character per message, 'a' (appended: the k-th 'a' got offset first + k), 'd'
+-- (a duplicate: its offset is the next of duplicate offsets, '' if forgotten) or 'x'
+-- (over the byte bound mb)
 local m = load_meta(KEYS[1])
 local now = now_us()
 if not m then
@@ -195,28 +198,44 @@ if not m then
 end
 local flags, producer, seq0 = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local n = tonumber(ARGV[12])
+local sizes = {}
+for size in string.gmatch(ARGV[13], '%d+') do sizes[#sizes + 1] = tonumber(size) end
+local blob = ARGV[14]
+local ksizes = nil
+if ARGV[15] ~= '' then
+  ksizes = {}
+  for size in string.gmatch(ARGV[15], '-?%d+') do ksizes[#ksizes + 1] = tonumber(size) end
+end
+local kblob = ARGV[16]
 local lo = tonumber(redis.call('HGET', KEYS[5], producer) or '-1')
 local oldest = redis.call('ZRANGE', KEYS[6], 0, 0)[1]
 oldest = oldest and tonumber(oldest) or nil
-local codes = {}
+local codes, dups, added = {}, {}, {}
 local start = m.next
-local added = {}
+local pos, kpos = 1, 1
 for i = 1, n do
-  local payload = ARGV[12 + i]
-  local size = string.len(payload)
-  local seq = fmt(seq0 + i - 1)
+  local size = sizes[i]
+  local payload = string.sub(blob, pos, pos + size - 1)
+  pos = pos + size
+  local key, f = '', flags
+  if ksizes and ksizes[i] >= 0 then
+    key = string.sub(kblob, kpos, kpos + ksizes[i] - 1)
+    kpos = kpos + ksizes[i]
+    f = f + 4
+  end
+  local s = seq0 + i - 1
+  local seq = fmt(s)
   if m.mb > 0 and size > m.mb then
-    codes[i] = 'x' .. fmt(m.mb)
+    codes[i] = 'x'
   else
     local seen = redis.call('ZSCORE', KEYS[6], seq)
     if seen then
-      codes[i] = 'd' .. seen
-    elseif seq0 + i - 1 <= lo or (oldest and seq0 + i - 1 < oldest) then
       codes[i] = 'd'
+      dups[#dups + 1] = seen
+    elseif s <= lo or (oldest and s < oldest) then
+      codes[i] = 'd'
+      dups[#dups + 1] = ''
     else
-      local key = ARGV[12 + n + i]
-      local f = flags
-      if key ~= '' then f = f + 4 end
       local offset, c = m.next, m.total
       m.next, m.total = offset + 1, c + size
       redis.call('XADD', KEYS[2], entry_id(m.base, offset), 'o', fmt(offset), 'e', m.epoch,
@@ -249,7 +268,7 @@ if #added > 0 then
     redis.call('HSET', KEYS[5], producer, fmt(lo))
   end
 end
-return {'ok', m.epoch, fmt(start), fmt(now), fmt(m.base), codes}
+return {'ok', m.epoch, fmt(start), fmt(now), fmt(m.base), table.concat(codes), dups, fmt(m.mb)}
 """
 )
 
