@@ -66,7 +66,8 @@ class StreamOptions:
         batch: send runs of queued messages as ``publish_batch`` (each message keeps
             its own seq, offset and ack); False sends one ``publish`` per message. A
             server without batches is detected and sent single publishes either way.
-        batch_max_messages, batch_max_bytes: bounds of one batch.
+        batch_max_messages, batch_max_bytes: bounds of one batch (which also carries at
+            most a quarter of ``window``, so several are in flight).
     """
 
     window: int = 1000
@@ -158,7 +159,9 @@ class _Publisher:
             self.outbox,
             link_options(options),
             batch=options.batch,
-            batch_messages=options.batch_max_messages,
+            # a quarter of the window at most: several batches in flight keep the
+            # server (and Redis) busy while the client turns acks into new batches
+            batch_messages=min(options.batch_max_messages, max(1, options.window // 4)),
             batch_bytes=options.batch_max_bytes,
         )
         self.started = False
