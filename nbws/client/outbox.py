@@ -389,10 +389,35 @@ class Outbox:
         wake = False
         try:
             with self.lock:
+                if self.closed is not None:
+                    raise StreamClosed(self.closed)
                 window = self.window
                 now = self.clock()
+                add, has_room = window.add_unchecked, window.has_room
+                fast = deadline is DEFAULT_DEADLINE
+                condition, pin = self.receipts, self._pin
                 for payload in payloads:
                     size = len(payload)
+                    if fast and has_room(size):  # the common case: room, default deadline
+                        entry = add(payload, size, now)
+                        receipt = Receipt(condition, entry.seq, pin)
+                        entry.receipt = weakref.ref(receipt)
+                        receipts.append(receipt)
+                        if len(receipts) & YIELD_MASK == 0:
+                            wake = wake or self._sender_idle
+                            self._sender_idle = False
+                            self.lock.release()
+                            try:
+                                if wake:
+                                    wake = False
+                                    self.wakeup()
+                                _yield_gil()
+                            finally:
+                                self.lock.acquire()
+                            if self.closed is not None:
+                                raise StreamClosed(self.closed)
+                            now = self.clock()
+                        continue
                     if not window.has_room(size) and block and self.may_wait():
                         if self._sender_idle or wake:  # let it send what is queued
                             self._sender_idle = wake = False
@@ -422,7 +447,8 @@ class Outbox:
             if receipts:
                 self.wakeup()
             raise
-        if wake:
+        if wake or self._sender_idle:
+            self._sender_idle = False
             self.wakeup()
         return receipts
 
