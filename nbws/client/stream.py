@@ -84,7 +84,7 @@ class StreamOptions:
     open_timeout: float = 10.0
     exit_timeout: float = 5.0
     batch: bool = True
-    batch_max_messages: int = 1024
+    batch_max_messages: int = 1000
     batch_max_bytes: int = 1 * MiB
 
     @classmethod

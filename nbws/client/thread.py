@@ -103,7 +103,7 @@ SEND_BATCH = 1024
 """Most messages taken from the outbox at once (each batch of texts is one write)."""
 WRITE_BYTES = 256 * 1024
 """A batch's text frames are written in pieces of about this many bytes."""
-BATCH_MESSAGES = 1024
+BATCH_MESSAGES = 1000
 """Most messages in one ``publish_batch``."""
 BATCH_BYTES = 1024 * 1024
 """Most payload bytes in one ``publish_batch``."""
