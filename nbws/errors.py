@@ -178,6 +178,7 @@ class RequestError(NbwsError):
     retry: bool = False
     ref: str | int | None = None
     publish: tuple[str, str, int] | None = None
+    publish_last: int | None = None  # a refused publish_batch: the last seq of its range
 
 
 class BadRequest(RequestError):

@@ -21,6 +21,9 @@ SCENARIOS = (
     "polling vs WebSocket",
     "acked vs widget updates",
     "chaos",
+    "batched publish",
+    "dataframe rows",
+    "redis publish",
     "batched delivery",
 )
 

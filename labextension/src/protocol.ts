@@ -104,7 +104,7 @@ const nul = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpe
   ...extra
 });
 
-export type RequestType = 'subscribe' | 'unsubscribe' | 'publish' | 'info';
+export type RequestType = 'subscribe' | 'unsubscribe' | 'publish' | 'info' | 'publish_batch';
 export type EventType =
   | 'welcome'
   | 'subscribed'
@@ -143,7 +143,17 @@ export const REQUEST_FIELDS: { readonly [T in RequestType]: readonly FieldSpec[]
     opt('content_type', 'str', { limit: MAX_CONTENT_TYPE_LENGTH }),
     opt('id', 'ref')
   ],
-  info: [req('stream', 'stream'), opt('id', 'ref')]
+  info: [req('stream', 'stream'), opt('id', 'ref')],
+  publish_batch: [
+    req('stream', 'stream'),
+    req('producer', 'str', { limit: MAX_PRODUCER_LENGTH }),
+    req('seq', 'nat'),
+    opt('payloads', 'json'),
+    opt('keys', 'json'),
+    opt('sizes', 'json'),
+    opt('content_type', 'str', { limit: MAX_CONTENT_TYPE_LENGTH }),
+    opt('id', 'ref')
+  ]
 };
 
 /** Server → client messages: their fields, in the order messages.py declares them. */
@@ -188,7 +198,9 @@ export const EVENT_FIELDS: { readonly [T in EventType]: readonly FieldSpec[] } =
     req('seq', 'nat'),
     req('epoch', 'str'),
     req('duplicate', 'bool'),
-    nul('offset', 'nat')
+    nul('offset', 'nat'),
+    opt('last', 'nat'),
+    opt('duplicates', 'object')
   ],
   nack: [
     req('stream', 'stream'),
@@ -196,7 +208,8 @@ export const EVENT_FIELDS: { readonly [T in EventType]: readonly FieldSpec[] } =
     req('reason', 'str'),
     req('retry', 'bool'),
     nul('producer', 'str'),
-    nul('seq', 'nat')
+    nul('seq', 'nat'),
+    opt('last', 'nat')
   ],
   gap: [
     req('stream', 'stream'),

@@ -14,12 +14,13 @@ from typing import Any
 
 from ..protocol.messages import Publish, Subscribe, encode
 from .base import Row, server
-from .batches import batched_delivery
 from .chaos import chaos
 from .comm import comm_updates
+from .delivery_batches import batched_delivery
 from .idle import idle_connections
 from .latency import latency
 from .polling import polling
+from .publish_batches import batched_publish, dataframe_rows, redis_publish
 from .wsclient import FrameCounter, client_frame, open_peer
 
 __all__ = [
@@ -317,5 +318,8 @@ SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
     "polling": polling,
     "comm": comm_updates,
     "chaos": chaos,
-    "batches": batched_delivery,
+    "batches": batched_publish,
+    "rows": dataframe_rows,
+    "redis": redis_publish,
+    "deliveries": batched_delivery,
 }

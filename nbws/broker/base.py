@@ -8,7 +8,7 @@ local subscribers and never depends on which one runs underneath. Chosen by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -195,6 +195,33 @@ class Broker(Protocol):
             UnknownStream: the stream does not exist and ``create`` is False.
             PayloadTooLarge: the payload is over the stream's history ``max_bytes``.
             BrokerUnavailable: the backing store is unreachable.
+        """
+
+    async def append_batch(
+        self,
+        stream: str,
+        payloads: Sequence[bytes],
+        *,
+        producer: str,
+        seq: int,
+        binary: bool = False,
+        keys: Sequence[str | None] | None = None,
+        content_type: str | None = None,
+        create: bool = True,
+    ) -> list[AppendResult | PayloadTooLarge]:
+        """Append a producer's messages with seqs ``seq``, ``seq + 1``, ... in one step.
+
+        Each message is deduplicated by ``(producer, seq + i)`` as :meth:`append` does;
+        the ones appended get consecutive offsets (no other append comes between them,
+        from any process) and reach listeners one by one, in offset order.
+
+        Returns:
+            One entry per message: its :class:`AppendResult`, or the
+            :class:`PayloadTooLarge` that refused that message alone.
+
+        Raises:
+            UnknownStream: the stream does not exist and ``create`` is False.
+            BrokerUnavailable: the backing store is unreachable (nothing was appended).
         """
 
     async def read(self, stream: str, since: int, limit: int) -> ReadResult:

@@ -34,6 +34,26 @@ class DedupeWindow:
             return True, None
         return False, None
 
+    def fresh_from(self, seq: int) -> bool:
+        """True when ``seq`` and every later seq are unseen: above every seq remembered
+        or forgotten (a producer's new messages; one check for a whole batch)."""
+        seen = self._seen
+        return seq > self.forgotten_upto and (not seen or seq > next(reversed(seen)))
+
+    def remember_run(self, seq: int, offset: int, count: int) -> None:
+        """:meth:`remember` of ``seq + i`` at ``offset + i`` for ``i < count``, at once
+        (seqs above every one remembered, as :meth:`fresh_from` said)."""
+        seen = self._seen
+        seen.update(zip(range(seq, seq + count), range(offset, offset + count), strict=True))
+        extra = len(seen) - self.size
+        if extra > 0:
+            old = -1
+            popitem = seen.popitem
+            for _ in range(extra):
+                old = max(old, popitem(last=False)[0])
+            if old > self.forgotten_upto:
+                self.forgotten_upto = old
+
     def remember(self, seq: int, offset: int) -> None:
         """Record that ``seq`` was appended at ``offset``."""
         seen = self._seen

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -171,6 +172,94 @@ class MemoryBroker:
         for listener in self._listeners.get(stream, ()):
             listener(stream, state.epoch, message)
         return AppendResult(message.offset, state.epoch, message=message)
+
+    async def append_batch(
+        self,
+        stream: str,
+        payloads: Sequence[bytes],
+        *,
+        producer: str,
+        seq: int,
+        binary: bool = False,
+        keys: Sequence[str | None] | None = None,
+        content_type: str | None = None,
+        create: bool = True,
+    ) -> list[AppendResult | PayloadTooLarge]:
+        state = self._get(stream, create)
+        window = state.producers.get(producer)
+        if window is None:
+            window = state.producers[producer] = DedupeWindow(self.dedupe_window)
+        max_bytes = state.limits.max_bytes
+        epoch = state.epoch
+        now = time.time()
+        count = len(payloads)
+        if (
+            count
+            and window.fresh_from(seq)
+            and (not max_bytes or max(map(len, payloads)) <= max_bytes)
+        ):
+            return self._append_fresh(state, window, payloads, producer, seq, binary, keys,
+                                      content_type, now)  # fmt: skip
+        out: list[AppendResult | PayloadTooLarge] = []
+        appended: list[StoredMessage] = []
+        messages = state.messages
+        for i, payload in enumerate(payloads):
+            if max_bytes and len(payload) > max_bytes:
+                out.append(PayloadTooLarge.over(len(payload), max_bytes))
+                continue
+            s = seq + i
+            seen, offset = window.lookup(s)
+            if seen:
+                out.append(AppendResult(offset, epoch, duplicate=True))
+                continue
+            key = keys[i] if keys is not None else None
+            message = StoredMessage(
+                state.next, now, payload, binary, producer, s, key, content_type
+            )
+            state.next += 1
+            messages.append(message)
+            state.bytes += len(payload)
+            window.remember(s, message.offset)
+            appended.append(message)
+            out.append(AppendResult(message.offset, epoch, message=message))
+        if appended:
+            state.trim(now)
+            for listener in self._listeners.get(stream, ()):
+                for message in appended:
+                    listener(stream, epoch, message)
+        return out
+
+    def _append_fresh(
+        self,
+        state: _Stream,
+        window: DedupeWindow,
+        payloads: Sequence[bytes],
+        producer: str,
+        seq: int,
+        binary: bool,
+        keys: Sequence[str | None] | None,
+        content_type: str | None,
+        now: float,
+    ) -> list[AppendResult | PayloadTooLarge]:
+        """:meth:`append_batch` of messages none of which can be a duplicate or too big
+        (the common case), with the per-message work done in comprehensions."""
+        first, count, epoch = state.next, len(payloads), state.epoch
+        key_of = keys if keys is not None else [None] * count
+        message = StoredMessage
+        appended = [
+            message(first + i, now, payload, binary, producer, seq + i, key_of[i], content_type)
+            for i, payload in enumerate(payloads)
+        ]
+        state.next = first + count
+        state.messages.extend(appended)
+        state.bytes += sum(map(len, payloads))
+        window.remember_run(seq, first, count)
+        state.trim(now)
+        for listener in self._listeners.get(state.name, ()):
+            for stored in appended:
+                listener(state.name, epoch, stored)
+        result = AppendResult
+        return [result(stored.offset, epoch, False, stored) for stored in appended]
 
     async def read(self, stream: str, since: int, limit: int) -> ReadResult:
         state = self._streams.get(stream)

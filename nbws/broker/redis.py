@@ -267,7 +267,7 @@ class RedisBroker:
         self._closed = False
         self._client = self._new_client(self.command_timeout, self.max_connections)
         self._reader_client = self._new_client(self.block + self.command_timeout, 2)
-        for name in ("APPEND", "READ", "INFO", "CREATE", "DELETE", "STATE"):
+        for name in ("APPEND", "APPEND_BATCH", "READ", "INFO", "CREATE", "DELETE", "STATE"):
             self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
         try:
             await self._command(self._client.ping)
@@ -566,26 +566,130 @@ class RedisBroker:
             raise UnknownStream(f"no stream named {stream!r}")
         raise PayloadTooLarge.over(len(payload), int(reply[1]))
 
+    async def append_batch(
+        self,
+        stream: str,
+        payloads: Sequence[bytes],
+        *,
+        producer: str,
+        seq: int,
+        binary: bool = False,
+        keys: Sequence[str | None] | None = None,
+        content_type: str | None = None,
+        create: bool = True,
+    ) -> list[AppendResult | PayloadTooLarge]:
+        """One ``APPEND_BATCH`` script for the whole batch, queued with the single
+        appends (so in call order, pipelined, and held back like them)."""
+        stream_keys = self._stream_keys(stream)
+        count = len(payloads)
+        flags = (
+            (FLAG_BINARY if binary else 0)
+            | FLAG_PRODUCER
+            | (FLAG_CONTENT_TYPE if content_type is not None else 0)
+        )
+        limits = self.default_limits
+        # Few, long arguments (redis-py encodes each argument in Python): payloads and
+        # keys concatenated, with their sizes.
+        sizes = ",".join([str(len(p)) for p in payloads])
+        if keys is not None and any(k is not None for k in keys):
+            encoded_keys = [k.encode() if k is not None else None for k in keys]
+            key_sizes = ",".join(["-1" if k is None else str(len(k)) for k in encoded_keys])
+            key_blob = b"".join([k for k in encoded_keys if k is not None])
+        else:
+            key_sizes, key_blob = "", b""
+        request = AppendRequest(
+            [
+                stream_keys.meta,
+                stream_keys.log,
+                self._registry,
+                stream_keys.producers,
+                stream_keys.forgotten,
+                stream_keys.seen_prefix + producer,
+            ],
+            [
+                stream,
+                flags,
+                producer,
+                seq,
+                content_type or "",
+                "1" if create else "0",
+                new_epoch(),
+                limits.max_messages,
+                limits.max_bytes,
+                repr(float(limits.max_age)),
+                self.dedupe_window,
+                count,
+                sizes,
+                b"".join(payloads),
+                key_sizes,
+                key_blob,
+            ],
+            (stream, producer),
+            seq,
+            script="APPEND_BATCH",
+            last=seq + count - 1,
+        )
+        appends = self._appends
+        if appends is None:
+            raise BrokerUnavailable("broker unavailable: not started")
+        reply = await appends.submit(request)
+        if reply[0] == b"unknown":
+            raise UnknownStream(f"no stream named {stream!r}")
+        epoch, offset, base = _text(reply[1]), int(reply[2]), int(reply[4])
+        codes: bytes = reply[5]
+        duplicates = iter(reply[6])
+        bound = int(reply[7])
+        out: list[AppendResult | PayloadTooLarge] = []
+        appended = AppendResult(0, epoch)  # replaced per message below (a cheap tuple)
+        for i, code in enumerate(codes):
+            if code == 97:  # 'a'
+                out.append(appended._replace(offset=offset))
+                offset += 1
+            elif code == 100:  # 'd'
+                original = next(duplicates)
+                out.append(AppendResult(int(float(original)) if original else None, epoch, True))
+            else:  # 'x'
+                out.append(PayloadTooLarge.over(len(payloads[i]), bound))
+        self._seen(stream, epoch, base, offset)
+        return out
+
     async def _execute_appends(self, batch: list[AppendRequest]) -> list[Any]:
         """Send a batch of appends as one pipeline (see ``redis_appends``)."""
         client = self._client
         if client is None:
             raise BrokerUnavailable("broker unavailable: not started")
-        sha = self._scripts["APPEND"].sha
+        scripts = self._scripts
+        # One pipeline per run of requests of the same script: Redis loses its scripts
+        # all at once, so within a run either every call finds its script or none does
+        # (and the run is resent whole, in order). Mixing scripts in one pipeline could
+        # append a later single while the batch before it is refused with NOSCRIPT.
+        groups: list[list[AppendRequest]] = []
+        for request in batch:
+            if groups and groups[-1][0].script == request.script:
+                groups[-1].append(request)
+            else:
+                groups.append([request])
 
-        async def run() -> list[Any]:
+        async def run_group(group: list[AppendRequest]) -> list[Any]:
+            sha = scripts[group[0].script].sha
             for attempt in range(2):
                 async with client.pipeline(transaction=False) as pipe:
-                    for request in batch:
+                    for request in group:
                         pipe.execute_command(
                             "EVALSHA", sha, len(request.keys), *request.keys, *request.args
                         )
                     replies: list[Any] = await pipe.execute(raise_on_error=False)
                 if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                    await client.script_load(redis_scripts.APPEND)  # Redis lost its scripts
+                    await client.script_load(getattr(redis_scripts, group[0].script))
                     continue
                 return replies
             raise AssertionError("unreachable")  # pragma: no cover
+
+        async def run() -> list[Any]:
+            replies: list[Any] = []
+            for group in groups:
+                replies += await run_group(group)
+            return replies
 
         # A stale connection is retried on a fresh one only when every append in the
         # batch is idempotent (acked: a second run is recognised as a duplicate).

@@ -11,6 +11,8 @@ unavailable, its (stream, producer) is *held back* at that seq. Later seqs of th
 producer are refused (unavailable, retry) without being sent until the held seq is
 appended, so a message refused during an outage cannot be overtaken by a later one that
 happened to reach Redis after it came back. Clients resend refused messages in seq order.
+A batch (one ``APPEND_BATCH`` script for seqs ``seq`` … ``last``) counts as resending the
+held seq when its range contains it, and is held back itself at its first seq.
 A hold whose seq never comes back (the client gave up on it) lapses after
 ``hold_timeout`` seconds.
 """
@@ -39,6 +41,12 @@ class AppendRequest:
     producer: tuple[str, str] | None  # (stream, producer) of an acked append
     seq: int
     future: asyncio.Future[Any] = field(default_factory=lambda: _loop().create_future())
+    script: str = "APPEND"  # or APPEND_BATCH: seqs ``seq`` to ``last`` in one script
+    last: int = -1  # the last seq of a batch (-1: the same as ``seq``)
+
+    @property
+    def last_seq(self) -> int:
+        return self.seq if self.last < 0 else self.last
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -108,7 +116,7 @@ class AppendQueue:
             key = request.producer
             hold = held.get(key) if key is not None and held else None
             if hold is not None and key not in opened:
-                if request.seq == hold[0]:
+                if request.seq <= hold[0] <= request.last_seq:  # it resends the held seq
                     opened.add(key)  # type: ignore[arg-type]
                 elif request.seq > hold[0]:
                     if now - hold[1] <= self.hold_timeout:
@@ -145,7 +153,7 @@ class AppendQueue:
                 key = request.producer
                 if key is not None and self._held:
                     hold = self._held.get(key)
-                    if hold is not None and request.seq >= hold[0]:
+                    if hold is not None and request.last_seq >= hold[0]:
                         del self._held[key]
                 if not request.future.done():
                     request.future.set_result(reply)

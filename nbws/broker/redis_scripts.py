@@ -28,7 +28,7 @@ History bounds are exact: the script computes the first offset to keep (messages
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CREATE", "DELETE", "INFO", "READ", "STATE"]
+__all__ = ["APPEND", "APPEND_BATCH", "CREATE", "DELETE", "INFO", "READ", "STATE"]
 
 _PRELUDE = r"""
 local function fmt(n) return string.format('%.0f', n) end
@@ -172,6 +172,103 @@ if acked then
   end
 end
 return {'ok', m.epoch, fmt(offset), fmt(now), fmt(m.base)}
+"""
+)
+
+APPEND_BATCH = (
+    _PRELUDE
+    + r"""
+-- One producer's messages with seqs seq0, seq0 + 1, ...: APPEND for each, in one script
+-- (consecutive offsets, no other append in between), with the dedupe window's lookups,
+-- the meta update, the trim and the window's eviction done once.
+-- KEYS: meta, log, registry, producers, forgotten, seen
+-- ARGV: name, flags, producer, seq0, content_type, create, epoch, mm, mb, ma, window, n,
+--       payload sizes (',' separated), the payloads concatenated,
+--       key sizes (',' separated, -1 for none; '' when no message has a key), the keys
+--       concatenated (flag 4 is added for messages with a key)
+-- {'ok', epoch, first offset appended, now, base, codes, duplicate offsets, mb}: codes has
+-- one character per message, 'a' (appended: the k-th 'a' got offset first + k), 'd'
+-- (a duplicate: its offset is the next of duplicate offsets, '' if forgotten) or 'x'
+-- (over the byte bound mb)
+local m = load_meta(KEYS[1])
+local now = now_us()
+if not m then
+  if ARGV[6] ~= '1' then return {'unknown'} end
+  m = create_meta(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now)
+end
+local flags, producer, seq0 = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local n = tonumber(ARGV[12])
+local sizes = {}
+for size in string.gmatch(ARGV[13], '%d+') do sizes[#sizes + 1] = tonumber(size) end
+local blob = ARGV[14]
+local ksizes = nil
+if ARGV[15] ~= '' then
+  ksizes = {}
+  for size in string.gmatch(ARGV[15], '-?%d+') do ksizes[#ksizes + 1] = tonumber(size) end
+end
+local kblob = ARGV[16]
+local lo = tonumber(redis.call('HGET', KEYS[5], producer) or '-1')
+local oldest = redis.call('ZRANGE', KEYS[6], 0, 0)[1]
+oldest = oldest and tonumber(oldest) or nil
+local codes, dups, added = {}, {}, {}
+local start = m.next
+local pos, kpos = 1, 1
+for i = 1, n do
+  local size = sizes[i]
+  local payload = string.sub(blob, pos, pos + size - 1)
+  pos = pos + size
+  local key, f = '', flags
+  if ksizes and ksizes[i] >= 0 then
+    key = string.sub(kblob, kpos, kpos + ksizes[i] - 1)
+    kpos = kpos + ksizes[i]
+    f = f + 4
+  end
+  local s = seq0 + i - 1
+  local seq = fmt(s)
+  if m.mb > 0 and size > m.mb then
+    codes[i] = 'x'
+  else
+    local seen = redis.call('ZSCORE', KEYS[6], seq)
+    if seen then
+      codes[i] = 'd'
+      dups[#dups + 1] = seen
+    elseif s <= lo or (oldest and s < oldest) then
+      codes[i] = 'd'
+      dups[#dups + 1] = ''
+    else
+      local offset, c = m.next, m.total
+      m.next, m.total = offset + 1, c + size
+      redis.call('XADD', KEYS[2], entry_id(m.base, offset), 'o', fmt(offset), 'e', m.epoch,
+                 't', fmt(now), 'c', fmt(c), 'f', f, 'p', payload, 'r', producer, 's', seq,
+                 'k', key, 'y', ARGV[5])
+      if m.first == offset then
+        m.cfirst, m.tfirst = c, now
+        redis.call('HSET', KEYS[1], 'cfirst', fmt(c), 'tfirst', fmt(now))
+      end
+      added[#added + 1] = offset
+      added[#added + 1] = seq
+      codes[i] = 'a'
+    end
+  end
+end
+if #added > 0 then
+  redis.call('HSET', KEYS[1], 'next', fmt(m.next), 'total', fmt(m.total))
+  trim(KEYS[1], KEYS[2], m, now)
+  for j = 1, #added, 1000 do  -- (unpack has a stack limit)
+    redis.call('ZADD', KEYS[6], unpack(added, j, math.min(j + 999, #added)))
+  end
+  redis.call('SADD', KEYS[4], producer)
+  local extra = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[11])
+  if extra > 0 then
+    local popped = redis.call('ZPOPMIN', KEYS[6], extra)
+    for i = 1, #popped, 2 do
+      local s = tonumber(popped[i])
+      if s > lo then lo = s end
+    end
+    redis.call('HSET', KEYS[5], producer, fmt(lo))
+  end
+end
+return {'ok', m.epoch, fmt(start), fmt(now), fmt(m.base), table.concat(codes), dups, fmt(m.mb)}
 """
 )
 

@@ -1,7 +1,9 @@
 """What the client sends and receives on ``nbws/ws``, built with :mod:`nbws.protocol.messages`.
 
-Outgoing: a JSON publish is its complete text (:func:`publish_text`, the messages layer's
-fast path, built once in the publishing thread, sent as is on every transmission); a
+Outgoing: a JSON publish is its serialised payload (``bytes``, or :class:`KeyedJson`
+with a key), serialised once in the publishing thread; the I/O thread puts runs of them
+in ``publish_batch`` texts, or single publish texts (:func:`publish_text`, the messages
+layer's fast path) for a server without batches; a
 :class:`BinaryItem` is a replayable :class:`BinarySource`, read in chunks so a large
 payload is never held whole, and re-encoded with the same ``(producer, seq)`` on every
 transmission. Queued text publishes go out as pre-masked WebSocket frames, many in one
@@ -17,7 +19,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from ..protocol.messages import Publish, encode
 from ..protocol.messages import encode_publish_fast as publish_text
@@ -27,7 +29,9 @@ __all__ = [
     "BinaryItem",
     "BinarySource",
     "Gap",
+    "KeyedJson",
     "Message",
+    "json_parts",
     "open_source",
     "publish_prefix",
     "publish_text",
@@ -88,6 +92,23 @@ class Gap:
     epoch: str | None
 
     kind = "gap"
+
+
+class KeyedJson(NamedTuple):
+    """A JSON publish with a conflation key waiting in the outbox (without a key, the
+    item is the serialised payload itself, ``bytes``)."""
+
+    payload: bytes
+    key: str
+
+
+def json_parts(item: Any) -> tuple[bytes, str | None] | None:
+    """``(payload, key)`` of a JSON item in the outbox; None for a binary one."""
+    if type(item) is bytes:
+        return item, None
+    if type(item) is KeyedJson:
+        return item.payload, item.key
+    return None
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import NackCode
 from .errors import DeliveryFailed, FailureCode, StreamClosed
-from .frames import publish_text
+from .frames import KeyedJson
 from .window import DEFAULT_DEADLINE, Entry, Window, WindowStats
 
 __all__ = ["Ack", "Outbox", "Receipt"]
@@ -37,6 +37,18 @@ log = logging.getLogger("nbws.client")
 
 MAX_REPORTED_FAILURES = 1000
 """Failures kept for ``flush`` to report in detail (all are counted)."""
+
+YIELD_MASK = 1023
+"""A publishing thread lets the GIL go after every 1024 puts (see :func:`_yield_gil`)."""
+
+
+def _yield_gil() -> None:
+    """Let another thread run now. A thread that publishes in a tight loop holds the GIL
+    until the interpreter's switch interval (5 ms) forces it out, and the I/O thread
+    needs it after every socket call (to send, to apply acks): without this, each of
+    its steps waits up to 5 ms, and that, not the work, caps the acked rate."""
+    time.sleep(0)
+
 
 Ack = tuple[int, Any, Any, bool]
 """One ack as the I/O thread hands it over: (seq, offset, epoch, duplicate)."""
@@ -252,8 +264,7 @@ class Outbox:
     Args:
         window: the pure bookkeeping it guards.
         clock: monotonic time source (injectable for tests).
-        text_prefix: the start of this producer's JSON publishes (see
-            :func:`nbws.client.frames.publish_text`).
+        text_prefix: unused (kept for callers of the earlier signature).
 
     Hooks the owner sets: ``wakeup`` (a put found the sender idle), ``may_wait`` (False
     where waiting for room would deadlock) and ``on_release`` (a message whose item is
@@ -283,6 +294,7 @@ class Outbox:
         self.on_release: Callable[[Entry[Any]], None] = lambda entry: None
         self.closed: str | None = None
         self._pin = self.pin  # one bound method for all receipts
+        self._puts = 0
 
     # --- publishing threads --------------------------------------------------------------
 
@@ -312,7 +324,7 @@ class Outbox:
         timeout: float | None = None,
         deadline: object = DEFAULT_DEADLINE,
     ) -> Receipt:
-        """Add a JSON publish of the serialised ``payload``, stored as its complete text.
+        """Add a JSON publish of the serialised ``payload`` (sent alone or in a batch).
 
         Raises:
             OutboxFull: no room (``block=False``), or still none after ``timeout``.
@@ -333,20 +345,119 @@ class Outbox:
         """Add under the lock (``json``: ``item`` is the payload of a JSON publish)."""
         with self.lock:
             window = self.window
-            if block and not window.has_room(size) and self.may_wait():
+            room = window.has_room(size)
+            if block and not room and self.may_wait():
                 self._wait_for_room(size, timeout)
+                room = False  # check again below
             if self.closed is not None:
                 raise StreamClosed(self.closed)
-            if json:
-                item = publish_text(self.text_prefix, window.next_seq, item, key)
-            entry = window.add(item, size, self.clock(), deadline=deadline)  # or OutboxFull
+            if json and key is not None:
+                item = KeyedJson(item, key)
+            if room and deadline is DEFAULT_DEADLINE:
+                entry = window.add_unchecked(item, size, self.clock())
+            else:
+                entry = window.add(item, size, self.clock(), deadline=deadline)  # or OutboxFull
             receipt = Receipt(self.receipts, entry.seq, self._pin)
             entry.receipt = weakref.ref(receipt)
             wake = self._sender_idle
             self._sender_idle = False
+            self._puts += 1
+            yield_now = not self._puts & YIELD_MASK
         if wake:
             self.wakeup()
+        elif yield_now:
+            _yield_gil()
         return receipt
+
+    def put_json_many(
+        self,
+        payloads: list[bytes],
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        deadline: object = DEFAULT_DEADLINE,
+    ) -> list[Receipt]:
+        """Add many JSON publishes (consecutive seqs) under one hold of the lock; when
+        the outbox fills up midway, wake the sender and wait for room (``block``).
+
+        Raises:
+            OutboxFull: no room (``block=False``), or still none after ``timeout``; the
+                messages added before it stay queued (``exc.receipts``).
+            StreamClosed: the handle is closed.
+        """
+        receipts: list[Receipt] = []
+        wake = False
+        try:
+            with self.lock:
+                if self.closed is not None:
+                    raise StreamClosed(self.closed)
+                window = self.window
+                now = self.clock()
+                add, has_room = window.add_unchecked, window.has_room
+                fast = deadline is DEFAULT_DEADLINE
+                condition, pin = self.receipts, self._pin
+                for payload in payloads:
+                    size = len(payload)
+                    if fast and has_room(size):  # the common case: room, default deadline
+                        entry = add(payload, size, now)
+                        receipt = Receipt(condition, entry.seq, pin)
+                        entry.receipt = weakref.ref(receipt)
+                        receipts.append(receipt)
+                        if len(receipts) & YIELD_MASK == 0:
+                            wake = wake or self._sender_idle
+                            self._sender_idle = False
+                            self.lock.release()
+                            try:
+                                if wake:
+                                    wake = False
+                                    self.wakeup()
+                                _yield_gil()
+                            finally:
+                                self.lock.acquire()
+                            if self.closed is not None:
+                                raise StreamClosed(self.closed)
+                            now = self.clock()
+                        continue
+                    if not window.has_room(size) and block and self.may_wait():
+                        if self._sender_idle or wake:  # let it send what is queued
+                            self._sender_idle = wake = False
+                            self.wakeup()  # (only schedules a call in the I/O loop)
+                        self._wait_for_room(size, timeout)
+                        now = self.clock()
+                    if self.closed is not None:
+                        raise StreamClosed(self.closed)
+                    entry = window.add(payload, size, now, deadline=deadline)
+                    receipt = Receipt(self.receipts, entry.seq, self._pin)
+                    entry.receipt = weakref.ref(receipt)
+                    receipts.append(receipt)
+                    wake = wake or self._sender_idle
+                    self._sender_idle = False
+                    if len(receipts) & YIELD_MASK == 0:  # (see _yield_gil)
+                        self.lock.release()
+                        try:
+                            if wake:
+                                self._sender_idle = wake = False
+                                self.wakeup()
+                            _yield_gil()
+                        finally:
+                            self.lock.acquire()
+                        now = self.clock()
+        except Exception as exc:
+            exc.receipts = receipts  # type: ignore[attr-defined]
+            if receipts:
+                self.wakeup()
+            raise
+        if wake or self._sender_idle:
+            self._sender_idle = False
+            self.wakeup()
+        return receipts
+
+    def rewind(self) -> None:
+        """Send everything unacked again from the oldest (e.g. as single publishes after
+        the server refused a batch), as after a reconnect."""
+        with self.lock:
+            self.window.disconnect()
+            self.window.connect()
 
     def _wait_for_room(self, size: int, timeout: float | None) -> None:
         """Wait (lock held) until ``size`` bytes fit, the outbox closes or ``timeout``."""

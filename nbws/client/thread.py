@@ -68,8 +68,10 @@ from ..protocol.messages import (
     Subscribe,
     Subscribed,
     Welcome,
+    batch_prefix,
     decode_event,
     encode,
+    encode_batch_fast,
     resume_since,
 )
 from . import frames
@@ -77,7 +79,7 @@ from .channel import Channel
 from .connection import TextConnection
 from .discovery import Endpoint
 from .errors import FailureCode
-from .frames import BinaryItem, publish_prefix
+from .frames import BinaryItem, json_parts, publish_prefix, publish_text, publish_text_prefix
 from .outbox import Ack as AckTuple
 from .outbox import Outbox
 from .window import Backoff, Entry
@@ -108,6 +110,10 @@ SEND_BATCH = 1024
 """Most messages taken from the outbox at once (each batch of texts is one write)."""
 WRITE_BYTES = 256 * 1024
 """A batch's text frames are written in pieces of about this many bytes."""
+BATCH_MESSAGES = 1000
+"""Most messages in one ``publish_batch``."""
+BATCH_BYTES = 1024 * 1024
+"""Most payload bytes in one ``publish_batch``."""
 
 
 def receive_event(data: str | bytes, text: bool | None = None) -> Event | None:
@@ -375,11 +381,28 @@ class PublisherLink(_Link):
     connection_class = TextConnection  # its fast lanes carry publishes and acks
 
     def __init__(
-        self, endpoint: Endpoint, stream: str, producer: str, outbox: Outbox, options: LinkOptions
+        self,
+        endpoint: Endpoint,
+        stream: str,
+        producer: str,
+        outbox: Outbox,
+        options: LinkOptions,
+        *,
+        batch: bool = True,
+        batch_messages: int = BATCH_MESSAGES,
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
         super().__init__(endpoint, stream, options)
         self.producer = producer
         self.outbox = outbox
+        # Runs of queued JSON publishes go out as publish_batch messages, until a server
+        # answers one with ``error unknown-type`` (it predates batches): then singles.
+        self.batch = batch
+        self.batch_messages = max(1, batch_messages)
+        self.batch_bytes = max(1, batch_bytes)
+        self.batches_sent = 0
+        self._text_prefix = publish_text_prefix(stream, producer)
+        self._batch_prefix = batch_prefix(stream, producer)
         self.max_message_size: int | None = None
         self.server_status: str | None = None
         self._kick: asyncio.Event | None = None
@@ -443,8 +466,10 @@ class PublisherLink(_Link):
         return self._progress
 
     async def _send_loop(self, ws: TextConnection) -> None:
-        """Send what the outbox releases: runs of text publishes as pre-masked frames in
-        one write each, binary publishes through ``websockets`` (streamed fragments)."""
+        """Send what the outbox releases: runs of JSON publishes with consecutive seqs as
+        ``publish_batch`` texts (single publish texts when batching is off), many
+        pre-masked frames in one write; binary publishes through ``websockets``
+        (streamed fragments), in seq order with the rest."""
         assert self._kick is not None
         kick, outbox = self._kick, self.outbox
         while True:
@@ -453,32 +478,72 @@ class PublisherLink(_Link):
                 await kick.wait()
                 kick.clear()
                 continue
-            limit = self.max_message_size
             texts: list[bytes] = []
             size = 0
+            run: list[tuple[int, bytes, str | None]] = []  # (seq, payload, key)
+            run_bytes = 0
             for entry in entries:
-                item = entry.item
-                if not isinstance(item, bytes):  # binary: after the texts before it
+                parts = json_parts(entry.item)
+                if parts is None:  # binary: after everything before it
+                    size += self._end_run(run, texts)
+                    run, run_bytes = [], 0
                     if texts:
                         await ws.send_texts(texts)
                         texts, size = [], 0
                     await self._send_binary(ws, entry)
                     continue
-                if limit is not None and len(item) > limit:
-                    outbox.fail(
-                        entry.seq,
-                        FailureCode.TOO_BIG,
-                        f"the publish is {len(item)} bytes, "
-                        f"over the server's max_message_size of {limit}",
-                    )
-                    continue
-                texts.append(item)
-                size += len(item)
+                payload, key = parts
+                if run and (
+                    entry.seq != run[-1][0] + 1
+                    or len(run) >= self.batch_messages
+                    or run_bytes + len(payload) > self.batch_bytes
+                ):
+                    size += self._end_run(run, texts)
+                    run, run_bytes = [], 0
+                run.append((entry.seq, payload, key))
+                run_bytes += len(payload)
                 if size >= WRITE_BYTES:
                     await ws.send_texts(texts)
                     texts, size = [], 0
+            size += self._end_run(run, texts)
             if texts:
                 await ws.send_texts(texts)
+
+    def _end_run(self, run: list[tuple[int, bytes, str | None]], texts: list[bytes]) -> int:
+        """Append the texts of a run of JSON publishes to ``texts``: one batch (split
+        where it would pass the server's ``max_message_size``), or singles; a message
+        too big on its own fails. Returns the bytes appended."""
+        if not run:
+            return 0
+        limit = self.max_message_size
+        if not self.batch or len(run) == 1:
+            added = 0
+            for seq, payload, key in run:
+                text = publish_text(self._text_prefix, seq, payload, key)
+                if limit is not None and len(text) > limit:
+                    self.outbox.fail(
+                        seq,
+                        FailureCode.TOO_BIG,
+                        f"the publish is {len(text)} bytes, "
+                        f"over the server's max_message_size of {limit}",
+                    )
+                    continue
+                texts.append(text)
+                added += len(text)
+            return added
+        keys = [key for _, _, key in run]
+        text = encode_batch_fast(
+            self._batch_prefix,
+            run[0][0],
+            [payload for _, payload, _ in run],
+            keys if any(k is not None for k in keys) else None,
+        )
+        if limit is not None and len(text) > limit:
+            half = len(run) // 2
+            return self._end_run(run[:half], texts) + self._end_run(run[half:], texts)
+        texts.append(text)
+        self.batches_sent += 1
+        return len(text)
 
     async def _send_binary(self, ws: TextConnection, entry: Entry[Any]) -> None:
         item: BinaryItem = entry.item
@@ -574,15 +639,29 @@ class PublisherLink(_Link):
                 acks = self._acks
                 if not acks:
                     asyncio.get_running_loop().call_soon(self._apply_acks)
-                acks.append((event.seq, event.offset, event.epoch, event.duplicate))
+                if event.last is None:
+                    acks.append((event.seq, event.offset, event.epoch, event.duplicate))
+                else:  # a range ack: every seq of the batch
+                    epoch = event.epoch
+                    for seq, offset, duplicate in event.offsets():
+                        acks.append((seq, offset, epoch, duplicate))
         elif isinstance(event, Nack):
             if event.producer == self.producer and event.seq is not None:
                 self._apply_acks()  # in the order they came
                 self.last_error = f"nack {event.code}: {event.reason}"
-                self.outbox.nack(event.seq, event.code, event.reason, event.retry)
+                last = event.seq if event.last is None else event.last
+                for seq in range(event.seq, last + 1):
+                    self.outbox.nack(seq, event.code, event.reason, event.retry)
                 self._wake_sender()
         elif isinstance(event, Error):
             self.last_error = f"server error {event.code}: {event.message}"
+            if event.code is ErrorCode.UNKNOWN_TYPE and self.batch:
+                # A server without publish_batch: what it refused is resent as singles.
+                log.info("nbws %s: the server does not take batches; sending singly", self.stream)
+                self.batch = False
+                self._apply_acks()
+                self.outbox.rewind()
+                self._wake_sender()
         elif isinstance(event, Status):
             self.server_status = str(event.state)
             if event.reason:

@@ -285,6 +285,26 @@ class Window(Generic[T]):
         self._bytes += size
         return entry
 
+    def add_unchecked(self, item: T, size: int, now: float) -> Entry[T]:
+        """:meth:`add` with the window's deadline, for a caller that has just seen
+        :meth:`has_room` say yes (the publish hot path: one check instead of two)."""
+        seq = self._next_seq
+        deadline = self.deadline
+        if deadline is None:
+            entry: Entry[T] = Entry(seq, item, size, now, None)
+        else:
+            expires = now + deadline
+            entry = Entry(seq, item, size, now, expires)
+            if expires >= self._last_default_expiry:
+                self._last_default_expiry = expires
+                self._default_expiries.append(seq)
+            else:  # the clock went backwards: keep the order exact
+                heapq.heappush(self._expiries, (expires, seq))
+        self._entries[seq] = entry
+        self._next_seq = seq + 1
+        self._bytes += size
+        return entry
+
     def get(self, seq: int) -> Entry[T] | None:
         """The unacked entry with ``seq``, if any."""
         return self._entries.get(seq)

@@ -35,7 +35,15 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 
-from ..errors import BadRequest, ErrorCode, InvalidPayload, NackCode, PolicyViolation, UnknownType
+from ..errors import (
+    BadRequest,
+    ErrorCode,
+    InvalidPayload,
+    NackCode,
+    PolicyViolation,
+    RequestError,
+    UnknownType,
+)
 
 __all__ = [
     "EVENTS",
@@ -382,6 +390,45 @@ class InfoRequest(_Base):
     id: Ref = _f(Kind.REF)
 
 
+# --- batched publishing (publish_batch) ---------------------------------------------------
+#
+# Many publishes of one producer in one WebSocket message (docs/protocol.md,
+# "publish_batch"); answered by range acks (``Ack.last``/``Ack.duplicates``) and range
+# nacks (``Nack.last``). The helpers for it (checks, binary layout, fast encoders) are in
+# the section "batched publishing: helpers" below.
+
+
+@_message("publish_batch", REQUESTS)
+@dataclass(frozen=True, slots=True)
+class PublishBatch(_Base):
+    """Append many messages of one producer with consecutive seqs from ``seq``.
+
+    ``payloads`` holds the JSON values (``bytes`` each in the binary layout, where the
+    header carries ``sizes`` instead); ``keys`` is None or one key (or None) per message.
+    """
+
+    stream: str = _f(Kind.STREAM, required=True)
+    producer: str = _f(Kind.STR, "producer id", required=True, limit=MAX_PRODUCER_LENGTH)
+    seq: int = _f(Kind.NAT, "seq of the first message; message i has seq + i", required=True)
+    payloads: list[Any] | None = _f(Kind.JSON, "the messages (absent in the binary layout)")
+    keys: list[str | None] | None = _f(Kind.JSON, "one conflation key (or null) per message")
+    sizes: list[int] | None = _f(Kind.JSON, "binary layout: byte length of each message")
+    content_type: str | None = _f(
+        Kind.STR, "binary payloads' media type", limit=MAX_CONTENT_TYPE_LENGTH
+    )
+    id: Ref = _f(Kind.REF)
+    binary: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.payloads or ())
+
+    @property
+    def last(self) -> int:
+        """The seq of the batch's last message."""
+        return self.seq + len(self.payloads or ()) - 1
+
+
 # --- server → client ---------------------------------------------------------------------
 
 
@@ -462,6 +509,26 @@ class Ack(_Base):
     epoch: str = _f(Kind.STR, required=True)
     duplicate: bool = _f(Kind.BOOL, required=True)
     offset: int | None = _f(Kind.NAT, keep_null=True)
+    last: int | None = _f(Kind.NAT, "a range ack (publish_batch): last seq covered, inclusive")
+    duplicates: dict[str, int | None] | None = _f(
+        Kind.OBJECT, "a range ack: seq (as a string) -> offset or null, already appended"
+    )
+
+    def offsets(self) -> list[tuple[int, int | None, bool]]:
+        """``(seq, offset, duplicate)`` of every seq this ack covers, in seq order: the
+        seqs not in ``duplicates`` were appended at consecutive offsets from ``offset``."""
+        if self.last is None:
+            return [(self.seq, self.offset, self.duplicate)]
+        known = {int(seq): offset for seq, offset in (self.duplicates or {}).items()}
+        out: list[tuple[int, int | None, bool]] = []
+        offset = self.offset
+        for seq in range(self.seq, self.last + 1):
+            if seq in known:
+                out.append((seq, known[seq], True))
+            else:
+                out.append((seq, offset, False))
+                offset = None if offset is None else offset + 1
+        return out
 
 
 @_message("nack", EVENTS)
@@ -475,6 +542,7 @@ class Nack(_Base):
     retry: bool = _f(Kind.BOOL, required=True)
     producer: str | None = _f(Kind.STR, keep_null=True)
     seq: int | None = _f(Kind.NAT, keep_null=True)
+    last: int | None = _f(Kind.NAT, "a range nack (publish_batch): last seq refused, inclusive")
 
 
 @_message("gap", EVENTS)
@@ -569,7 +637,7 @@ class Batch(_Base):
     sizes: tuple[int, ...] | None = _f(Kind.JSON, "binary batch: each payload's length in bytes")
 
 
-Request = Subscribe | Unsubscribe | Publish | InfoRequest
+Request = Subscribe | Unsubscribe | Publish | InfoRequest | PublishBatch
 Event = (
     Welcome
     | Subscribed
@@ -623,6 +691,8 @@ def message_from_dict(
         exc.ref = _safe_ref(ref)
         if cls is Publish:
             exc.publish = _publish_identity(obj)
+        elif cls is PublishBatch:
+            _batch_identity(exc, obj)
         raise
     if cls is Publish:
         _check_publish(message, obj)  # type: ignore[arg-type]
@@ -630,6 +700,10 @@ def message_from_dict(
         refusal = BadRequest("'linger_ms' needs 'max_batch' (it only applies to batches)")
         refusal.ref = _safe_ref(ref)
         raise refusal
+    elif cls is PublishBatch:
+        _check_batch(message, obj, None)  # type: ignore[arg-type]
+    elif cls is Ack and (message.last is not None or message.duplicates is not None):  # type: ignore[attr-defined]
+        _check_range_ack(message)  # type: ignore[arg-type]
     return message  # type: ignore[return-value]
 
 
@@ -665,6 +739,167 @@ def _check_publish(message: Publish, obj: Mapping[str, Any]) -> None:
         exc.ref = _safe_ref(obj.get("id"))
         exc.publish = _publish_identity(obj)
         raise exc
+
+
+# --- batched publishing: helpers -----------------------------------------------------------
+
+MAX_BATCH_MESSAGES = 65_536
+"""Most messages one ``publish_batch`` may carry."""
+__all__ += ["MAX_BATCH_MESSAGES", "PublishBatch", "batch_prefix", "encode_batch_ack"]
+__all__ += ["encode_batch_binary", "encode_batch_fast"]
+
+
+def _batch_identity(exc: RequestError, obj: Mapping[str, Any]) -> None:
+    """Name the seq range of a refused batch (``exc.publish``, ``exc.publish_last``) when
+    its identity and its message count are valid, so it is nacked, not errored."""
+    identity = _publish_identity(obj)
+    items = obj.get("payloads") if "payloads" in obj else obj.get("sizes")
+    if identity is None or type(items) is not list or not items:
+        return
+    exc.publish = identity
+    exc.publish_last = identity[2] + min(len(items), MAX_BATCH_MESSAGES) - 1
+
+
+def _batch_bad(problem: str, obj: Mapping[str, Any]) -> BadRequest:
+    exc = BadRequest(problem)
+    exc.ref = _safe_ref(obj.get("id"))
+    _batch_identity(exc, obj)
+    return exc
+
+
+def _check_batch(message: PublishBatch, obj: Mapping[str, Any], body: Any) -> None:
+    """The checks the field table cannot express: list shapes, key kinds, sizes."""
+    payloads = message.payloads
+    if body is None:
+        if type(payloads) is not list or not payloads:
+            raise _batch_bad("publish_batch needs 'payloads': a non-empty array", obj)
+        if message.sizes is not None:
+            raise _batch_bad("'sizes' belongs to the binary layout of publish_batch", obj)
+        count = len(payloads)
+    else:
+        if "payloads" in obj:
+            raise _batch_bad("a binary publish_batch carries 'sizes', not 'payloads'", obj)
+        sizes = message.sizes
+        if type(sizes) is not list or not sizes or any(type(n) is not int or n < 0 for n in sizes):
+            raise _batch_bad("a binary publish_batch needs 'sizes': integers >= 0", obj)
+        if sum(sizes) != len(body):
+            raise _batch_bad(
+                f"'sizes' add up to {sum(sizes)} bytes but {len(body)} follow the header", obj
+            )
+        count = len(sizes)
+    if count > MAX_BATCH_MESSAGES:
+        raise _batch_bad(f"a publish_batch carries at most {MAX_BATCH_MESSAGES} messages", obj)
+    keys = message.keys
+    if keys is not None:
+        if type(keys) is not list or len(keys) != count:
+            raise _batch_bad("'keys' must be an array with one key (or null) per message", obj)
+        for key in keys:
+            if key is not None and (type(key) is not str or len(key) > MAX_KEY_LENGTH):
+                raise _batch_bad(
+                    f"each of 'keys' must be null or a string of at most {MAX_KEY_LENGTH}", obj
+                )
+
+
+def _decode_binary_batch(header: dict[str, Any], body: memoryview, ref: Ref) -> PublishBatch:
+    try:
+        message = _build(PublishBatch, header, {"binary": True})
+    except BadRequest as exc:
+        exc.ref = ref
+        _batch_identity(exc, header)
+        raise
+    _check_batch(message, header, body)
+    data = bytes(body)
+    payloads = []
+    position = 0
+    for size in message.sizes or ():
+        payloads.append(data[position : position + size])
+        position += size
+    object.__setattr__(message, "payloads", payloads)
+    return message
+
+
+def _check_range_ack(ack: Ack) -> None:
+    last, duplicates = ack.last, ack.duplicates
+    if last is None or last < ack.seq:
+        raise _bad("a range ack needs 'last' >= 'seq'")
+    if duplicates is None:
+        return
+    for seq, offset in duplicates.items():
+        if (
+            not seq.isdigit()
+            or not ack.seq <= int(seq) <= last
+            or not (offset is None or (type(offset) is int and offset >= 0))
+        ):
+            raise _bad("'duplicates' maps seqs of the range to an offset or null")
+
+
+def batch_prefix(stream: str, producer: str) -> bytes:
+    """The constant start of a producer's JSON batches, up to the value of ``seq``
+    (for :func:`encode_batch_fast`)."""
+    return b'{"type":"publish_batch","stream":%s,"producer":%s,"seq":' % (
+        orjson.dumps(stream),
+        orjson.dumps(producer),
+    )
+
+
+def encode_batch_fast(
+    prefix: bytes, seq: int, payloads: list[bytes], keys: list[str | None] | None = None
+) -> bytes:
+    """The JSON text of a :class:`PublishBatch` from its producer's :func:`batch_prefix`
+    and already serialised payloads, embedded as they are (one join, no re-encoding)."""
+    body = b'%s%d,"payloads":[%s]' % (prefix, seq, b",".join(payloads))
+    if keys is not None:
+        body += b',"keys":' + orjson.dumps(keys)
+    return body + b"}"
+
+
+def encode_batch_binary(
+    stream: str,
+    producer: str,
+    seq: int,
+    payloads: list[bytes],
+    keys: list[str | None] | None = None,
+    content_type: str | None = None,
+) -> bytes:
+    """The binary layout of a :class:`PublishBatch`: header with ``sizes``, then the
+    payloads concatenated."""
+    header: dict[str, Any] = {
+        "type": "publish_batch",
+        "stream": stream,
+        "producer": producer,
+        "seq": seq,
+        "sizes": [len(p) for p in payloads],
+    }
+    if keys is not None:
+        header["keys"] = keys
+    if content_type is not None:
+        header["content_type"] = content_type
+    return binary_prefix(header) + b"".join(payloads)
+
+
+def encode_batch_ack(
+    stream: str,
+    producer: str,
+    seq: int,
+    last: int,
+    epoch: str,
+    offset: int | None,
+    duplicates: dict[str, int | None] | None,
+) -> bytes:
+    """``encode(Ack(...))`` of a range ack (see :meth:`Ack.offsets`)."""
+    out: dict[str, Any] = {
+        "type": "ack",
+        "stream": stream,
+        "producer": producer,
+        "seq": seq,
+        "epoch": epoch,
+        "duplicate": offset is None,
+        "offset": offset,
+        "last": last,
+    }
+    if duplicates:
+        out["duplicates"] = duplicates
+    return orjson.dumps(out)
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -722,6 +957,8 @@ def _decode(
         return _decode_batch(header, payload)
     cls = Publish if registry is REQUESTS else Message
     ref = _safe_ref(header.get("id") if registry is REQUESTS else header.get("ref"))
+    if registry is REQUESTS and kind == PublishBatch.TYPE:
+        return _decode_binary_batch(header, payload, ref)
     if kind != cls.TYPE:
         exc = BadRequest(f"only {cls.TYPE} may be sent as a binary message")
         exc.ref = ref
@@ -769,9 +1006,27 @@ _valid_streams: dict[str, None] = {}  # names that passed STREAM_NAME (bounded b
 _new = object.__new__
 # The slots' own setters: a frozen dataclass's __init__ goes through object.__setattr__
 # once per field, which is most of the cost of decoding an ack.
-_set_stream, _set_producer, _set_seq, _set_epoch, _set_duplicate, _set_offset = (
+(
+    _set_stream,
+    _set_producer,
+    _set_seq,
+    _set_epoch,
+    _set_duplicate,
+    _set_offset,
+    _set_last,
+    _set_duplicates,
+) = (
     getattr(Ack, name).__set__
-    for name in ("stream", "producer", "seq", "epoch", "duplicate", "offset")
+    for name in (
+        "stream",
+        "producer",
+        "seq",
+        "epoch",
+        "duplicate",
+        "offset",
+        "last",
+        "duplicates",
+    )
 )
 
 
@@ -785,6 +1040,8 @@ def _well_formed_ack(obj: dict[str, Any]) -> Ack | None:
         obj.get("epoch"),
     )
     duplicate, offset = obj.get("duplicate"), obj.get("offset")
+    if "last" in obj or "duplicates" in obj:  # a range ack: the general decoder checks it
+        return None
     if (
         type(seq) is int
         and seq >= 0
@@ -806,6 +1063,8 @@ def _well_formed_ack(obj: dict[str, Any]) -> Ack | None:
         _set_epoch(ack, epoch)
         _set_duplicate(ack, duplicate)
         _set_offset(ack, offset)
+        _set_last(ack, None)
+        _set_duplicates(ack, None)
         return ack
     return None
 
@@ -876,6 +1135,20 @@ def encode(message: _Base) -> Encoded:
     """
     if type(message) is Batch:
         return encode_batch(message.stream, message.epoch, [_item_of(m) for m in message.messages])
+    if type(message) is PublishBatch and message.binary:
+        return Encoded(
+            (
+                encode_batch_binary(
+                    message.stream,
+                    message.producer,
+                    message.seq,
+                    list(message.payloads or ()),
+                    message.keys,
+                    message.content_type,
+                ),
+                False,
+            )
+        )
     obj = to_dict(message)
     if getattr(message, "binary", False):
         if message.TYPE == "publish":

@@ -41,6 +41,7 @@ from ..protocol.messages import (
     Subscribed,
     encode,
     encode_ack,
+    encode_batch_ack,
     encode_delivery,
     since_cursor,
 )
@@ -443,10 +444,120 @@ class StreamHub:
         else:
             client.send_frame(ack)
 
-    def nack(self, client: Client, stream: str, producer: str, seq: int, exc: RequestError) -> None:
-        """Refuse an acked publish with the nack of ``exc``'s kind."""
+    async def publish_batch(
+        self,
+        client: Client,
+        stream: str,
+        producer: str,
+        seq: int,
+        payloads: list[bytes],
+        *,
+        binary: bool = False,
+        keys: list[str | None] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        """Append a batch (one broker call) and answer it with range acks: one per run of
+        messages settled, a nack of its own for a message refused alone (oversize)."""
+        started = time.perf_counter()
+        self.clients.add(client)
+        last = seq + len(payloads) - 1
+        try:
+            results = await self.broker.append_batch(
+                stream,
+                payloads,
+                producer=producer,
+                seq=seq,
+                binary=binary,
+                keys=keys,
+                content_type=content_type,
+                create=self.auto_create,
+            )
+        except (UnknownStream, BrokerUnavailable) as exc:
+            self.nack(client, stream, producer, seq, exc, last)
+            return
+        live = self.streams.get(stream)
+        appended = appended_bytes = 0
+        run_start = -1  # first seq of the run being acked (-1: none yet)
+        run_offset: int | None = None  # offset of its first appended message
+        run_end_offset: int | None = None  # offset of its last appended message
+        duplicates: dict[str, int | None] = {}
+        epoch = ""
+        for i, result in enumerate(results):
+            s = seq + i
+            if isinstance(result, PayloadTooLarge):
+                if run_start >= 0:
+                    self._ack_range(
+                        client, live, stream, producer, run_start, s - 1, epoch,
+                        run_offset, run_end_offset, duplicates, started,
+                    )  # fmt: skip
+                    run_start, run_offset, run_end_offset, duplicates = -1, None, None, {}
+                self.nack(client, stream, producer, s, result, s)
+                continue
+            epoch = result.epoch
+            if run_start < 0:
+                run_start = s
+            if result.duplicate:
+                duplicates[str(s)] = result.offset
+            else:
+                if run_offset is None:
+                    run_offset = result.offset
+                run_end_offset = result.offset
+                appended += 1
+                appended_bytes += len(payloads[i])
+        if appended:
+            if live is None:
+                live = self.live(stream)
+            stats = live.stats  # what ``published`` counts, for the whole run at once
+            stats.rate.tick(appended)
+            stats.messages_in += appended
+            stats.bytes_in += appended_bytes
+        if run_start >= 0:
+            self._ack_range(
+                client, live, stream, producer, run_start, last, epoch,
+                run_offset, run_end_offset, duplicates, started,
+            )  # fmt: skip
+
+    def _ack_range(
+        self,
+        client: Client,
+        live: LiveStream | None,
+        stream: str,
+        producer: str,
+        seq: int,
+        last: int,
+        epoch: str,
+        offset: int | None,
+        end_offset: int | None,
+        duplicates: dict[str, int | None],
+        started: float,
+    ) -> None:
+        """Send (or hold, for ``block`` subscribers) the ack of seqs ``seq``..``last``."""
+        ack = encode_frame(
+            encode_batch_ack(stream, producer, seq, last, epoch, offset, duplicates or None),
+            text=True,
+        )
+        metrics.ACK_LATENCY.observe(time.perf_counter() - started)
+        if live is not None and live.block_subscribers:
+            # Held until its last appended message is in every block buffer.
+            live.held_acks.append((client, end_offset, ack))
+            self._holding.add(live)
+            self._schedule_flush()
+        else:
+            client.send_frame(ack)
+
+    def nack(
+        self,
+        client: Client,
+        stream: str,
+        producer: str,
+        seq: int,
+        exc: RequestError,
+        last: int | None = None,
+    ) -> None:
+        """Refuse an acked publish (or seqs ``seq``..``last`` of a batch) with the nack of
+        ``exc``'s kind."""
         code: NackCode = exc.nack_code
-        client.send(Nack(stream, code, str(exc), exc.retry, producer, seq))
+        client.send(Nack(stream, code, str(exc), exc.retry, producer, seq, last))
 
     def release_acks(self, live: LiveStream) -> None:
         """Send the held acks no ``block`` subscriber holds any more (in order)."""

@@ -1,12 +1,13 @@
 """``/nbws/ws``: the ``nbws.v1`` protocol on one connection (docs/protocol.md).
 
-Decodes each message with :func:`nbws.protocol.messages.decode_request` (its
-shortcut for a well-formed publish), turns it into a
-hub call, and answers refused requests with an ``error`` (or, for an acked publish whose
-``producer``/``seq`` were valid, a ``nack`` for that seq) — never a crash, never an
-effect on other connections. Text that is not JSON closes with 1007; JSON that is not an
-object, a malformed binary header, or more than ``MAX_BAD_REQUESTS`` bad requests, with
-1008.
+Decodes each message with :func:`nbws.protocol.messages.decode_request` (its shortcut
+for a well-formed publish) and turns it into a hub call (a ``publish_batch`` into one
+:meth:`StreamHub.publish_batch`: one broker call, answered with range acks). Refused
+requests are answered with an ``error`` (or, for an acked publish or batch whose
+``producer``/``seq`` were valid, a ``nack`` for that seq or range) — never a crash, never
+an effect on other connections. Text that is not JSON closes with 1007; JSON that is not
+an object, a malformed binary header, or more than ``MAX_BAD_REQUESTS`` bad requests,
+with 1008.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..protocol.messages import (
     InfoRequest,
     Policy,
     Publish,
+    PublishBatch,
     Request,
     Subscribe,
     Unsubscribe,
@@ -134,14 +136,19 @@ class StreamsEndpoint:
         """A ``nack`` for an acked publish whose identity was valid, else an ``error``."""
         if exc.publish is not None:
             stream, producer, seq = exc.publish
-            self.hub.nack(client, stream, producer, seq, exc)
+            self.hub.nack(client, stream, producer, seq, exc, exc.publish_last)
         else:
             client.refuse(exc, exc.ref)
 
     async def handle(self, client: Client, request: Request) -> None:
         """Act on one decoded request."""
-        if type(request) is Publish:
-            publishing = self._publish(client, request)
+        kind = type(request)
+        if kind is Publish or kind is PublishBatch:
+            publishing = (
+                self._publish(client, request)  # type: ignore[arg-type]
+                if kind is Publish
+                else self._publish_batch(client, request)  # type: ignore[arg-type]
+            )
             if not self.hub.broker.concurrent_appends:
                 await publishing
                 return
@@ -208,6 +215,23 @@ class StreamsEndpoint:
             key=request.key,
             content_type=request.content_type,
             ref=request.id,
+        )
+
+    def _publish_batch(self, client: Client, request: PublishBatch) -> Coroutine[Any, Any, None]:
+        """The append of a decoded batch, still to await (JSON payloads serialised once
+        each, as stored)."""
+        payloads = request.payloads or []
+        if not request.binary:
+            payloads = [encode_payload(value) for value in payloads]
+        return self.hub.publish_batch(
+            client,
+            request.stream,
+            request.producer,
+            request.seq,
+            payloads,
+            binary=request.binary,
+            keys=request.keys,
+            content_type=request.content_type,
         )
 
     async def _subscribe(self, client: Client, request: Subscribe) -> None:

@@ -92,3 +92,24 @@ async def test_close_fails_what_is_queued_or_being_sent() -> None:
             await future
     with pytest.raises(BrokerUnavailable, match="closed"):
         await queue.submit(request(1))
+
+
+def batch(seq: int, last: int) -> AppendRequest:
+    return AppendRequest([], [], ("s", "p"), seq, script="APPEND_BATCH", last=last)
+
+
+async def test_a_batch_that_contains_the_held_seq_releases_the_hold() -> None:
+    """A refused batch holds back at its first seq; a later batch overlapping it goes
+    through (a client's retransmit may cut batches differently), a later one after it
+    does not overtake it."""
+    store = Store()
+    queue = AppendQueue(store.execute)
+    store.up = False
+    assert "down" in await outcome(queue.submit(batch(10, 19)))
+    store.up = True
+    refused = await outcome(queue.submit(batch(20, 29)))
+    assert "waiting for seq 10" in refused and store.log == []
+    assert await queue.submit(batch(5, 14)) == 5  # contains 10: resends it
+    assert await queue.submit(batch(20, 29)) == 20  # the hold is gone
+    assert store.log == [5, 20]
+    await queue.close()

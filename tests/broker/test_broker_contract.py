@@ -272,3 +272,109 @@ async def test_unlisten_stops_delivery(pair: Pair) -> None:
 async def test_healthy_while_the_store_is_up(pair: Pair) -> None:
     await pair.broker.append("s", b"1")
     assert pair.broker.healthy and pair.peer.healthy
+
+
+# --- append_batch ------------------------------------------------------------------------
+
+
+async def test_append_batch_gets_consecutive_offsets_and_listeners_see_each(pair: Pair) -> None:
+    seen = Collector()
+    await pair.broker.create("s")
+    pair.peer.listen("s", seen)
+    await pair.broker.append("s", b"0", producer="other", seq=0)
+    results = await pair.broker.append_batch(
+        "s", [b"1", b"2", b"3"], producer="p", seq=10, keys=["a", None, "c"]
+    )
+    assert [(r.offset, r.duplicate) for r in results] == [(1, False), (2, False), (3, False)]
+    page = await pair.peer.read("s", 1, 10)
+    assert [(m.payload, m.producer, m.seq, m.key) for m in page.messages] == [
+        (b"1", "p", 10, "a"),
+        (b"2", "p", 11, None),
+        (b"3", "p", 12, "c"),
+    ]
+    await seen.wait_for(4)
+    assert seen.offsets == [0, 1, 2, 3]
+
+
+async def test_append_batch_binary_with_content_type(pair: Pair) -> None:
+    await pair.broker.append_batch(
+        "s", [b"\x00\xff", b""], producer="p", seq=0, binary=True, content_type="x/y"
+    )
+    page = await pair.peer.read("s", 0, 10)
+    assert [(m.payload, m.binary, m.content_type) for m in page.messages] == [
+        (b"\x00\xff", True, "x/y"),
+        (b"", True, "x/y"),
+    ]
+
+
+async def test_append_batch_suppresses_duplicates_of_a_partly_appended_batch(pair: Pair) -> None:
+    """A retransmitted batch whose first half was appended (elsewhere): only the rest is
+    appended, the duplicates get their original offsets."""
+    first = await pair.broker.append_batch("s", [b"a", b"b"], producer="p", seq=0)
+    again = await pair.peer.append_batch("s", [b"a", b"b", b"c", b"d"], producer="p", seq=0)
+    assert [r.offset for r in first] == [0, 1]
+    assert [(r.offset, r.duplicate) for r in again] == [
+        (0, True),
+        (1, True),
+        (2, False),
+        (3, False),
+    ]
+    single = await pair.peer.append("s", b"c", producer="p", seq=2)  # old-style retransmit
+    assert (single.offset, single.duplicate) == (2, True)
+    assert (await pair.broker.info("s")).next == 4  # type: ignore[union-attr]
+
+
+async def test_append_batch_dedupe_window_matches_single_appends(pair: Pair) -> None:
+    await pair.broker.append_batch("s", [b"x"] * (WINDOW + 4), producer="p", seq=0)
+    remembered = await pair.peer.append("s", b"x", producer="p", seq=WINDOW + 3)
+    assert remembered.duplicate and remembered.offset == WINDOW + 3
+    forgotten = await pair.peer.append_batch("s", [b"x", b"x"], producer="p", seq=0)
+    assert [(r.offset, r.duplicate) for r in forgotten] == [(None, True), (None, True)]
+    assert (await pair.broker.info("s")).next == WINDOW + 4  # type: ignore[union-attr]
+
+
+async def test_append_batch_refuses_only_the_oversize_message(pair: Pair) -> None:
+    await pair.broker.create("small", HistoryLimits(max_messages=100, max_bytes=10))
+    results = await pair.broker.append_batch(
+        "small", [b"ok", b"x" * 11, b"ok2"], producer="p", seq=0
+    )
+    assert isinstance(results[1], PayloadTooLarge)
+    assert "11" in str(results[1]) and "10" in str(results[1])
+    assert [(r.offset, r.duplicate) for r in (results[0], results[2])] == [(0, False), (1, False)]
+    page = await pair.peer.read("small", 0, 10)
+    assert [(m.payload, m.seq) for m in page.messages] == [(b"ok", 0), (b"ok2", 2)]
+
+
+async def test_append_batch_unknown_stream(pair: Pair) -> None:
+    with pytest.raises(UnknownStream):
+        await pair.broker.append_batch("nope", [b"1"], producer="p", seq=0, create=False)
+
+
+async def test_append_batch_history_bound_by_messages(pair: Pair) -> None:
+    await pair.broker.create("b", HistoryLimits(max_messages=3, max_bytes=0))
+    await pair.broker.append_batch("b", [b"%d" % i for i in range(5)], producer="p", seq=0)
+    page = await pair.peer.read("b", 0, 10)
+    assert (page.first, page.next) == (2, 5)
+    assert [m.payload for m in page.messages] == [b"2", b"3", b"4"]
+
+
+async def test_single_and_batch_appends_in_flight_together_keep_call_order(pair: Pair) -> None:
+    """On Redis the two scripts may go out in one round trip, when Redis holds one of
+    them and not the other (it lost its scripts, then a single append loaded its own):
+    neither may overtake the other."""
+    if pair.kind == "redis":
+        await pair.broker._client.script_flush()  # type: ignore[attr-defined]
+    await pair.broker.append("s", b"a", producer="p", seq=0)
+    await asyncio.gather(
+        pair.broker.append_batch("s", [b"b", b"c"], producer="p", seq=1),
+        pair.broker.append("s", b"d", producer="p", seq=3),
+        pair.broker.append_batch("s", [b"e"], producer="p", seq=4),
+    )
+    page = await pair.peer.read("s", 0, 10)
+    assert [(m.offset, m.seq, m.payload) for m in page.messages] == [
+        (0, 0, b"a"),
+        (1, 1, b"b"),
+        (2, 2, b"c"),
+        (3, 3, b"d"),
+        (4, 4, b"e"),
+    ]

@@ -63,7 +63,12 @@ def test_chaos_100k_publishes_exactly_once_in_order() -> None:
         options = {"backoff_initial": 0.05, "backoff_max": 0.2}
         reader = nbws.stream(name("chaos"), url=f"http://127.0.0.1:{sub_proxy.port}/", **options)
         sub = reader.subscribe(since=0, policy="block", yield_gaps=True)
-        stream = nbws.stream(reader.name, url=f"http://127.0.0.1:{pub_proxy.port}/", **options)
+        # The per-message protocol (one publish, one ack each): its many small acks are
+        # what the downstream kills cut. Batches go through the same proxy in
+        # test_client_batches.py.
+        stream = nbws.stream(
+            reader.name, url=f"http://127.0.0.1:{pub_proxy.port}/", batch=False, **options
+        )
 
         expected = 0
         for i in range(N):
@@ -129,7 +134,9 @@ def test_progress_on_a_link_that_kills_every_connection_within_seconds() -> None
             server.port, seed=3, kill_after=(2_000, 400_000), kill_within=(0.05, 1.5)
         ) as proxy,
     ):
-        stream = nbws.stream(name("dying"), url=f"http://127.0.0.1:{proxy.port}/")
+        # Per-message publishes (batches would carry all of it before the first timer
+        # fires: test_client_batches.py gives them a link that dies faster).
+        stream = nbws.stream(name("dying"), url=f"http://127.0.0.1:{proxy.port}/", batch=False)
         receipts = [stream.publish({"i": i, "pad": PAD}) for i in range(DYING)]
         stream.flush(timeout=120)  # completeness, not speed: ~60x what it takes
         stats = stream.stats()

@@ -9,12 +9,11 @@ import gc
 import threading
 import weakref
 
-import orjson
 import pytest
 from client_support import wait_until
 
-from nbws.client.errors import DeliveryFailed
-from nbws.client.frames import publish_text_prefix
+from nbws.client.errors import DeliveryFailed, OutboxFull
+from nbws.client.frames import json_parts, publish_text_prefix
 from nbws.client.outbox import Outbox, Receipt
 from nbws.client.window import Window
 from nbws.errors import NackCode
@@ -37,20 +36,42 @@ def send_all(outbox: Outbox) -> list[int]:
     return [entry.seq for entry in outbox.take(100)]
 
 
-def test_a_json_publish_is_stored_as_its_complete_text() -> None:
+def test_a_json_publish_is_stored_as_its_payload_and_key() -> None:
+    """The I/O thread builds the text (a batch, or a single publish) at send time."""
     outbox = make()
     outbox.put_json(b'{"a":1}', "k")
+    outbox.put_json(b"2")
     outbox.connected()
-    (entry,) = outbox.take(10)
-    assert orjson.loads(entry.item) == {
-        "type": "publish",
-        "stream": "s",
-        "producer": "p",
-        "seq": 0,
-        "key": "k",
-        "payload": {"a": 1},
-    }
-    assert entry.size == len(b'{"a":1}')  # the bound counts payload bytes
+    first, second = outbox.take(10)
+    assert json_parts(first.item) == (b'{"a":1}', "k")
+    assert json_parts(second.item) == (b"2", None)
+    assert first.size == len(b'{"a":1}')  # the bound counts payload bytes
+
+
+def test_put_json_many_numbers_consecutively_and_waits_for_room() -> None:
+    outbox = make(max_messages=3)
+    woken: list[int] = []
+    outbox.wakeup = lambda: woken.append(1)
+    receipts = outbox.put_json_many([b"1", b"2"])
+    assert [r.seq for r in receipts] == [0, 1]
+    with pytest.raises(OutboxFull) as full:
+        outbox.put_json_many([b"3", b"4"], block=False)
+    assert [r.seq for r in full.value.receipts] == [2]  # type: ignore[attr-defined]
+    done = threading.Event()
+    result: list[Receipt] = []
+
+    def blocked() -> None:
+        result.extend(outbox.put_json_many([b"5"], timeout=30))
+        done.set()
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    assert not done.wait(0.2)  # no room yet (a bounded wait: the thread must still wait)
+    assert send_all(outbox) == [0, 1, 2]
+    outbox.ack_many([(0, 0, "e", False)])
+    assert done.wait(30)
+    thread.join(30)
+    assert [r.seq for r in result] == [3]
 
 
 def test_acks_in_a_batch_complete_receipts_and_skip_stale_ones() -> None:

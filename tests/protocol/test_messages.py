@@ -35,6 +35,7 @@ FULL: list[m.AnyMessage] = [
     m.Unsubscribe("prices", id="u1"),
     m.Publish("prices", {"a": [1, 2.5, None]}, producer="p", seq=3, key="k", id=7),
     m.InfoRequest("prices", id=2),
+    m.PublishBatch("prices", "p", 10, [{"a": 1}, None, 2], keys=["k", None, None], id=8),
     m.Welcome("nbws.v1", "nbws 0.1.0", "c0ffee", 16777216, 30.0, 4096),
     m.Subscribed("prices", E, 100, 130, m.Policy.BLOCK, 1000, 1 << 20, since=120, ref=1),
     m.Unsubscribed("prices", ref="u1"),
@@ -80,6 +81,8 @@ def test_minimal_round_trip(message):
     required = {c.name: getattr(message, c.name) for c in cls.COLUMNS if c.spec.required}
     if cls is m.Publish:
         required["payload"] = None
+    if cls is m.PublishBatch:  # a batch carries at least one message
+        required["payloads"] = [None]
     minimal = cls(**required)
     wire = orjson.loads(m.encode(minimal).data)
     for column in cls.COLUMNS:
