@@ -12,7 +12,9 @@ Gaps (offsets the server says will not come) are never silent: each is appended 
 Deliveries are batched by default (``max_batch=1000``, ``linger_ms=0``): the server
 sends what has queued up for this subscriber in one ``batch`` event per loop turn,
 which adds no latency and saves a WebSocket message and a decode per message; they are
-still handed out one message at a time. ``max_batch=None`` asks for one ``message``
+still handed out one message at a time. A batch is never larger than ``queue_size``, so
+a slow consumer holds about as much locally as without batches and the server's policy
+for it (drops, gaps, disconnect) still acts. ``max_batch=None`` asks for one ``message``
 event per message; ``linger_ms`` (up to 100) lets the server wait to fill batches.
 """
 
@@ -69,6 +71,12 @@ class Subscription:
         self.yield_gaps = yield_gaps
         self.idle_timeout = idle_timeout
         self.gaps: list[Gap] = []
+        if max_batch is not None:
+            # A batch is read whole before it is handed out one message at a time, and the
+            # connection reads a few frames ahead: batches larger than the local queue
+            # would let a slow consumer hold many times queue_size messages here instead
+            # of letting the server's policy for it act.
+            max_batch = max(1, min(max_batch, queue_size))
         self._io = io_thread()
         self._channel = Channel(self._io.loop, queue_size)
         self._link = SubscriberLink(

@@ -3,7 +3,7 @@ one by one, gaps and epochs in place, resume after the last offset of the last b
 
 from __future__ import annotations
 
-from client_support import name
+from client_support import name, wait_until
 from test_client_messages import OPTIONS, Script, scripted, send, url
 from websockets.asyncio.server import ServerConnection
 
@@ -101,4 +101,25 @@ def test_a_resent_batch_is_not_handed_out_twice() -> None:
         assert [x.offset for x in got] == [0, 1, 2, 3]  # type: ignore[union-attr]
         assert sub.skipped_duplicates == 2
         sub.close()
+        stream.close()
+
+
+def test_batches_are_never_larger_than_the_local_queue() -> None:
+    """A slow consumer with a small queue must not hold many times its queue in read-ahead
+    batches (the server's policy for it would then never act)."""
+
+    async def handler(script: Script, ws: ServerConnection, n: int) -> None:
+        request = await script.receive(ws)
+        await send(ws, subscribed(request, "e1", 0))
+        await ws.wait_closed()
+
+    with scripted(handler) as script:
+        stream = nbws.stream(name(), url=url(script), **OPTIONS)
+        small = stream.subscribe(since=0, queue_size=3)
+        default = stream.subscribe(since=0)
+        wait_until(lambda: len([r for r in script.requests if isinstance(r, m.Subscribe)]) == 2)
+        sizes = sorted(r.max_batch for r in script.requests if isinstance(r, m.Subscribe))
+        assert sizes == [3, 1000]
+        small.close()
+        default.close()
         stream.close()
