@@ -25,6 +25,7 @@ SCENARIOS = (
     "dataframe rows",
     "redis publish",
     "batched delivery",
+    "scale-out",
 )
 
 

@@ -21,6 +21,7 @@ from .idle import idle_connections
 from .latency import latency
 from .polling import polling
 from .publish_batches import batched_publish, dataframe_rows, redis_publish
+from .scaleout import scale_out
 from .wsclient import FrameCounter, client_frame, open_peer
 
 __all__ = [
@@ -322,4 +323,5 @@ SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
     "rows": dataframe_rows,
     "redis": redis_publish,
     "deliveries": batched_delivery,
+    "scaleout": scale_out,
 }

@@ -3,7 +3,10 @@
 Publishing threads call :meth:`Outbox.put`; the I/O thread takes, acks and fails
 messages, many per call. Receipts are completed outside the lock. Producers that find
 the outbox full wait on a condition the I/O thread signals as acks free room
-(backpressure).
+(backpressure). While connected they also wait once ``max_unsent`` messages are queued
+unsent (:attr:`Window.backlogged`), woken as the sender takes messages: the outbox stays
+a few windows deep instead of up to ``max_messages``, which the garbage collector would
+otherwise scan over and over while a publisher outruns the link.
 
 Publishing is meant to cost little more than serialising the payload, so nothing per
 message is heavier than it must be: a JSON publish is stored as the complete text the
@@ -346,7 +349,10 @@ class Outbox:
         with self.lock:
             window = self.window
             room = window.has_room(size)
-            if block and not room and self.may_wait():
+            if block and (not room or window.backlogged) and self.may_wait():
+                if self._sender_idle:  # let it send what is queued
+                    self._sender_idle = False
+                    self.wakeup()  # (only schedules a call in the I/O loop)
                 self._wait_for_room(size, timeout)
                 room = False  # check again below
             if self.closed is not None:
@@ -398,7 +404,7 @@ class Outbox:
                 condition, pin = self.receipts, self._pin
                 for payload in payloads:
                     size = len(payload)
-                    if fast and has_room(size):  # the common case: room, default deadline
+                    if fast and has_room(size) and not window.backlogged:  # the common case
                         entry = add(payload, size, now)
                         receipt = Receipt(condition, entry.seq, pin)
                         entry.receipt = weakref.ref(receipt)
@@ -418,7 +424,8 @@ class Outbox:
                                 raise StreamClosed(self.closed)
                             now = self.clock()
                         continue
-                    if not window.has_room(size) and block and self.may_wait():
+                    full = not window.has_room(size) or window.backlogged
+                    if full and block and self.may_wait():
                         if self._sender_idle or wake:  # let it send what is queued
                             self._sender_idle = wake = False
                             self.wakeup()  # (only schedules a call in the I/O loop)
@@ -460,12 +467,13 @@ class Outbox:
             self.window.connect()
 
     def _wait_for_room(self, size: int, timeout: float | None) -> None:
-        """Wait (lock held) until ``size`` bytes fit, the outbox closes or ``timeout``."""
+        """Wait (lock held) until ``size`` bytes fit and the sender is not backlogged
+        (see :attr:`Window.backlogged`), the outbox closes or ``timeout``."""
         window = self.window
         end = None if timeout is None else self.clock() + timeout
         self._room_waiters += 1
         try:
-            while self.closed is None and not window.has_room(size):
+            while self.closed is None and (not window.has_room(size) or window.backlogged):
                 left = None if end is None else end - self.clock()
                 if left is not None and left <= 0:
                     break
@@ -518,6 +526,8 @@ class Outbox:
             window = self.window
             out = window.take_many(self.clock(), limit)
             self._sender_idle = not out and not window.window_full
+            if out and self._room_waiters:  # sending shrinks the backlog
+                self._room.notify_all()
         return out
 
     def connected(self) -> None:
@@ -527,6 +537,8 @@ class Outbox:
     def disconnected(self) -> None:
         with self.lock:
             self.window.disconnect()
+            if self._room_waiters:  # no backlog bound while disconnected
+                self._room.notify_all()
 
     def restart_timer(self, entry: Entry[Any]) -> None:
         with self.lock:

@@ -54,6 +54,10 @@ class StreamOptions:
             reconnect everything unacked is always resent).
         outbox_max_messages: bound of the outbox (queued + in flight), in messages.
         outbox_max_bytes: bound of the outbox in payload bytes.
+        outbox_max_unsent: while connected, ``publish`` waits once this many messages
+            are queued and not yet sent (None: four windows), so the outbox stays small
+            while a publisher outruns the link; ``outbox_max_messages`` is the bound
+            while disconnected.
         deadline: seconds after ``publish`` at which an unacked message fails (its
             receipt raises, ``flush`` raises); None retries forever.
         backoff_initial: first reconnect delay ceiling in seconds (full jitter).
@@ -76,6 +80,7 @@ class StreamOptions:
     retransmit: bool = True
     outbox_max_messages: int = 100_000
     outbox_max_bytes: int = 256 * MiB
+    outbox_max_unsent: int | None = None
     deadline: float | None = 300.0
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
@@ -147,6 +152,7 @@ class _Publisher:
             retransmit=options.retransmit,
             max_messages=options.outbox_max_messages,
             max_bytes=options.outbox_max_bytes,
+            max_unsent=options.outbox_max_unsent,
             deadline=options.deadline,
         )
         self.outbox = Outbox(window, text_prefix=publish_text_prefix(name, producer))

@@ -140,6 +140,11 @@ class Window(Generic[T]):
         max_messages: outbox bound in messages (queued + in flight).
         max_bytes: outbox bound in bytes; one message larger than this is still accepted
             when the outbox is empty (otherwise it could never be sent).
+        max_unsent: while connected, messages queued and not yet sent beyond which
+            :attr:`backlogged` is True, so a publisher waits for the sender (None: four
+            windows). A soft bound: :meth:`has_room` ignores it; ``max_messages`` is what
+            bounds the outbox while disconnected. It keeps the outbox small while a
+            publisher outruns the link, so the garbage collector has little to scan.
         deadline: seconds after :meth:`add` at which an unacked message fails (None: never).
         first_seq: the first sequence number.
         latency_samples: how many recent ack latencies the percentiles are computed over.
@@ -157,6 +162,7 @@ class Window(Generic[T]):
         retry_delay: float = 1.0,
         max_messages: int = 100_000,
         max_bytes: int = 256 * 1024 * 1024,
+        max_unsent: int | None = None,
         deadline: float | None = 300.0,
         first_seq: int = 0,
         latency_samples: int = 10_000,
@@ -171,6 +177,8 @@ class Window(Generic[T]):
             raise ValueError("the outbox bounds must be at least 1")
         if ack_timeout <= 0:
             raise ValueError("ack_timeout must be positive")
+        if max_unsent is not None and max_unsent < 1:
+            raise ValueError("max_unsent must be at least 1 (or None)")
         self.producer = producer
         self.window = window
         self.initial_window = window if initial_window is None else min(initial_window, window)
@@ -180,6 +188,7 @@ class Window(Generic[T]):
         self.retry_delay = retry_delay
         self.max_messages = max_messages
         self.max_bytes = max_bytes
+        self.max_unsent = 4 * window if max_unsent is None else max_unsent
         self.deadline = deadline
         self._entries: dict[int, Entry[T]] = {}  # insertion order == seq order
         self._next_seq = first_seq
@@ -241,6 +250,13 @@ class Window(Generic[T]):
         if len(self._entries) >= self.max_messages:
             return False
         return not self._entries or self._bytes + size <= self.max_bytes
+
+    @property
+    def backlogged(self) -> bool:
+        """True while connected with ``max_unsent`` or more messages not yet sent on the
+        connection (counted from the send cursor, so it can overcount messages that
+        failed before being sent): a publisher should wait until the sender takes some."""
+        return self._connected and self._next_seq - self._cursor >= self.max_unsent
 
     def add(
         self, item: T, size: int, now: float, *, deadline: object = DEFAULT_DEADLINE

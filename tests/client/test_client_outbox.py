@@ -233,3 +233,60 @@ def test_the_outbox_is_empty_for_flush_only_once_receipts_are_completed() -> Non
     send_all(outbox)
     outbox.nack(2, "forbidden", "no", retry=False)
     assert seen == [False, False] and outbox.wait_empty(0)
+
+
+def test_put_waits_while_connected_and_backlogged_until_the_sender_takes() -> None:
+    """While connected, more than ``max_unsent`` queued messages make ``put`` wait for
+    the sender (not for acks), and nothing is lost or reordered."""
+    outbox = make(window=2, max_unsent=2, max_messages=100)
+    outbox.connected()
+    outbox.put_json(b"0")
+    outbox.put_json(b"1")
+    done = threading.Event()
+    seqs: list[int] = []
+
+    def publish() -> None:
+        seqs.extend(r.seq for r in outbox.put_json_many([b"2", b"3"]))
+        seqs.append(outbox.put_json(b"4").seq)
+        done.set()
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    wait_until(lambda: outbox._room_waiters == 1, timeout=30)
+    assert not done.is_set()
+    sent = [entry.seq for entry in outbox.take(100)]  # the window: 0, 1
+    assert sent == [0, 1]
+    wait_until(lambda: outbox._room_waiters == 1 and outbox.window.next_seq == 4, timeout=30)
+    outbox.ack_many([(0, 10, "e", False), (1, 11, "e", False)])
+    sent += [entry.seq for entry in outbox.take(100)]
+    assert done.wait(30)
+    thread.join(30)
+    sent += [entry.seq for entry in outbox.take(100)]
+    assert seqs == [2, 3, 4]
+    assert sent == [0, 1, 2, 3]  # 4 waits for the window
+    assert outbox.window.outbox_messages == 3
+
+
+def test_a_backlog_does_not_block_while_disconnected_or_without_blocking() -> None:
+    outbox = make(window=2, max_unsent=1, max_messages=100)
+    receipts = [outbox.put_json(b"x") for _ in range(5)]  # disconnected: no wait
+    outbox.connected()
+    receipts.append(outbox.put_json(b"y", block=False))  # backlogged, yet room
+    receipts += outbox.put_json_many([b"z"], block=False)
+    receipts.append(outbox.put_json(b"t", timeout=0.01))  # waits, then adds anyway
+    assert [r.seq for r in receipts] == list(range(8))
+    assert outbox.window.outbox_messages == 8
+
+
+def test_a_publisher_waiting_on_the_backlog_is_released_by_a_disconnect() -> None:
+    outbox = make(window=2, max_unsent=1, max_messages=100)
+    outbox.connected()
+    outbox.put_json(b"0")
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (outbox.put_json(b"1"), done.set()), daemon=True)
+    thread.start()
+    wait_until(lambda: outbox._room_waiters == 1, timeout=30)
+    outbox.disconnected()
+    assert done.wait(30)
+    thread.join(30)
+    assert outbox.window.outbox_messages == 2

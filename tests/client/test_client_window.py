@@ -459,3 +459,26 @@ def test_backoff_jitter_spans_zero_to_the_ceiling() -> None:
     policy = Backoff(1.0, 30.0, random=lambda: next(draws))
     assert policy.failed() == 0.0
     assert policy.failed() == pytest.approx(1.998)
+
+
+def test_backlogged_counts_unsent_messages_only_while_connected() -> None:
+    window = make(window=2, max_unsent=3, max_messages=100)
+    for x in "abcd":
+        window.add(x, 1, 0.0)
+    assert not window.backlogged  # disconnected: only max_messages bounds the outbox
+    assert window.has_room(1)
+    window.connect()
+    assert window.backlogged  # 4 queued unsent >= 3
+    assert window.has_room(1)  # a soft bound: adding still succeeds
+    assert drain(window, 0.0) == [0, 1]  # the window (2) is on the wire
+    assert not window.backlogged  # 2 unsent
+    window.add("e", 1, 0.0)
+    assert window.backlogged
+    window.disconnect()
+    assert not window.backlogged
+
+
+def test_max_unsent_defaults_to_four_windows_and_must_be_positive() -> None:
+    assert make(window=5).max_unsent == 20
+    with pytest.raises(ValueError, match="max_unsent"):
+        make(max_unsent=0)
