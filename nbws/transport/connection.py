@@ -268,9 +268,9 @@ class Connection:
 
         One read of small frames is hundreds of messages (a 64 KiB read of 150-byte
         publishes takes about 3 ms to parse); parsed at once, it delays every other
-        connection by that much. Slices start at ``PARSE_SLICE`` bytes and grow to what the
-        rate measured in this turn says fits in the rest of the budget, so a read of large
-        frames (cheap per byte) is still parsed in one or two calls.
+        connection by that much. Slices start at ``PARSE_SLICE`` bytes and at most double
+        while the rate measured in this turn says they fit in the rest of the budget, so a
+        read of large frames (cheap per byte) is still parsed in a handful of calls.
         """
         session = self.session
         size = len(data)
@@ -296,9 +296,9 @@ class Connection:
                 turn = time.perf_counter()
                 turn_start = start
                 step = PARSE_SLICE
-            else:  # what fits in the rest of the turn at this turn's rate so far
+            else:  # at most double, and no more than fits in the rest of the turn so far
                 fits = (start - turn_start) * (PARSE_BUDGET - spent) / max(spent, 1e-6)
-                step = max(PARSE_SLICE, int(fits))
+                step = max(PARSE_SLICE, min(2 * step, int(fits)))
 
     def _dispatch(self, events: list[Any], now: float) -> None:
         inbox = self._inbox
