@@ -108,6 +108,7 @@ class Connection:
         "_inbox",
         "_inbox_bytes",
         "_inbox_waiter",
+        "_parse_rate",
         "_reader",
         "_resume_reading",
         "_send_lock",
@@ -174,6 +175,7 @@ class Connection:
         self._inbox: deque[Fragment] | None = None
         self._inbox_bytes = 0
         self._inbox_waiter: asyncio.Future[None] | None = None
+        self._parse_rate = 0.0  # bytes/s of the last parse call (0: slice at first)
         self._resume_reading: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._drain_callbacks: list[Callable[[], None]] | None = None
@@ -268,18 +270,22 @@ class Connection:
 
         One read of small frames is hundreds of messages (a 64 KiB read of 150-byte
         publishes takes about 3 ms to parse); parsed at once, it delays every other
-        connection by that much. Slices start at ``PARSE_SLICE`` bytes and at most double
-        while the rate measured in this turn says they fit in the rest of the budget, so a
-        read of large frames (cheap per byte) is still parsed in a handful of calls.
+        connection by that much. Each slice is sized from the rate of this connection's
+        previous parse call (at least ``PARSE_SLICE`` bytes), so a read of large frames
+        (cheap per byte) is still parsed in one call.
         """
         session = self.session
         size = len(data)
-        start = turn_start = 0
-        step = size if size <= PARSE_SLICE else PARSE_SLICE
+        start = 0
         turn = time.perf_counter()
         while True:
+            # Half of what the last call's rate says fits in the rest of the turn: a read of
+            # large frames (cheap per byte) goes in whole, one of small frames in slices.
+            left = PARSE_BUDGET - (time.perf_counter() - turn)
+            step = max(PARSE_SLICE, int(self._parse_rate * left / 2))
             end = min(size, start + step)
             now = time.monotonic()
+            began = time.perf_counter()
             session.receive_data(data if start == 0 and end == size else data[start:end], now)
             self._flush()
             events = session.events_received()
@@ -287,18 +293,15 @@ class Connection:
                 self._dispatch(events, now)
             if session.close_expected():
                 self._arm_close_timer()
+            took = time.perf_counter() - began
+            if took > 0:
+                self._parse_rate = (end - start) / took
             if end >= size:
                 return
             start = end
-            spent = time.perf_counter() - turn
-            if spent >= PARSE_BUDGET:
+            if time.perf_counter() - turn >= PARSE_BUDGET:
                 await asyncio.sleep(0)
                 turn = time.perf_counter()
-                turn_start = start
-                step = PARSE_SLICE
-            else:  # at most double, and no more than fits in the rest of the turn so far
-                fits = (start - turn_start) * (PARSE_BUDGET - spent) / max(spent, 1e-6)
-                step = max(PARSE_SLICE, min(2 * step, int(fits)))
 
     def _dispatch(self, events: list[Any], now: float) -> None:
         inbox = self._inbox
