@@ -191,6 +191,48 @@ async def test_a_burst_already_in_the_socket_is_handled_in_bounded_slices(probe:
     peer.close()
 
 
+@pytest.mark.parametrize(
+    "probe_options",
+    [{"read_high_water": MiB, "write_high_water": 64 * MiB, "write_low_water": MiB}],
+)
+async def test_one_read_of_many_small_messages_is_parsed_over_several_loop_turns(
+    probe: Probe,
+) -> None:
+    """A full read of small messages (hundreds of frames) is not parsed in one go: the
+    reader hands the loop back whenever its parsing budget for the turn is spent, so one
+    peer's burst does not stall every other connection for the whole read."""
+    peer = await RawPeer.open("127.0.0.1", probe.port, "/probe")
+    conn = await probe.connection()
+    # One message over read_high_water that the application leaves unread: reading pauses...
+    await asyncio.to_thread(peer.sock.sendall, masked(Opcode.BINARY, b"m" * (3 * MiB // 2)))
+    await until(lambda: conn._resume_reading is not None)
+    # ...while many small messages (the size of a typical publish) queue in the socket.
+    small = masked(Opcode.BINARY, b"s" * 130)
+    count = 4000
+    flood = peer.start_flood(small, limit=count * len(small))
+    await until(lambda: peer.blocked.is_set() or not flood.is_alive())
+    per_read = READ_CHUNK // len(small)  # frames one full read holds
+    samples: list[int] = []
+    loop = asyncio.get_running_loop()
+    done = False
+
+    def tick() -> None:  # runs once per loop turn: messages the reader parsed in between
+        samples.append(conn.messages_in)
+        if not done:
+            loop.call_soon(tick)
+
+    tick()
+    assert len(await conn.receive()) == 3 * MiB // 2  # reading resumes on the burst
+    for _ in range(count):
+        assert await asyncio.wait_for(conn.receive(), 30) == b"s" * 130
+    done = True
+    steps = [b - a for a, b in itertools.pairwise(samples)]
+    assert sum(steps) >= count
+    assert max(steps) <= per_read // 2, (max(steps), per_read)
+    peer.close()
+    flood.join(10)
+
+
 @pytest.mark.parametrize("probe_options", [{"read_high_water": 64 * KiB}])
 async def test_queued_tiny_messages_count_what_they_hold_not_just_their_payload(
     probe: Probe,

@@ -7,7 +7,10 @@ alone ("quiet"), then while an attacker in a third process does one of:
 - **unread info**: floods nbws.v1 ``info`` requests and never reads the replies;
 - **stuck conflate subscriber**: subscribes with ``policy: conflate`` and never reads,
   while the attacker's publisher sends keyed messages at ~10k msg/s;
-- **stuck block subscriber**: the same with ``policy: block``.
+- **stuck block subscriber**: the same with ``policy: block``;
+- **control**: no attacker at all, a second quiet window measured like the attacked ones.
+  Its ratio is what the machine alone does to the same victim between two windows: the
+  noise floor of the other rows on a shared, loaded machine.
 
 The victim measures one round trip at a time, every few milliseconds: an echo of a short
 text (ping flood, unread info) or an nbws.v1 publish → its own ``message`` on a stream of
@@ -56,6 +59,7 @@ CASES: dict[str, str] = {
     "info": "unread nbws.v1 info replies",
     "conflate": "stuck conflate subscriber, 10k keyed msg/s",
     "block": "stuck block subscriber, 10k msg/s",
+    "control": "control: no attacker (second quiet window)",
 }
 """Attack kind → what the row calls it."""
 
@@ -283,22 +287,27 @@ def _attacker(kind: str, port: int, seconds: float) -> Iterator[subprocess.Popen
 
 def _case(kind: str, quiet_s: float, ramp_s: float, attack_s: float) -> Row:
     measure: Callable[[int, float], Coroutine[Any, Any, list[float]]]
-    measure = _echo_round_trips if kind in ("ping", "info") else _publish_round_trips
+    measure = _echo_round_trips if kind in ("ping", "info", "control") else _publish_round_trips
     with server("nbws") as (port, proc):
         watch = _RssWatch(proc.pid)
         try:
             asyncio.run(measure(port, 0.3))  # warm up: imports, first stream, caches
             quiet = asyncio.run(measure(port, quiet_s))
             before = watch.reset()
-            with _attacker(kind, port, ramp_s + attack_s + 1) as attacker:
-                time.sleep(ramp_s)  # let the flood fill the socket buffers first
+            if kind == "control":
+                time.sleep(ramp_s)
                 loud = asyncio.run(measure(port, attack_s))
-                peak = watch.peak
-                out, _ = attacker.communicate(timeout=30)  # it stops by itself
+                peak, out = watch.peak, ""
+            else:
+                with _attacker(kind, port, ramp_s + attack_s + 1) as attacker:
+                    time.sleep(ramp_s)  # let the flood fill the socket buffers first
+                    loud = asyncio.run(measure(port, attack_s))
+                    peak = watch.peak
+                    out, _ = attacker.communicate(timeout=30)  # it stops by itself
             after = watch.now()
         finally:
             watch.stop()
-    sent = out.strip().rpartition(" ")[2] or "?"
+    sent = out.strip().rpartition(" ")[2] or ("0" if kind == "control" else "?")
     return Row(
         "isolation",
         f"victim p99 ms, {CASES[kind]}",
@@ -329,7 +338,7 @@ def isolation(quick: bool) -> list[Row]:
 
 def main(argv: list[str]) -> int:
     kind, port, seconds = argv[0], int(argv[1]), float(argv[2])
-    if kind not in CASES:
+    if kind not in CASES or kind == "control":
         print(f"unknown attack {kind!r}; one of {', '.join(CASES)}", file=sys.stderr)
         return 2
     sent = attack(kind, port, seconds)
