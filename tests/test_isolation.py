@@ -68,7 +68,11 @@ FLOOD_OPTIONS = {
     "write_low_water": LOW,
     "heartbeat_interval": 0,
     "heartbeat_timeout": 3.0,
+    "stall_timeout": 3.0,
 }
+# A peer that starts reading late still gets its close frame if it reads within
+# close_timeout; give the test's flood thread ample time to stop first.
+LATE_READER_OPTIONS = {**FLOOD_OPTIONS, "close_timeout": 60.0}
 
 
 # --- a peer that never reads its replies --------------------------------------------------
@@ -145,7 +149,7 @@ async def test_unread_info_replies_stop_reading_from_that_peer(
         thread.join(10)
 
 
-@pytest.mark.parametrize("server_options", [FLOOD_OPTIONS])
+@pytest.mark.parametrize("server_options", [LATE_READER_OPTIONS])
 async def test_flooder_that_reads_late_sees_the_1013_close(nbws_server: RunningServer) -> None:
     flooder = await RawPeer.open(nbws_server.host, nbws_server.port, "/nbws/echo")
     await until(lambda: len(server_conns(nbws_server)) == 1)
