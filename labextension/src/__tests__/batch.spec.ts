@@ -2,9 +2,6 @@
  * Batched deliveries: the shared vectors in tests/vectors/batch.json (also run by pytest
  * against nbws/protocol/messages.py) against `decodeEvent`, and the subscribe options.
  */
-import * as fs from 'fs';
-import * as path from 'path';
-
 import {
   BatchMessage,
   decodeEvent,
@@ -13,6 +10,7 @@ import {
   ProtocolError,
   StreamMessage
 } from '../protocol';
+import { fromHex, readVectors, wireOf } from './vectorfiles';
 
 interface Case {
   name: string;
@@ -26,25 +24,9 @@ interface Case {
   ref?: string | number;
 }
 
-const FILE = JSON.parse(
-  fs.readFileSync(path.join(__dirname, '..', '..', '..', 'tests', 'vectors', 'batch.json'), 'utf-8')
-) as { cases: Case[]; invalid: Case[] };
+const FILE = readVectors<{ cases: Case[]; invalid: Case[] }>('batch.json');
 
-function fromHex(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) {
-    out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  }
-  return out;
-}
-
-function wire(c: Case): string | ArrayBuffer {
-  if (c.hex !== undefined) {
-    const bytes = fromHex(c.hex);
-    return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  }
-  return JSON.stringify(c.json);
-}
+const wire = (c: Case): string | ArrayBuffer => wireOf(c);
 
 /** A decoded batch as the vectors write it: elements without type, stream and epoch. */
 function asFields(batch: BatchMessage): Record<string, unknown> {

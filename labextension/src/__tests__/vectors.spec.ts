@@ -2,9 +2,6 @@
  * The shared nbws.v1 vectors (tests/vectors/*.json, also run by pytest against
  * nbws/protocol/messages.py) against this side's decoder, encoder and resume arithmetic.
  */
-import * as fs from 'fs';
-import * as path from 'path';
-
 import {
   ControlMessage,
   decodeEvent,
@@ -13,8 +10,7 @@ import {
   ProtocolError
 } from '../protocol';
 import { resumeSince } from '../resume';
-
-const VECTORS = path.join(__dirname, '..', '..', '..', 'tests', 'vectors');
+import { fromHex, readVectors, wireOf } from './vectorfiles';
 
 interface Case {
   name: string;
@@ -31,26 +27,10 @@ interface Case {
 }
 
 function cases(name: string): Case[] {
-  return (JSON.parse(fs.readFileSync(path.join(VECTORS, name), 'utf-8')) as { cases: Case[] })
-    .cases;
+  return readVectors<{ cases: Case[] }>(name).cases;
 }
 
-function fromHex(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) {
-    out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  }
-  return out;
-}
-
-/** The case's WebSocket message as the browser gets it: a string or an ArrayBuffer. */
-function wire(c: Case): string | ArrayBuffer {
-  if (c.hex !== undefined) {
-    const bytes = fromHex(c.hex);
-    return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  }
-  return c.text ?? JSON.stringify(c.json);
-}
+const wire = (c: Case): string | ArrayBuffer => wireOf(c);
 
 function typeOf(c: Case): string {
   if (c.json !== undefined) {
