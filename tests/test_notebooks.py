@@ -146,7 +146,11 @@ def check_01(nb: NotebookNode, text: str) -> None:
 def check_02(nb: NotebookNode, text: str) -> None:
     assert "cut 4 times: acked 10000/10000" in text
     reconnects = re.search(r"reconnects (\d+)", text)
-    assert reconnects and int(reconnects.group(1)) >= 4, "each cut is followed by a reconnect"
+    assert reconnects, text
+    # With batches the publisher is fast: a cut may come after everything was acked, and
+    # an idle connection is re-opened only when there is something to send. The
+    # guarantees checked below (all acked, none lost or repeated) hold either way.
+    assert int(reconnects.group(1)) >= 1, "a cut with messages in flight was recovered"
     assert "10000 messages: 0 lost, 0 duplicated, in order: True, gap notices: 0" in text
     assert "the stream holds 10000 messages" in text
 
