@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-__all__ = ["until", "wait_until"]
+__all__ = ["until", "wait_for", "wait_until"]
+
+T = TypeVar("T")
 
 
 def _failure(condition: Callable[[], object], timeout: float, what: str) -> AssertionError:
@@ -30,3 +33,15 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str
         if time.monotonic() > deadline:
             raise _failure(condition, timeout, what)
         time.sleep(0.01)
+
+
+async def wait_for(predicate: Callable[[], Awaitable[T]], what: str, timeout: float = 30.0) -> T:
+    """Poll an async condition (e.g. REST state) until it is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 # The whole suite also runs on the Redis broker: same behaviour, many processes possible.
 TARGETS = ("jupyter", "standalone", "redis")
@@ -22,18 +23,6 @@ COUNT = 3000
 
 def unique() -> str:
     return f"bp-{uuid.uuid4().hex[:10]}"
-
-
-async def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> Any:
-    """Poll an async condition (REST state) until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def fill(connect: Any, stream: str, count: int = COUNT, **extra: Any) -> list[dict]:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 import websockets
+from waiting import wait_for
 
 from nbws.protocol.messages import (
     batch_prefix,
@@ -146,18 +147,6 @@ async def test_a_batch_over_max_message_size_closes_with_1009(connect):
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await pub.recv(timeout=30)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-
-
-async def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> Any:
-    """Poll an async condition (REST state) until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_batch_acks_are_held_for_a_full_block_subscriber(target, connect, stalled):
