@@ -21,6 +21,7 @@ import { BrowserFrameSource, FrameRecordJson, FrameSink, FrameSource } from './f
 import { FrameInspector } from './inspector';
 import { Endpoint, Link, TransportName, WebSocketEndpoint } from './link';
 import { StreamMonitor } from './monitor';
+import { RelayEndpoint, RelayModel } from './relay';
 import { LiveTable } from './table';
 import baseCss from '../style/base.css';
 import uplotCss from 'uplot/dist/uPlot.min.css';
@@ -144,12 +145,9 @@ export function canOpen(endpoint: Endpoint, timeoutMs = PROBE_TIMEOUT_MS): Promi
   });
 }
 
-/**
- * The relay endpoint for this model (the kernel forwards nbws.v1 over the comm), or null
- * while this build has none. relay.ts plugs in here.
- */
-export function relayEndpoint(_model: AnyModel): Endpoint | null {
-  return null;
+/** The relay endpoint for this model: the kernel forwards nbws.v1 over the comm (relay.ts). */
+export function relayEndpoint(model: AnyModel): Endpoint | null {
+  return new RelayEndpoint(model as unknown as RelayModel);
 }
 
 /** The endpoint a view uses, and the sentence its transport line shows. */

@@ -20,6 +20,7 @@ from traitlets import TraitError, Unicode, validate
 from .._version import __version__
 from ..protocol.messages import STREAM_RULE, valid_stream_name
 from .handshake import TRANSPORTS, Hello, endpoint_message, failure_message, parse_hello
+from .relay import attach_relay
 
 __all__ = [
     "ESM_PATH",
@@ -69,6 +70,7 @@ class NbwsWidget(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._view_hello = threading.Event()
         self.on_msg(self._on_handshake)
+        self._relay = attach_relay(self)  # links a view opens when it can reach no server
 
     @validate("transport")
     def _check_transport(self, proposal: dict[str, Any]) -> str:
@@ -112,6 +114,13 @@ class StreamWidget(NbwsWidget):
 
     def __init__(self, stream: str, **kwargs: Any) -> None:
         super().__init__(stream=stream, **kwargs)
+
+    def _ipython_display_(self) -> None:
+        # Shown with a display id: if no view says hello (the page cannot load the views),
+        # the output becomes the kernel-rendered view (fallback.py) instead of an error.
+        from .fallback import display_with_fallback
+
+        display_with_fallback(self)
 
     @validate("stream")
     def _check_stream(self, proposal: dict[str, Any]) -> str:
