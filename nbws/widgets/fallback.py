@@ -455,8 +455,10 @@ def display_with_fallback(widget: Any, after: float | None = None) -> HelloWatch
     base's ``_ipython_display_``); with the fallback off, a plain display."""
     from IPython.display import DisplayHandle
 
+    bundle = widget._repr_mimebundle_()
+    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
     handle = DisplayHandle()  # type: ignore[no-untyped-call]
-    handle.display(widget._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
+    handle.display(data, metadata=metadata, raw=True)  # type: ignore[no-untyped-call]
     delay = fallback_after() if after is None else after
     if delay <= 0 or not getattr(widget, "stream", None):
         return None

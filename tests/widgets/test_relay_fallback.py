@@ -241,3 +241,26 @@ def test_the_kernel_rendered_monitor_counts(server: Any) -> None:
     finally:
         view.close()
         monitor.close()
+
+
+def test_the_widget_is_displayed_with_a_display_id_and_watched() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from nbws.widgets.fallback import display_with_fallback
+
+    InteractiveShell.instance()
+    table = LiveTable(name("shown"))
+    try:
+        with capture_output() as captured:
+            watch = display_with_fallback(table, after=30)
+        assert watch is not None and watch.handle.display_id
+        (shown,) = captured.outputs
+        assert shown.data["application/vnd.jupyter.widget-view+json"]["model_id"] == (
+            table.model_id
+        )
+        with capture_output() as captured:
+            assert display_with_fallback(table, after=0) is None  # the fallback turned off
+        assert len(captured.outputs) == 1
+    finally:
+        table.close()
