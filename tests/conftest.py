@@ -169,8 +169,10 @@ def launch_jupyter(
     env: dict[str, str] | None = None,
     token: str = "nbws-test-token",
     timeout: float = 90.0,
+    python: str = sys.executable,
 ) -> JupyterProcess:
-    """Start `jupyter <app>` on a free port with isolated dirs; wait until it answers."""
+    """Start `jupyter <app>` on a free port with isolated dirs; wait until it answers
+    (``python``: the environment the server runs in)."""
     import json
     import pathlib
     import time
@@ -190,7 +192,7 @@ def launch_jupyter(
     }
     log_path = str(work / f"jupyter-{app}.log")
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "jupyter",
         app,

@@ -138,8 +138,10 @@ def table_html(rows: Sequence[Any], columns: Sequence[str] | None = None) -> str
             cells.append(f"<td>{_cell(value)}</td>")
         body.append(f'<tr data-offset="{int(row.offset)}">{"".join(cells)}</tr>')
     return (
-        '<table class="nbws-fallback-table" style="border-collapse:collapse;font-size:12px">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        '<div style="max-height:360px;overflow:auto">'
+        '<table class="nbws-fallback-table" style="border-collapse:collapse;font-size:12px;'
+        'line-height:1.3">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 
 

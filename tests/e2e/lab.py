@@ -92,12 +92,21 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value))
 
 
-def start_lab(base: Path, *, token: str, args: tuple[str, ...] = ()) -> LabServer:
+def start_lab(
+    base: Path,
+    *,
+    token: str,
+    args: tuple[str, ...] = (),
+    python: str | None = None,
+    env: dict[str, str] | None = None,
+) -> LabServer:
     """Start ``jupyter lab`` under ``base`` (root_dir ``base/root``) and wait until it answers.
 
     Args:
         token: Jupyter's token.
         args: extra command-line options (e.g. ``--Nbws.auto_create_streams=False``).
+        python: the environment the server runs in (default: this one).
+        env: environment variables added for the server (and its kernels).
     """
     config = base / "config"
     _write_json(config / "labconfig" / "page_config.json", PAGE_CONFIG)
@@ -111,7 +120,12 @@ def start_lab(base: Path, *, token: str, args: tuple[str, ...] = ()) -> LabServe
         NOTIFICATION_SETTINGS,
     )
     jupyter = launch_jupyter(
-        base, app="lab", token=token, args=["--LabApp.expose_app_in_browser=True", *args]
+        base,
+        app="lab",
+        token=token,
+        args=["--LabApp.expose_app_in_browser=True", *args],
+        env=env,
+        **({"python": python} if python else {}),
     )
     return LabServer(jupyter)
 
