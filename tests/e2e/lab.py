@@ -6,6 +6,7 @@ REST helpers to publish from outside the kernel."""
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -125,7 +126,7 @@ def start_lab(
         token=token,
         args=["--LabApp.expose_app_in_browser=True", *args],
         env=env,
-        **({"python": python} if python else {}),
+        python=python or sys.executable,
     )
     return LabServer(jupyter)
 
