@@ -21,11 +21,13 @@ from .idle import idle_connections
 from .latency import latency
 from .polling import polling
 from .publish_batches import batched_publish, dataframe_rows, redis_publish
+from .relay import relay_deliveries
 from .scaleout import scale_out
 from .wsclient import FrameCounter, client_frame, open_peer
 
 __all__ = [
     "FANOUT_STREAM",
+    "ONLY_WHEN_NAMED",
     "SCENARIOS",
     "Row",
     "acked_publish",
@@ -325,3 +327,7 @@ SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
     "deliveries": batched_delivery,
     "scaleout": scale_out,
 }
+
+ONLY_WHEN_NAMED: dict[str, Callable[[bool], list[Row]]] = {"relay": relay_deliveries}
+"""Scenarios run only with ``--only``: a Jupyter server, kernels and a paced publisher
+for a minute or more."""

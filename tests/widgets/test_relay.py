@@ -362,3 +362,12 @@ def test_messages_that_are_not_for_the_relay_are_left_alone() -> None:
     view.from_view({"nbws": "relay-ack", "link": 9, "batch": 1})  # unknown link
     assert relay.links == {} and opened == [] and view.sent == []
     relay.close()
+
+
+def test_the_relay_bench_runs_only_when_named() -> None:
+    from nbws.bench.relay import paced_widget_code
+    from nbws.bench.runner import OWN_RUN
+    from nbws.bench.scenarios import SCENARIOS
+
+    assert "relay" in OWN_RUN and "relay" not in SCENARIOS
+    compile(paced_widget_code(1000, 10), "<kernel>", "exec")
