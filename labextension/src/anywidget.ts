@@ -353,11 +353,7 @@ const views: Record<string, (model: AnyModel) => Hosted> = {
       connect: chosen => {
         monitor?.dispose();
         monitor?.node.remove();
-        const Monitor = StreamMonitor as unknown as new (
-          stream: string,
-          options?: { endpoint?: Endpoint }
-        ) => StreamMonitor;
-        monitor = new Monitor(str(model, 'stream', ''), chosen ? { endpoint: chosen } : {});
+        monitor = new StreamMonitor(str(model, 'stream', ''), chosen ?? undefined);
         node.appendChild(monitor.node);
         monitor.start();
       },
