@@ -4,7 +4,8 @@ real server process on a free port with isolated Jupyter dirs (as ``lab.py`` doe
 
 Each test app displays one ``LiveTable``, publishes 200 rows from the kernel, prints
 ``flushed`` once ``flush`` succeeded, and writes the widget's ``transport`` (set by the view)
-to a report file, so a test can read what the kernel sees without driving the kernel.
+to a report file, so a test can read what the kernel sees without driving the kernel (and,
+beside it, the token of the server it publishes to, which the page must never show).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "FrontEnd",
     "marimo_app",
     "read_report",
+    "secret_path",
     "start_marimo",
     "start_notebook7",
     "start_voila",
@@ -60,6 +62,7 @@ def widget_cells(stream: str, report: Path) -> list[str]:
             for i in range({ROWS}):
                 rows.publish({{"i": i, "note": f"row-{{i}}"}})
             rows.flush(timeout=60)
+            pathlib.Path({str(secret_path(report))!r}).write_text(nbws.endpoint().token or "")
             print("flushed", rows.stats().acked)"""
         ),
     ]
@@ -102,15 +105,16 @@ def marimo_app(stream: str, report: Path) -> str:
 
             table.observe(_report, "transport")
             view = mo.ui.anywidget(table)
-            return mo, nbws, view
+            return mo, nbws, pathlib, view
 
 
         @app.cell
-        def _(mo, nbws, view):
+        def _(mo, nbws, pathlib, view):
             rows = nbws.stream({stream!r})
             for i in range({ROWS}):
                 rows.publish({{"i": i, "note": f"row-{{i}}"}})
             rows.flush(timeout=60)
+            pathlib.Path({str(secret_path(report))!r}).write_text(nbws.endpoint().token or "")
             mo.vstack([view, mo.md(f"flushed {{rows.stats().acked}}")])
             return
 
@@ -119,6 +123,12 @@ def marimo_app(stream: str, report: Path) -> str:
             app.run()
         """
     )
+
+
+def secret_path(report: Path) -> Path:
+    """Where the test app writes the token of the server it publishes to (for the test to
+    check that the page never shows it)."""
+    return report.with_suffix(".secret")
 
 
 def read_report(report: Path) -> str | None:

@@ -20,6 +20,7 @@ from .frontends import (
     FrontEnd,
     marimo_app,
     read_report,
+    secret_path,
     start_marimo,
     start_notebook7,
     start_voila,
@@ -40,6 +41,26 @@ def wait_for_report(report: Path, timeout: float = 60) -> str | None:
             return value
         time.sleep(0.2)
     return read_report(report)
+
+
+_PAGE_TEXT = """() => {
+    const parts = [document.documentElement.outerHTML];
+    const walk = root => {
+        for (const node of root.querySelectorAll('*')) {
+            if (node.shadowRoot) { parts.push(node.shadowRoot.innerHTML); walk(node.shadowRoot); }
+        }
+    };
+    walk(document);
+    return parts.join('\\n');
+}"""
+
+
+def check_token_not_shown(page: Page, report: Path) -> None:
+    """The kernel-hosted server's token reached the view in a custom message only: it is
+    nowhere in the page (DOM, shadow roots, widget state rendered into the page)."""
+    token = secret_path(report).read_text()
+    assert len(token) >= 16, "the test app did not record the token"
+    assert token not in page.evaluate(_PAGE_TEXT)
 
 
 def check_view(page: Page, transport: str, report: Path) -> None:
@@ -99,6 +120,7 @@ def test_voila(page: Page, tmp_path: Path) -> None:
         page.goto(voila.url)
         expect(page.get_by_text(f"flushed {ROWS}")).to_be_visible(timeout=TIMEOUT_MS)
         check_view(page, "kernel-hosted", report)
+        check_token_not_shown(page, report)
     finally:
         voila.stop()
 
@@ -114,5 +136,6 @@ def test_marimo(page: Page, tmp_path: Path) -> None:
         page.goto(marimo.url)
         expect(page.get_by_text(f"flushed {ROWS}")).to_be_visible(timeout=TIMEOUT_MS)
         check_view(page, "kernel-hosted", report)
+        check_token_not_shown(page, report)
     finally:
         marimo.stop()
