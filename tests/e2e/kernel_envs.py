@@ -110,7 +110,9 @@ def start_kernel_only_lab(base: Path, kind: str, token: str, **env: str) -> LabS
     _kernelspec(base / "data")
     # The server must not import this tree's nbws (neither through PYTHONPATH nor through
     # the working directory); only its kernels get it, from their kernelspec.
-    server_env_vars = {"PYTHONPATH": "", "PYTHONSAFEPATH": "1", **env}
+    # `python -m jupyter lab` runs the first `jupyter-lab` on PATH: the environment's own.
+    path = f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    server_env_vars = {"PYTHONPATH": "", "PYTHONSAFEPATH": "1", "PATH": path, **env}
     return start_lab(base, token=token, python=str(python), env=server_env_vars)
 
 
