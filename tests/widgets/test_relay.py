@@ -371,3 +371,20 @@ def test_the_relay_bench_runs_only_when_named() -> None:
 
     assert "relay" in OWN_RUN and "relay" not in SCENARIOS
     compile(paced_widget_code(1000, 10), "<kernel>", "exec")
+
+
+def test_closing_the_widget_closes_its_links(server: Any) -> None:
+    import ipywidgets
+
+    from nbws.widgets.relay import attach_relay
+
+    widget = ipywidgets.Widget()
+    sent: list[dict[str, Any]] = []
+    widget.send = lambda content, buffers=None: sent.append(content)  # type: ignore[method-assign]
+    relay = attach_relay(widget, connector=connector(server))
+    relay._on_msg(widget, {"nbws": "relay-open", "link": 1}, [])
+    link = relay.links[1]
+    wait_until(lambda: any(c["nbws"] == "relay-opened" for c in sent), 30, "relay-opened")
+    widget.close()
+    link.join(30)
+    assert link.closed.is_set() and relay.links == {}
