@@ -38,6 +38,7 @@ __all__ = [
     "fallback_after",
     "monitor_html",
     "notice_html",
+    "page_lacks_anywidget",
     "table_html",
 ]
 
@@ -390,6 +391,7 @@ class HelloWatch:
         *,
         grace: float = 1.0,
         make: Callable[[Any], KernelRendered] | None = None,
+        start: bool = True,
     ) -> None:
         self.widget = widget
         self.handle = handle
@@ -400,7 +402,8 @@ class HelloWatch:
         self._make = make or (lambda w: KernelRendered(w).start())
         self._loop = _running_loop()
         widget.on_msg(self._on_msg)
-        threading.Thread(target=self._watch, name="nbws-hello-watch", daemon=True).start()
+        if start:
+            threading.Thread(target=self._watch, name="nbws-hello-watch", daemon=True).start()
 
     def _on_msg(self, _widget: Any, content: Any, _buffers: Any = None) -> None:
         if isinstance(content, dict) and content.get("nbws") == "hello":
@@ -429,11 +432,15 @@ class HelloWatch:
             return
         self.show_fallback()
 
-    def show_fallback(self) -> None:
+    def show_fallback(self, *, first: bool = False) -> None:
+        """Show the kernel-rendered view (``first``: as the display itself, not an update)."""
         if self.fallback is not None or getattr(self.widget, "comm", True) is None:
             return
         self.fallback = self._make(self.widget)
-        self.handle.update(self.fallback.view)
+        if first:
+            self.handle.display(self.fallback.view)
+        else:
+            self.handle.update(self.fallback.view)
         observe = getattr(self.widget, "observe", None)
         if observe is not None:  # closing the widget closes its stand-in too
             fallback = self.fallback
@@ -443,6 +450,62 @@ class HelloWatch:
                     fallback.close()
 
             observe(_closed, names="comm")
+
+
+_WIDGET_MANAGER = "@jupyter-widgets/jupyterlab-manager"
+_page_checks: dict[str, bool] = {}
+
+
+def _served(opener: Any, url: str, token: str | None) -> int | None:
+    """The HTTP status of ``url`` (None: no answer)."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request
+
+    headers = {"Authorization": f"token {token}"} if token else {}
+    try:
+        with opener.open(Request(url, headers=headers), timeout=5) as response:
+            return int(response.status)
+    except HTTPError as exc:
+        return int(exc.code)
+    except (URLError, OSError):
+        return None
+
+
+def page_lacks_anywidget(env: dict[str, str] | None = None) -> bool:
+    """Whether the Jupyter server this kernel runs under serves ipywidgets' front end but
+    not anywidget's (its environment lacks anywidget): then no view of ours can load, and
+    the kernel-rendered view is shown at once instead of after an error and a wait.
+
+    False whenever it cannot tell (no Jupyter server, no answer, a refusal): the hello
+    watch decides then. Asked once per server for the life of the process.
+    """
+    import urllib.request
+
+    from ..client.discovery import _from_runtime_file, _runtime_dir
+
+    env = dict(os.environ) if env is None else env
+    parent = env.get("JPY_PARENT_PID", "").strip()
+    if not parent:
+        return False
+    path = _runtime_dir() / f"jpserver-{parent}.json"
+    try:
+        found = _from_runtime_file(path).endpoint
+    except Exception:
+        return False
+    if found.url in _page_checks:
+        return _page_checks[found.url]
+    token = found.token or env.get("JUPYTERHUB_API_TOKEN") or None
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    manager = _served(
+        opener, found.http_url(f"lab/extensions/{_WIDGET_MANAGER}/package.json"), token
+    )
+    lacks = False
+    if manager == 200:
+        lacks = (
+            _served(opener, found.http_url("lab/extensions/anywidget/package.json"), token) == 404
+        )
+    _page_checks[found.url] = lacks
+    return lacks
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -457,11 +520,14 @@ def display_with_fallback(widget: Any, after: float | None = None) -> HelloWatch
     base's ``_ipython_display_``); with the fallback off, a plain display."""
     from IPython.display import DisplayHandle
 
+    delay = fallback_after() if after is None else after
+    watched = delay > 0 and bool(getattr(widget, "stream", None))
+    handle = DisplayHandle()  # type: ignore[no-untyped-call]
+    if watched and page_lacks_anywidget():
+        watch = HelloWatch(widget, handle, delay, start=False)
+        watch.show_fallback(first=True)
+        return watch
     bundle = widget._repr_mimebundle_()
     data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-    handle = DisplayHandle()  # type: ignore[no-untyped-call]
     handle.display(data, metadata=metadata, raw=True)  # type: ignore[no-untyped-call]
-    delay = fallback_after() if after is None else after
-    if delay <= 0 or not getattr(widget, "stream", None):
-        return None
-    return HelloWatch(widget, handle, delay)
+    return HelloWatch(widget, handle, delay) if watched else None

@@ -125,13 +125,7 @@ def test_relay_when_the_page_cannot_reach_the_kernels_server(
     expect(walled_page.locator(".nbws-transport")).to_contain_text("through the kernel")
 
 
-def test_kernel_rendered_fallback_without_anywidget_in_the_server_environment(
-    page: Page, widgets_only_lab: LabServer
-) -> None:
-    name = write(widgets_only_lab, "fallback.ipynb", _cells("ko-fallback"))
-    open_notebook(page, widgets_only_lab, name)
-    run_cell(page, 0)
-    run_cell(page, 1)
+def _fallback(page: Page, lab: LabServer, name: str) -> None:
     notice = page.locator(".nbws-fallback-notice")
     expect(notice).to_contain_text("pip install anywidget", timeout=60_000)
     expect(notice).to_contain_text("pip install nbws")
@@ -140,8 +134,39 @@ def test_kernel_rendered_fallback_without_anywidget_in_the_server_environment(
     newest = page.locator(f".nbws-fallback-table tr[data-offset='{ROWS - 1}']")
     expect(newest).to_contain_text(f"row-{ROWS - 1}", timeout=60_000)
     expect(page.get_by_text("Error displaying widget")).to_have_count(0)
-    _no_iopub_notice(page, widgets_only_lab)
+    _no_iopub_notice(page, lab)
+
+
+def test_kernel_rendered_fallback_without_anywidget_in_the_server_environment(
+    page: Page, widgets_only_lab: LabServer
+) -> None:
+    """The kernel sees that its server serves ipywidgets but not anywidget: the
+    kernel-rendered view is the output from the start, never an error."""
+    cells = _cells("ko-fallback")
+    # The hello watch would take 10 minutes: the view below can only be the immediate one.
+    cells[0] = "import os\nos.environ['NBWS_FALLBACK_AFTER'] = '600'\n" + cells[0]
+    name = write(widgets_only_lab, "fallback.ipynb", cells)
+    open_notebook(page, widgets_only_lab, name)
+    run_cell(page, 0)
+    run_cell(page, 1)
+    expect(page.locator(".nbws-fallback-notice")).to_be_visible()
+    expect(page.get_by_text("Error displaying widget")).to_have_count(0)
+    _fallback(page, widgets_only_lab, name)
     screenshot(page, "kernel-only-fallback")
+
+
+def test_kernel_rendered_fallback_when_no_view_says_hello(
+    page: Page, widgets_only_lab: LabServer
+) -> None:
+    """A kernel that cannot ask its server (as a remote one): the widget is displayed,
+    no view greets the kernel, and the display becomes the kernel-rendered view."""
+    cells = _cells("ko-fallback-hello")
+    cells[0] = "import os\nos.environ.pop('JPY_PARENT_PID', None)\n" + cells[0]
+    name = write(widgets_only_lab, "fallback-hello.ipynb", cells)
+    open_notebook(page, widgets_only_lab, name)
+    run_cell(page, 0)
+    run_cell(page, 1)
+    _fallback(page, widgets_only_lab, name)
 
 
 def test_the_server_environments_have_no_nbws() -> None:

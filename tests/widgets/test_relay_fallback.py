@@ -264,3 +264,10 @@ def test_the_widget_is_displayed_with_a_display_id_and_watched() -> None:
         assert len(captured.outputs) == 1
     finally:
         table.close()
+
+
+def test_without_a_jupyter_server_the_kernel_cannot_tell_and_waits_for_a_hello() -> None:
+    from nbws.widgets.fallback import page_lacks_anywidget
+
+    assert page_lacks_anywidget({}) is False
+    assert page_lacks_anywidget({"JPY_PARENT_PID": "999999999"}) is False  # no runtime file
