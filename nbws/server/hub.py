@@ -350,7 +350,8 @@ class Subscriber:
                 room = core.taken(delivered) or room
                 if window is not None:
                     last = items[-1]
-                    core.sent(last.end - 1 if type(last) is Gap else last[0], delivered, size)  # type: ignore[union-attr,index]
+                    reached = last.end - 1 if isinstance(last, Gap) else last[0]
+                    core.sent(reached, delivered, size)
                 if not sent:
                     break
                 continue
