@@ -172,8 +172,8 @@ class Subscription:
         max_batch: deliver ``batch`` frames of at most this many messages (None:
             one ``message`` frame each).
         linger: seconds a partial live batch may wait to fill (0: none).
-        credit: messages that may be in flight (written, not yet ``consumed``);
-            None: no credit, the transport alone paces the subscriber.
+        credit: messages that may be in flight (written, not yet ``consumed``), with
+            ``max_batch``; None: no credit, the transport alone paces the subscriber.
         credit_bytes: bytes that may be in flight (with ``credit``).
     """
 
@@ -217,8 +217,8 @@ class Subscription:
         credit_bytes: int | None = None,
     ) -> None:
         self.stream = stream
-        self.credit = credit
-        self.credit_bytes = credit_bytes if credit is not None else None
+        self.credit = credit if max_batch is not None else None  # (batches only)
+        self.credit_bytes = credit_bytes if self.credit is not None else None
         self.in_flight = 0  # messages written above `consumed`
         self.in_flight_bytes = 0
         self.last_sent = -1  # highest offset written (a message or a gap notice's end)
