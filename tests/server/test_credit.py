@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import make_config
 from waiting import until, wait_for
+from websockets.exceptions import ConnectionClosed
 
 from nbws.broker import MemoryBroker
 from nbws.errors import BadRequest
@@ -18,7 +19,7 @@ from nbws.server.hub import Client, StreamHub
 from nbws.server.subscriber import State
 
 from .test_batch_delivery import EventSink, publish
-from .test_hub import settle
+from .test_hub import FakeSink, settle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -211,6 +212,38 @@ async def test_bogus_consumed_is_refused_and_changes_nothing(hub: StreamHub) -> 
     assert sink.offsets() == list(range(20))
 
 
+async def test_a_conflating_subscriber_out_of_credit_gets_the_newest_per_key(
+    hub: StreamHub,
+) -> None:
+    sink = EventSink()
+    sub = await subscribe(hub, sink, credit=5, policy=Policy.CONFLATE, bound=100)
+    await settle()
+    producer = Client(FakeSink("producer"))
+    for i in range(60):
+        await hub.publish(producer, "s", b"%d" % i, key=f"k{i % 3}")
+        await settle()
+    assert sink.offsets() == list(range(5))
+    assert sub.buffer.messages == 3  # one per key waits
+    sub.consumed(4)
+    await settle()
+    assert sink.offsets()[5:] == [57, 58, 59]
+    delivered = sink.delivered()
+    conflated = [g for g in delivered if isinstance(g, Gap)]
+    assert conflated and {g.reason for g in conflated} == {GapReason.CONFLATED}
+    assert 5 + sum(g.count or 0 for g in conflated) + 3 == 60
+
+
+async def test_consumed_without_credit_is_refused(hub: StreamHub) -> None:
+    sink = EventSink()
+    sub = await subscribe(hub, sink, credit=None)
+    await settle()
+    await publish(hub, range(3))
+    await settle()
+    with pytest.raises(BadRequest, match="has no credit"):
+        sub.consumed(2)
+    assert sink.offsets() == [0, 1, 2]
+
+
 # --- a real server, over a socket ------------------------------------------------------
 
 TARGETS = ("standalone",)
@@ -303,3 +336,31 @@ async def test_bad_credit_options_are_a_bad_request(connect, options, mention) -
     error = await peer.expect("error")
     assert error["code"] == "bad-request" and error["ref"] == 3
     assert mention in error["message"] and "\n" not in error["message"]
+
+
+async def test_a_peer_flooding_bogus_consumed_is_closed_others_are_not(connect) -> None:
+    flood, calm, pub = await connect(), await connect(), await connect()
+    await flood.subscribe("s-flood", max_batch=10, credit=10)
+    await calm.subscribe("s-flood", max_batch=10, credit=10)
+    await pub.publish_acked("s-flood", "p", range(5))
+    got: list[int] = []
+    while len(got) < 5:
+        got += [m["offset"] for m in (await calm.expect("batch"))["messages"]]
+    for i in range(101):
+        await flood.send(type="consumed", stream="s-flood", offset=10**6 + i)
+    errors = 0
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            event = await flood.recv()
+            if event["type"] == "error":
+                assert event["code"] == "bad-request"
+                errors += 1
+            else:
+                assert event["type"] == "batch", event
+    assert errors == 100
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+    await calm.send(type="consumed", stream="s-flood", offset=4)
+    await pub.publish_acked("s-flood", "p", range(5, 10))
+    while len(got) < 10:
+        got += [m["offset"] for m in (await calm.expect("batch"))["messages"]]
+    assert got == list(range(10))
