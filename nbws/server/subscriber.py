@@ -423,6 +423,16 @@ class Subscription:
                 if message.offset >= self.cursor:
                     out.append(message)
                     self.cursor = message.offset + 1
+        budget = self.bytes_window
+        if budget is not None and len(out) > 1:  # byte credit: the prefix it covers
+            total = 0
+            for i, message in enumerate(out):
+                total += len(message.payload)
+                if total >= budget and i + 1 < len(out):
+                    out = out[: i + 1]
+                    self.cursor = message.offset + 1
+                    self.delivered += len(out)
+                    return out, Step.READ_MORE
         self.delivered += len(out)
         if self.cursor < limit and page.messages:
             return out, Step.READ_MORE

@@ -148,6 +148,23 @@ async def test_credit_bytes_bounds_bytes_in_flight(hub: StreamHub) -> None:
     assert len(sink.offsets()) > got
 
 
+async def test_credit_bytes_bounds_a_history_replay_too(hub: StreamHub) -> None:
+    producer = Client(FakeSink("producer"))
+    for _ in range(100):
+        await hub.publish(producer, "s", b'"%s"' % (b"x" * 98))  # 100-byte payloads
+    sink = EventSink()
+    sub = await subscribe(hub, sink, credit=1000, credit_bytes=1000, since=0, bound=1000)
+    await settle()
+    assert sink.offsets() == list(range(10))  # 10 x 100 bytes reach the byte credit
+    while len(sink.offsets()) < 100:
+        before = len(sink.offsets())
+        sub.consumed(sink.offsets()[-1])
+        await until(lambda n=before: len(sink.offsets()) > n, what="more history")
+        await settle()
+        assert len(sink.offsets()) - before <= 10
+    assert sink.offsets() == list(range(100))
+
+
 async def test_a_block_subscriber_out_of_credit_holds_acks_until_consumed(hub: StreamHub) -> None:
     sink = EventSink()
     sub = await subscribe(hub, sink, credit=10, policy=Policy.BLOCK, bound=20)
