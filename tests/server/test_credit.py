@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from nbws.broker import MemoryBroker
 from nbws.errors import BadRequest
-from nbws.protocol.messages import Ack, Gap, GapReason, Message, Policy, Subscribed
+from nbws.protocol.messages import Ack, End, Gap, GapReason, Message, Policy, Subscribed
 from nbws.server.hub import Client, StreamHub
 from nbws.server.subscriber import State
 
@@ -148,6 +148,26 @@ async def test_credit_bytes_bounds_bytes_in_flight(hub: StreamHub) -> None:
     assert len(sink.offsets()) > got
 
 
+async def test_a_bounded_replay_with_credit_goes_in_credit_steps_then_ends(
+    hub: StreamHub,
+) -> None:
+    await publish(hub, range(100))
+    sink = EventSink()
+    sub = await hub.subscribe(
+        Client(sink), "s", since=10, until=70, policy=Policy.DROP_OLDEST, max_messages=1000,
+        max_bytes=1 << 30, max_batch=20, credit=30,
+    )  # fmt: skip
+    assert sub is not None
+    await settle()
+    assert sink.offsets() == list(range(10, 40))
+    assert not [e for e in sink.log if isinstance(e, End)]
+    sub.consumed(39)
+    # `end` is not a message: it follows the last one without waiting for credit.
+    await until(lambda: any(isinstance(e, End) for e in sink.log), what="the end")
+    assert sink.offsets() == list(range(10, 70))
+    assert next(e for e in sink.log if isinstance(e, End)).next == 70
+
+
 async def test_credit_bytes_bounds_a_history_replay_too(hub: StreamHub) -> None:
     producer = Client(FakeSink("producer"))
     for _ in range(100):
@@ -263,7 +283,7 @@ async def test_consumed_without_credit_is_refused(hub: StreamHub) -> None:
 
 # --- a real server, over a socket ------------------------------------------------------
 
-TARGETS = ("standalone",)
+TARGETS = ("standalone", "redis")
 
 
 async def test_credit_over_a_websocket(connect, target) -> None:
