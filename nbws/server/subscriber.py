@@ -352,8 +352,11 @@ class Subscription:
             mark = marks[0]  # (its last offset - offset), so the rest are consumed
             surely = mark[1] - (mark[0] - offset)
             if surely > 0:
+                share = mark[2] * surely // mark[1]  # their bytes, pro rata
                 mark[1] -= surely
+                mark[2] -= share
                 self.in_flight -= surely
+                self.in_flight_bytes -= share
                 freed += surely
         if not freed:
             return False

@@ -88,9 +88,9 @@ def test_consumed_inside_a_write_counts_only_what_is_surely_consumed() -> None:
     sub.sent(9, 10, 100)  # offsets 0..9
     sub.sent(29, 10, 100)  # 10 messages somewhere in 10..29 (a gap in between)
     sub.consume(24)  # at least 5 of the second write are at or below 24
-    assert sub.in_flight == 5
+    assert (sub.in_flight, sub.in_flight_bytes) == (5, 50)
     sub.consume(29)
-    assert sub.in_flight == 0
+    assert (sub.in_flight, sub.in_flight_bytes) == (0, 0)
 
 
 def test_bogus_consumed_is_refused_and_changes_nothing() -> None:
