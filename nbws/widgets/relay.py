@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -127,7 +128,7 @@ class RelayFlow:
     """
 
     settings: RelaySettings = field(default_factory=RelaySettings)
-    pending: list[str | bytes] = field(default_factory=list)
+    pending: deque[str | bytes] = field(default_factory=deque)
     pending_bytes: int = 0
     unacked: dict[int, int] = field(default_factory=dict)  # batch number -> bytes
     last_sent: float = float("-inf")
@@ -183,7 +184,7 @@ class RelayFlow:
         size = 0
         limit = self.settings.max_batch_bytes
         while self.pending and (not frames or final or size + len(self.pending[0]) <= limit):
-            frame = self.pending.pop(0)
+            frame = self.pending.popleft()
             frames.append(frame)
             size += len(frame)
         self.pending_bytes -= size
