@@ -8,7 +8,7 @@
  */
 
 import { Endpoint, Link, TransportName } from './link';
-import { RelayEndpoint, RelayModel } from './relay';
+import { RELAY_NOTICE, RelayEndpoint, RelayModel } from './relay';
 
 /** The part of an anywidget model the views use. */
 export interface AnyModel {
@@ -155,7 +155,7 @@ function viaRelay(deps: ChoiceDeps, why: string): Choice {
   return {
     endpoint: relay,
     transport: 'relay',
-    detail: `relay: ${why}, so data comes through the kernel (updates pause while the kernel's output is blocked; install nbws into the Jupyter server's environment for the direct path)`
+    detail: `relay: ${why}; ${RELAY_NOTICE}`
   };
 }
 

@@ -27,10 +27,9 @@ export interface RelayModel {
 
 /** What the view shows while it is relayed: the cost, and how to get the direct path. */
 export const RELAY_NOTICE =
-  'Relayed through the kernel: this page cannot reach an nbws server directly, so updates ' +
-  'travel over the widget’s comm and pause while the kernel is busy or its output (iopub) ' +
-  'is blocked. For the direct path, install nbws into the Jupyter server’s environment ' +
-  '(pip install nbws) and restart the server.';
+  'data comes through the kernel: updates pause while the kernel is busy or its output ' +
+  '(iopub) is blocked. For the direct path, install nbws into the Jupyter server’s ' +
+  'environment (pip install nbws) and restart the server.';
 
 /** One sentence for a relay link that never opened. */
 export const RELAY_UNREACHABLE =
