@@ -384,7 +384,9 @@ export class StreamShare {
   /** Messages of one epoch arrived, in offset order: book them and hand them to each view. */
   receive(messages: StreamMessage[]): void {
     const resume = this.resume;
-    if (resume === null || messages.length === 0) {
+    if (resume === null || !this.live || messages.length === 0) {
+      // Not confirmed: what arrives belongs to a subscription whose answer was dropped
+      // (the stream was left and joined again), so it must not move the resume books.
       return;
     }
     for (const message of messages) {

@@ -149,6 +149,30 @@ describe('PageConnection', () => {
     expect(recorders[0].detail).toBe('live');
   });
 
+  it('ignores what an abandoned subscribe brings when a stream is left and joined again', async () => {
+    const first = new Recorder();
+    const sub = page.subscribe('a', { history: 5 }, first.handlers);
+    const link = endpoint.last;
+    link.open();
+    const old = link.of('subscribe')[0];
+    sub.dispose();
+    expect(link.of('unsubscribe').map(m => m.stream)).toEqual(['a']);
+    const again = new Recorder();
+    page.subscribe('a', { history: 3 }, again.handlers);
+    await flushMicrotasks();
+    const fresh = link.of('subscribe')[1];
+    expect(fresh).toMatchObject({ stream: 'a', since: -3 });
+    link.receive(subscribed('a', old.id, 0, 10));
+    link.receive(batch('a', range(5, 10))); // the abandoned subscription's replay
+    link.receive({ type: 'unsubscribed', stream: 'a', ref: null });
+    link.receive(subscribed('a', fresh.id, 0, 10));
+    expect(again.detail).toBe('live, replaying 3 messages of history');
+    link.receive(batch('a', [7, 8, 9]));
+    expect(again.got).toEqual([7, 8, 9]);
+    expect(again.detail).toBe('live');
+    expect(first.got).toEqual([]);
+  });
+
   it('resumes every stream together after the link drops', async () => {
     const { link, recorders } = await start(
       [
