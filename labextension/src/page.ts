@@ -128,6 +128,8 @@ export class PageConnection {
   };
   private readonly shares = new Map<string, StreamShare>();
   private readonly refs = new Map<number, StreamShare>();
+  /** Streams whose subscribe was refused (missing, broker down): tried again later. */
+  private readonly refused = new Map<StreamShare, ReturnType<typeof setTimeout>>();
   private readonly backoff: Backoff;
   private readonly frame: (callback: () => void) => void;
   private link: Link | null = null;
@@ -250,6 +252,7 @@ export class PageConnection {
     share.views.delete(view);
     if (share.views.size === 0) {
       this.shares.delete(share.stream);
+      this.clearRefused(share);
       if (this.open && (share.live || share.pending !== null)) {
         this.send(encodeUnsubscribe({ stream: share.stream }));
         this.stats.unsubscriptions += 1;
@@ -290,6 +293,7 @@ export class PageConnection {
 
   private shutdown(): void {
     this.clearIdle();
+    this.clearRefused();
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
@@ -350,6 +354,7 @@ export class PageConnection {
     this.welcome = null;
     this.dropped = true;
     this.refs.clear();
+    this.clearRefused();
     for (const share of this.shares.values()) {
       share.lost();
     }
@@ -393,6 +398,32 @@ export class PageConnection {
       this.retryTimer = null;
       this.connect();
     }, delay);
+  }
+
+  /** Subscribe `share` again after its backoff; returns the delay in seconds (text). */
+  private retryShare(share: StreamShare): string {
+    share.lost();
+    const delay = share.backoff.next();
+    this.clearRefused(share);
+    this.refused.set(
+      share,
+      setTimeout(() => {
+        this.refused.delete(share);
+        if (this.open && this.shares.get(share.stream) === share) {
+          this.subscribeShare(share);
+        }
+      }, delay)
+    );
+    return (delay / 1000).toFixed(1);
+  }
+
+  private clearRefused(share?: StreamShare): void {
+    for (const [key, timer] of this.refused) {
+      if (share === undefined || key === share) {
+        clearTimeout(timer);
+        this.refused.delete(key);
+      }
+    }
   }
 
   private send(text: string): void {
@@ -495,6 +526,7 @@ export class PageConnection {
           break; // an older request's answer, or a stream nobody watches any more
         }
         this.backoff.reset();
+        share.backoff.reset();
         const resumed = share.confirmations > 0 && share.confirmedOn !== this.stats.sockets;
         share.confirmedOn = this.stats.sockets;
         share.subscribed(reply, resumed);
@@ -518,10 +550,13 @@ export class PageConnection {
           this.broadcast(message);
           break;
         }
-        const detail =
+        let detail =
           code === 'unknown-stream'
             ? `stream "${share.stream}" does not exist (${text})`
             : `server error ${code}: ${text}`;
+        if ((code === 'unknown-stream' || code === 'unavailable') && ref === share.pending) {
+          detail += `; trying again in ${this.retryShare(share)} s`;
+        }
         for (const view of share.views) {
           view.report(view.status.state, detail, true);
           view.handlers.control?.(message);

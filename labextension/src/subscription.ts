@@ -13,7 +13,7 @@
  */
 
 import type { GapMessage, SubscribedReply, StreamMessage, ControlMessage } from './protocol';
-import { ResumeState } from './resume';
+import { Backoff, ResumeState } from './resume';
 
 export type SubscriptionState = 'connecting' | 'live' | 'retrying' | 'closed';
 
@@ -208,6 +208,8 @@ export class StreamShare {
   /** The last offset received (what `consumed` reports) and the last one reported. */
   received: number | null = null;
   reported: number | null = null;
+  /** Delays between subscribes the server refused (missing stream, broker down). */
+  readonly backoff = new Backoff();
   /** Successful subscriptions of this stream (1 + resumes), and the link of the last one. */
   confirmations = 0;
   confirmedOn = 0;

@@ -248,8 +248,18 @@ describe('PageConnection', () => {
       code: 'unknown-stream',
       message: 'no such stream'
     });
-    expect(b.detail).toBe('stream "b" does not exist (no such stream)');
+    expect(b.detail).toMatch(
+      /^stream "b" does not exist \(no such stream\); trying again in 0\.[23] s$/
+    );
+    expect(b.statuses[b.statuses.length - 1].problem).toBe(true);
     expect(a.detail).toBe('live');
+    // Tried again after the backoff, on the same link; once it exists, the view is live.
+    jest.advanceTimersByTime(300);
+    const retried = link.of('subscribe')[2];
+    expect(retried).toMatchObject({ stream: 'b' });
+    link.receive(subscribed('b', retried.id, 0, 0));
+    expect(b.detail).toBe('live');
+    expect(endpoint.links).toHaveLength(1);
   });
 
   it('hands the welcome to views that join later', async () => {
