@@ -27,7 +27,7 @@ import {
   GapMessage,
   parseBinary,
   parseText,
-  Policy,
+  POLICIES,
   ProtocolError,
   REQUEST_FIELDS,
   StreamMessage,
@@ -467,7 +467,7 @@ export class PageConnection {
       id,
       since: point.since,
       epoch: point.epoch ?? null,
-      policy: (share.policy as Policy | undefined) ?? null,
+      policy: POLICIES.find(policy => policy === share.policy) ?? null,
       max_messages: share.maxMessages ?? null
     };
     const maxBatch = this.options.maxBatch ?? DEFAULT_MAX_BATCH;
@@ -479,11 +479,23 @@ export class PageConnection {
         request.credit = credit;
       }
     }
+    let text: string;
+    try {
+      text = encodeSubscribe(request);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) {
+        throw error;
+      }
+      // Nothing the server could accept (e.g. a stream name nbws does not allow): say so
+      // on this stream's views and leave the others alone.
+      share.report('closed', `cannot subscribe to "${share.stream}": ${error.message}`, true);
+      return;
+    }
     share.credited = request.credit !== undefined;
     share.sent(id, point.since);
     this.refs.set(id, share);
     this.stats.subscriptions += 1;
-    this.send(encodeSubscribe(request));
+    this.send(text);
   }
 
   // --- receiving -------------------------------------------------------------------------

@@ -262,6 +262,20 @@ describe('PageConnection', () => {
     expect(endpoint.links).toHaveLength(1);
   });
 
+  it('says why a stream name cannot be subscribed, and subscribes the others', async () => {
+    const bad = new Recorder();
+    const good = new Recorder();
+    page.subscribe('no spaces allowed', { history: 0 }, bad.handlers);
+    page.subscribe('a', { history: 0 }, good.handlers);
+    const link = endpoint.last;
+    link.open();
+    expect(link.of('subscribe').map(m => m.stream)).toEqual(['a']);
+    expect(bad.detail).toBe(
+      'cannot subscribe to "no spaces allowed": subscribe needs a \'stream\' of 1-200 characters from A-Z a-z 0-9 . _ : / -'
+    );
+    expect(bad.statuses[bad.statuses.length - 1].problem).toBe(true);
+  });
+
   it('hands the welcome to views that join later', async () => {
     const { link } = await start([['a', 0]], { a: [0, 0] });
     link.receive({
