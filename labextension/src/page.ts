@@ -51,15 +51,18 @@ export type { SubscriptionHandlers, SubscriptionStatus, ViewRequest } from './su
 
 /** Messages the server may have in flight to the page per stream, not yet consumed. */
 export const DEFAULT_CREDIT = 5000;
+/** The same bound in bytes (a few frames of a fast stream of small messages). */
+export const DEFAULT_CREDIT_BYTES = 4 * 1024 * 1024;
 /** How long (ms) a link without subscriptions stays open (a view re-created soon reuses it). */
 export const DEFAULT_IDLE_GRACE_MS = 3000;
 
 /** `credit` on subscribe and the `consumed` request, when this build's protocol has them. */
 function hasCredit(): boolean {
-  return (
-    REQUEST_FIELDS.subscribe.some(spec => spec.wire === 'credit') &&
-    Object.prototype.hasOwnProperty.call(REQUEST_FIELDS, 'consumed')
-  );
+  return subscribeHas('credit') && Object.prototype.hasOwnProperty.call(REQUEST_FIELDS, 'consumed');
+}
+
+function subscribeHas(field: string): boolean {
+  return REQUEST_FIELDS.subscribe.some(spec => spec.wire === field);
 }
 
 /** The text of a `consumed` request (through protocol.ts, whose table has its fields). */
@@ -100,8 +103,9 @@ export interface PageConnectionOptions {
   backoff?: Backoff;
   maxBatch?: number;
   lingerMs?: number;
-  /** Credit per stream (0: none). */
+  /** Credit per stream (0: none), in messages and in bytes (0: messages only). */
   credit?: number;
+  creditBytes?: number;
   idleGraceMs?: number;
   /** Runs a callback at the next animation frame (default `requestAnimationFrame`). */
   frame?: (callback: () => void) => void;
@@ -462,7 +466,7 @@ export class PageConnection {
   private subscribeShare(share: StreamShare): void {
     const point = share.nextSubscribe();
     const id = ++this.requestId;
-    const request: SubscribeRequest & { credit?: number } = {
+    const request: SubscribeRequest & { credit?: number; credit_bytes?: number } = {
       stream: share.stream,
       id,
       since: point.since,
@@ -477,6 +481,10 @@ export class PageConnection {
       const credit = this.options.credit ?? DEFAULT_CREDIT;
       if (credit > 0 && hasCredit()) {
         request.credit = credit;
+        const bytes = this.options.creditBytes ?? DEFAULT_CREDIT_BYTES;
+        if (bytes > 0 && subscribeHas('credit_bytes')) {
+          request.credit_bytes = bytes;
+        }
       }
     }
     let text: string;
@@ -654,7 +662,13 @@ export class PageConnection {
     }
     for (const share of this.shares.values()) {
       const offset = share.received;
-      if (share.live && share.credited && offset !== null && offset !== share.reported) {
+      if (
+        share.live &&
+        share.credited &&
+        !share.awaiting &&
+        offset !== null &&
+        offset !== share.reported
+      ) {
         share.reported = offset;
         this.stats.consumed += 1;
         this.send(encodeConsumed(share.stream, offset));

@@ -359,6 +359,33 @@ describe('PageConnection credit', () => {
     page.close();
   });
 
+  it("reports nothing while a subscribe that replaces the stream's is unanswered", async () => {
+    const endpoint = new FakeEndpoint();
+    const frames = new Frames();
+    const page = new PageConnection(endpoint, { frame: frames.schedule, credit: 64 });
+    page.subscribe('a', { history: 0 }, new Recorder().handlers);
+    const link = endpoint.last;
+    link.open();
+    link.receive(subscribed('a', link.of('subscribe')[0].id, 0, 0));
+    link.receive(batch('a', [0, 1, 2]));
+    frames.run();
+    expect(link.of('consumed')).toEqual([{ type: 'consumed', stream: 'a', offset: 2 }]);
+    const late = new Recorder();
+    page.subscribe('a', { history: 10 }, late.handlers);
+    await flushMicrotasks();
+    const again = link.of('subscribe')[1];
+    expect(again).toMatchObject({ since: 0, credit: 64 });
+    link.receive(batch('a', [3])); // the old subscription's, read before the new subscribe
+    frames.run();
+    expect(link.of('consumed')).toHaveLength(1);
+    link.receive(subscribed('a', again.id, 0, 4));
+    link.receive(batch('a', [0, 1, 2, 3]));
+    frames.run();
+    expect(link.of('consumed').slice(1)).toEqual([{ type: 'consumed', stream: 'a', offset: 3 }]);
+    expect(late.got).toEqual([0, 1, 2, 3]);
+    page.close();
+  });
+
   it('does not report what an unrendered page did not consume', async () => {
     const endpoint = new FakeEndpoint();
     const frames = new Frames();
