@@ -9,7 +9,9 @@ import uPlot from 'uplot';
 import { animationFrameScheduler, Batch, Coalescer, Window } from './coalesce';
 import { count, el, StatusLine } from './dom';
 import { fieldOf, formatValue, numericValue, StreamMessage } from './protocol';
-import { StreamSubscription } from './subscription';
+import { jupyterPageEndpoint } from './connection';
+import type { Endpoint } from './link';
+import { pageConnection, ViewSubscription } from './page';
 
 export interface ChartOptions {
   stream: string;
@@ -19,6 +21,8 @@ export interface ChartOptions {
   window: number;
   height?: number;
   title?: string;
+  /** The server to subscribe on (default: the page's own Jupyter server). */
+  endpoint?: Endpoint;
 }
 
 const SERIES_COLOURS = [
@@ -46,7 +50,7 @@ export class LiveChart {
   private xs: Window<number>;
   private ys: Window<number>[];
   private coalescer: Coalescer<StreamMessage>;
-  private subscription: StreamSubscription | null = null;
+  private subscription: ViewSubscription | null = null;
   private plot: uPlot | null = null;
   private timeAxis: boolean | null = null;
   private resizeObserver: ResizeObserver | null = null;
@@ -76,9 +80,10 @@ export class LiveChart {
   /** Subscribe, replaying the last `window` messages. */
   start(): void {
     this.subscription?.dispose();
-    this.subscription = new StreamSubscription(
+    const connection = pageConnection(this.options.endpoint ?? jupyterPageEndpoint());
+    this.subscription = connection.subscribe(
       this.options.stream,
-      { since: -this.options.window },
+      { history: this.options.window },
       {
         message: m => this.coalescer.push(m),
         gap: g => {
@@ -90,7 +95,6 @@ export class LiveChart {
         status: s => this.statusLine.set(s)
       }
     );
-    this.subscription.start();
   }
 
   /** Apply changed options; a new stream or new fields start over. */

@@ -7,7 +7,9 @@
 import { animationFrameScheduler, Batch, Coalescer, Window } from './coalesce';
 import { count, el, StatusLine } from './dom';
 import { fieldOf, formatValue, GapMessage, payloadFields, StreamMessage } from './protocol';
-import { StreamSubscription } from './subscription';
+import { jupyterPageEndpoint } from './connection';
+import type { Endpoint } from './link';
+import { pageConnection, ViewSubscription } from './page';
 
 export interface TableOptions {
   stream: string;
@@ -16,6 +18,8 @@ export interface TableOptions {
   maxRows: number;
   /** Height of the scrolling area in pixels. */
   height?: number;
+  /** The server to subscribe on (default: the page's own Jupyter server). */
+  endpoint?: Endpoint;
 }
 
 const ROW_HEIGHT = 22;
@@ -33,7 +37,7 @@ export class LiveTable {
   private readonly footer: HTMLDivElement;
   private rows: Window<StreamMessage>;
   private coalescer: Coalescer<StreamMessage>;
-  private subscription: StreamSubscription | null = null;
+  private subscription: ViewSubscription | null = null;
   private columns: string[] = [];
   private inferred: boolean;
   private follow = true;
@@ -70,16 +74,16 @@ export class LiveTable {
   /** Subscribe (replaying the last `maxRows` messages, so a reload shows history). */
   start(): void {
     this.subscription?.dispose();
-    this.subscription = new StreamSubscription(
+    const connection = pageConnection(this.options.endpoint ?? jupyterPageEndpoint());
+    this.subscription = connection.subscribe(
       this.options.stream,
-      { since: -this.options.maxRows },
+      { history: this.options.maxRows },
       {
         message: m => this.coalescer.push(m),
         gap: g => this.onGap(g),
         status: s => this.statusLine.set(s)
       }
     );
-    this.subscription.start();
   }
 
   /** Apply changed options (from the widget model); restarts only when needed. */
