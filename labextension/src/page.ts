@@ -21,7 +21,7 @@ import type { Endpoint, Link } from './link';
 import {
   BatchMessage,
   ControlMessage,
-  encodeRequest,
+  encodeConsumed,
   encodeSubscribe,
   encodeUnsubscribe,
   GapMessage,
@@ -29,7 +29,6 @@ import {
   parseText,
   POLICIES,
   ProtocolError,
-  REQUEST_FIELDS,
   StreamMessage,
   SubscribedReply,
   SubscribeRequest,
@@ -55,21 +54,6 @@ export const DEFAULT_CREDIT = 5000;
 export const DEFAULT_CREDIT_BYTES = 4 * 1024 * 1024;
 /** How long (ms) a link without subscriptions stays open (a view re-created soon reuses it). */
 export const DEFAULT_IDLE_GRACE_MS = 3000;
-
-/** `credit` on subscribe and the `consumed` request, when this build's protocol has them. */
-function hasCredit(): boolean {
-  return subscribeHas('credit') && Object.prototype.hasOwnProperty.call(REQUEST_FIELDS, 'consumed');
-}
-
-function subscribeHas(field: string): boolean {
-  return REQUEST_FIELDS.subscribe.some(spec => spec.wire === field);
-}
-
-/** The text of a `consumed` request (through protocol.ts, whose table has its fields). */
-function encodeConsumed(stream: string, offset: number): string {
-  const encode = encodeRequest as (type: string, fields: Record<string, unknown>) => string;
-  return encode('consumed', { stream, offset });
-}
 
 /** One view's handle on its stream. */
 export interface ViewSubscription {
@@ -466,7 +450,7 @@ export class PageConnection {
   private subscribeShare(share: StreamShare): void {
     const point = share.nextSubscribe();
     const id = ++this.requestId;
-    const request: SubscribeRequest & { credit?: number; credit_bytes?: number } = {
+    const request: SubscribeRequest = {
       stream: share.stream,
       id,
       since: point.since,
@@ -479,10 +463,10 @@ export class PageConnection {
       request.max_batch = maxBatch;
       request.linger_ms = this.options.lingerMs ?? DEFAULT_LINGER_MS;
       const credit = this.options.credit ?? DEFAULT_CREDIT;
-      if (credit > 0 && hasCredit()) {
+      if (credit > 0) {
         request.credit = credit;
         const bytes = this.options.creditBytes ?? DEFAULT_CREDIT_BYTES;
-        if (bytes > 0 && subscribeHas('credit_bytes')) {
+        if (bytes > 0) {
           request.credit_bytes = bytes;
         }
       }
@@ -643,7 +627,7 @@ export class PageConnection {
   // --- consuming -------------------------------------------------------------------------
 
   private queueFrame(): void {
-    if (this.frameQueued || !hasCredit()) {
+    if (this.frameQueued) {
       return;
     }
     this.frameQueued = true;
@@ -671,7 +655,7 @@ export class PageConnection {
       ) {
         share.reported = offset;
         this.stats.consumed += 1;
-        this.send(encodeConsumed(share.stream, offset));
+        this.send(encodeConsumed({ stream: share.stream, offset }));
       }
     }
   }
