@@ -58,6 +58,14 @@ class Lab:
     def url(self, path: str) -> str:
         return f"{self.base}{path}?token={self.token}"
 
+    def api(self, path: str) -> Any:
+        """GET a REST endpoint (token in a header); the decoded JSON."""
+        request = urllib.request.Request(
+            self.base + path, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
 
 def _write_json(path: pathlib.Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
