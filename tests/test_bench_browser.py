@@ -76,7 +76,7 @@ def test_figures_of_a_run():
 
 def test_renders_come_from_page_stats_when_the_views_report():
     record = {
-        "frames": [100.0, 116.0],
+        "frames": [85.0, 100.0, 116.0],
         "table": [(80.0, 9, 0.0), (90.0, 12, 50.0)],  # offset 9: the warm-up, no time
         "stats": {
             "renders": [
