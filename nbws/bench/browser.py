@@ -222,8 +222,12 @@ class _Bench:
         dropped, conflated, skipped = view_drops(record, stream)
         published = int(report["published"])
         table = record.get("counts", {}).get("table")
-        # the table also received the publisher's warm-up message
-        received = max(0, table["received"] - 1) if table else published - dropped - conflated
+        # the table also received the publisher's warm-up message; views that do not
+        # count what they received: all that was not dropped or conflated
+        if table and table["received"]:
+            received = table["received"] - 1
+        else:
+            received = published - dropped - conflated
         window_ms = (schedule[0][0] - TICK * 1000, schedule[-1][0])
         run = Run(
             "nbws",
