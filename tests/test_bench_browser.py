@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from nbws.bench import browser_stats as stats
-from nbws.bench.browser import RATES, RATES_QUICK, nbws_renders, report_table, view_drops
+from nbws.bench.browser import (
+    RATES,
+    RATES_QUICK,
+    nbws_renders,
+    per_view,
+    report_table,
+    view_drops,
+)
 from nbws.bench.browser_publisher import payloads
 from nbws.bench.runner import OWN_RUN
 from nbws.bench.scenarios import ONLY_WHEN_NAMED, SCENARIOS
@@ -125,3 +132,26 @@ def test_drops_are_the_largest_any_view_reports():
     }
     assert view_drops(record, "s") == (9, 5, 40)
     assert view_drops({"counts": {}, "stats": None}, "s") == (0, 0, 0)
+
+
+def test_per_view_latency_from_page_stats():
+    def render(at, view, time, stream="s"):
+        return {"at": at, "view": view, "stream": stream, "offset": 1, "time": time}
+
+    record = {
+        "stats": {
+            "renders": [
+                render(1100.0, "table", 1.0),  # 100 ms
+                render(1200.0, "table", 1.15),  # 50 ms
+                render(1300.0, "chart", 1.0),  # 300 ms
+                render(1400.0, "chart", 1.0, stream="other"),
+                render(5000.0, "chart", 1.0),  # after the window
+            ]
+        }
+    }
+    views = per_view(record, "s", (1000, 2000))
+    assert views == {
+        "chart": {"renders": 1, "p50": 300.0, "p99": 300.0},
+        "table": {"renders": 2, "p50": 50.0, "p99": 100.0},
+    }
+    assert per_view({"stats": None}, "s", (0, 1)) == {}

@@ -26,13 +26,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .base import Row
+from .base import Row, percentile
 from .browser_lab import Attached, Lab, chromium, jupyter_lab
 from .browser_page import INSTALL, READ, RUN_CELL, WIDGET_SELECTOR
 from .browser_publisher import TICK, TOKEN_VARIABLE
 from .browser_stats import Render, RunFigures, figures, per_frame
 
-__all__ = ["RATES", "RATES_QUICK", "Run", "browser", "nbws_renders", "report_table", "view_drops"]
+__all__ = [
+    "RATES",
+    "RATES_QUICK",
+    "Run",
+    "browser",
+    "nbws_renders",
+    "per_view",
+    "report_table",
+    "view_drops",
+]
 
 RATES = (1_000, 5_000, 10_000, 20_000, 50_000)
 RATES_QUICK = (1_000, 10_000, 50_000)
@@ -84,10 +93,11 @@ with open({out!r}, "w") as _fh:
                 "achieved_rate": _done / (_time.perf_counter() - _start)}}, _fh)
 """
 
+# Both views on the page and every status line they show (if any) live.
 LIVE = """() => {
+  if (document.querySelectorAll('.nbws-table, .nbws-chart').length < 2) return false;
   const nodes = document.querySelectorAll('.nbws-table .nbws-status, .nbws-chart .nbws-status');
-  const states = [...nodes].map(n => n.dataset.state);
-  return states.length === 2 && states.every(s => s === 'live');
+  return [...nodes].every(n => n.dataset.state === undefined || n.dataset.state === 'live');
 }"""
 
 READY = """(name) => {
@@ -136,6 +146,23 @@ def nbws_renders(
         if int(off) >= first_offset and sent and sent > 0
     ]
     return per_frame(changes, record["frames"]), "table DOM"
+
+
+def per_view(
+    record: dict[str, Any], stream: str, window: tuple[float, float]
+) -> dict[str, dict[str, float]]:
+    """Each reporting view's frames and publish → render p50/p99 (ms) inside ``window``,
+    from ``__nbwsStats`` (empty when the views do not report)."""
+    stats = record.get("stats") or {}
+    start, end = window
+    late: dict[str, list[float]] = {}
+    for r in stats.get("renders", []):
+        if r.get("stream") == stream and start <= r["at"] < end:
+            late.setdefault(r["view"], []).append(r["at"] - r["time"] * 1000)
+    return {
+        view: {"renders": len(v), "p50": percentile(v, 50), "p99": percentile(v, 99)}
+        for view, v in sorted(late.items())
+    }
 
 
 def view_drops(record: dict[str, Any], stream: str) -> tuple[int, int, int]:
@@ -250,6 +277,8 @@ class _Bench:
             source=source,
             load=load,
         )
+        if views := per_view(record, stream, window_ms):
+            run.extra["views"] = views
         if record.get("counts", {}).get("chart"):
             run.extra["chart_points"] = record["counts"]["chart"]["points"]
         return run
@@ -375,6 +404,7 @@ def _rows(runs: Sequence[Run], idle: float, load: tuple[float, ...]) -> list[Row
                 "conflated": r.conflated,
                 "skipped": r.skipped,
                 "achieved_rate": round(r.achieved_rate),
+                **r.extra,
             },
             "ipywidgets": {
                 **asdict(b.figures),
@@ -459,7 +489,10 @@ def browser(quick: bool) -> list[Row]:
                     "idle page",
                     idle,
                     target=">= 30 fps",
-                    extra={"nbws": asdict(run.figures), "dropped": run.dropped},
+                    extra={
+                        "nbws": {**asdict(run.figures), "dropped": run.dropped, **run.extra},
+                        "source": run.source,
+                    },
                 )
             )
     return rows

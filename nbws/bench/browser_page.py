@@ -38,10 +38,10 @@ INSTALL = """(opts) => {
     rec.errors.push('longtask: ' + e);
   }
   const table = document.querySelector('.nbws-table');
-  if (table) {
+  const body = table && table.querySelector('.nbws-table-body');
+  if (body) {
     const header = [...table.querySelectorAll('.nbws-table-header .nbws-cell')];
     const column = header.map(c => c.textContent).indexOf(opts.timeColumn);
-    const body = table.querySelector('.nbws-table-body');
     let last = null;
     const mo = new MutationObserver(() => {
       const row = body.lastElementChild;
@@ -75,7 +75,7 @@ INSTALL = """(opts) => {
       return rec;
     }
   };
-  return { table: !!table, widget: !!html };
+  return { table: !!body, widget: !!html };
 }"""
 
 READ = """() => {
