@@ -49,6 +49,20 @@ WIDE_WINDOW = 100_000
 """Points of the LiveChart in the wide-window runs (at the highest rates)."""
 
 NOTEBOOK = "browser-bench.ipynb"
+_CELL: dict[str, Any] = {
+    "cell_type": "code",
+    "execution_count": None,
+    "metadata": {},
+    "outputs": [],
+    "source": "",
+}
+EMPTY_NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    "cells": [{**_CELL, "id": "views"}, {**_CELL, "id": "loop"}],
+}
+"""Two cells: the displayed views (or widget), and the ipywidgets loop."""
 COLUMNS = ["offset", "i", "t", "v"]
 
 VIEWS_CODE = """
@@ -182,11 +196,7 @@ class _Bench:
         self.seconds = 5.0 if quick else 10.0
         self.drain = 5.0 if quick else 10.0
         self.page = attached.attach()
-        nbformat = __import__("nbformat")
-        notebook = nbformat.v4.new_notebook()
-        notebook.cells = [nbformat.v4.new_code_cell(""), nbformat.v4.new_code_cell("")]
-        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-        nbformat.write(notebook, str(lab.root / NOTEBOOK))
+        (lab.root / NOTEBOOK).write_text(json.dumps(EMPTY_NOTEBOOK))
         self.page.goto(lab.url(f"lab/workspaces/bench-{uuid.uuid4().hex[:6]}/tree/{NOTEBOOK}"))
         self.page.wait_for_function(READY, arg=NOTEBOOK, timeout=180_000)
 
