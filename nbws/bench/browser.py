@@ -289,6 +289,8 @@ class _Bench:
         )
         if views := per_view(record, stream, window_ms):
             run.extra["views"] = views
+        if record.get("subscribers") is not None:  # the stream's, as the monitor shows
+            run.extra["stream_subscribers"] = record["subscribers"]
         if record.get("counts", {}).get("chart"):
             run.extra["chart_points"] = record["counts"]["chart"]["points"]
         return run

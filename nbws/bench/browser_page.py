@@ -94,8 +94,10 @@ READ = """() => {
   const text = [...document.querySelectorAll('.jp-OutputArea-output')]
     .map(n => n.textContent).join('\\n');
   const notices = text.split('IOPub message rate exceeded').length - 1;
+  const subscribers = document.querySelector('.nbws-monitor [data-stat="subscribers"]');
   return {
     ...rec,
+    subscribers: subscribers ? Number(subscribers.textContent) : null,
     stats: stats && { renders: stats.renders, drops: stats.drops },
     counts,
     notices
