@@ -54,18 +54,31 @@ function defaultDeps(model: AnyModel): ChoiceDeps {
 
 const STYLE_ID = 'nbws-views-style';
 
-/** Put the views' CSS where `el` is rendered (the document, or marimo's shadow root). */
-export function injectStyles(el: HTMLElement): void {
-  const root = el.getRootNode() as Document | ShadowRoot;
-  const container: ParentNode | null =
-    root instanceof ShadowRoot ? root : ((root as Document).head ?? null);
-  if (container === null || container.querySelector(`#${STYLE_ID}`)) {
+function styleInto(container: ParentNode): void {
+  if (container.querySelector(`#${STYLE_ID}`)) {
     return;
   }
   const style = document.createElement('style');
   style.id = STYLE_ID;
   style.textContent = `${uplotCss}\n${baseCss}`;
   container.appendChild(style);
+}
+
+/**
+ * Put the views' CSS where `el` is shown: the document's head (once per page), or the
+ * shadow root a front end renders widgets into (marimo). `el` may not be attached yet when
+ * `render` runs, so the shadow root is looked for again on the next frames.
+ */
+export function injectStyles(el: HTMLElement, tries = 10): void {
+  const root = el.getRootNode();
+  if (root instanceof ShadowRoot) {
+    styleInto(root);
+    return;
+  }
+  styleInto(document.head);
+  if (root !== document && tries > 0) {
+    requestAnimationFrame(() => injectStyles(el, tries - 1));
+  }
 }
 
 // ---------------------------------------------------------------- the views

@@ -21,15 +21,14 @@ import type { Endpoint, Link } from './link';
 import {
   BatchMessage,
   ControlMessage,
-  encodeRequest,
+  encodeConsumed,
   encodeSubscribe,
   encodeUnsubscribe,
   GapMessage,
   parseBinary,
   parseText,
-  Policy,
+  POLICIES,
   ProtocolError,
-  REQUEST_FIELDS,
   StreamMessage,
   SubscribedReply,
   SubscribeRequest,
@@ -51,22 +50,10 @@ export type { SubscriptionHandlers, SubscriptionStatus, ViewRequest } from './su
 
 /** Messages the server may have in flight to the page per stream, not yet consumed. */
 export const DEFAULT_CREDIT = 5000;
+/** The same bound in bytes (a few frames of a fast stream of small messages). */
+export const DEFAULT_CREDIT_BYTES = 4 * 1024 * 1024;
 /** How long (ms) a link without subscriptions stays open (a view re-created soon reuses it). */
 export const DEFAULT_IDLE_GRACE_MS = 3000;
-
-/** `credit` on subscribe and the `consumed` request, when this build's protocol has them. */
-function hasCredit(): boolean {
-  return (
-    REQUEST_FIELDS.subscribe.some(spec => spec.wire === 'credit') &&
-    Object.prototype.hasOwnProperty.call(REQUEST_FIELDS, 'consumed')
-  );
-}
-
-/** The text of a `consumed` request (through protocol.ts, whose table has its fields). */
-function encodeConsumed(stream: string, offset: number): string {
-  const encode = encodeRequest as (type: string, fields: Record<string, unknown>) => string;
-  return encode('consumed', { stream, offset });
-}
 
 /** One view's handle on its stream. */
 export interface ViewSubscription {
@@ -100,8 +87,9 @@ export interface PageConnectionOptions {
   backoff?: Backoff;
   maxBatch?: number;
   lingerMs?: number;
-  /** Credit per stream (0: none). */
+  /** Credit per stream (0: none), in messages and in bytes (0: messages only). */
   credit?: number;
+  creditBytes?: number;
   idleGraceMs?: number;
   /** Runs a callback at the next animation frame (default `requestAnimationFrame`). */
   frame?: (callback: () => void) => void;
@@ -128,6 +116,8 @@ export class PageConnection {
   };
   private readonly shares = new Map<string, StreamShare>();
   private readonly refs = new Map<number, StreamShare>();
+  /** Streams whose subscribe was refused (missing, broker down): tried again later. */
+  private readonly refused = new Map<StreamShare, ReturnType<typeof setTimeout>>();
   private readonly backoff: Backoff;
   private readonly frame: (callback: () => void) => void;
   private link: Link | null = null;
@@ -250,6 +240,7 @@ export class PageConnection {
     share.views.delete(view);
     if (share.views.size === 0) {
       this.shares.delete(share.stream);
+      this.clearRefused(share);
       if (this.open && (share.live || share.pending !== null)) {
         this.send(encodeUnsubscribe({ stream: share.stream }));
         this.stats.unsubscriptions += 1;
@@ -290,6 +281,7 @@ export class PageConnection {
 
   private shutdown(): void {
     this.clearIdle();
+    this.clearRefused();
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
@@ -350,6 +342,7 @@ export class PageConnection {
     this.welcome = null;
     this.dropped = true;
     this.refs.clear();
+    this.clearRefused();
     for (const share of this.shares.values()) {
       share.lost();
     }
@@ -395,6 +388,32 @@ export class PageConnection {
     }, delay);
   }
 
+  /** Subscribe `share` again after its backoff; returns the delay in seconds (text). */
+  private retryShare(share: StreamShare): string {
+    share.lost();
+    const delay = share.backoff.next();
+    this.clearRefused(share);
+    this.refused.set(
+      share,
+      setTimeout(() => {
+        this.refused.delete(share);
+        if (this.open && this.shares.get(share.stream) === share) {
+          this.subscribeShare(share);
+        }
+      }, delay)
+    );
+    return (delay / 1000).toFixed(1);
+  }
+
+  private clearRefused(share?: StreamShare): void {
+    for (const [key, timer] of this.refused) {
+      if (share === undefined || key === share) {
+        clearTimeout(timer);
+        this.refused.delete(key);
+      }
+    }
+  }
+
   private send(text: string): void {
     this.link?.send(text);
   }
@@ -431,12 +450,12 @@ export class PageConnection {
   private subscribeShare(share: StreamShare): void {
     const point = share.nextSubscribe();
     const id = ++this.requestId;
-    const request: SubscribeRequest & { credit?: number } = {
+    const request: SubscribeRequest = {
       stream: share.stream,
       id,
       since: point.since,
       epoch: point.epoch ?? null,
-      policy: (share.policy as Policy | undefined) ?? null,
+      policy: POLICIES.find(policy => policy === share.policy) ?? null,
       max_messages: share.maxMessages ?? null
     };
     const maxBatch = this.options.maxBatch ?? DEFAULT_MAX_BATCH;
@@ -444,15 +463,31 @@ export class PageConnection {
       request.max_batch = maxBatch;
       request.linger_ms = this.options.lingerMs ?? DEFAULT_LINGER_MS;
       const credit = this.options.credit ?? DEFAULT_CREDIT;
-      if (credit > 0 && hasCredit()) {
+      if (credit > 0) {
         request.credit = credit;
+        const bytes = this.options.creditBytes ?? DEFAULT_CREDIT_BYTES;
+        if (bytes > 0) {
+          request.credit_bytes = bytes;
+        }
       }
+    }
+    let text: string;
+    try {
+      text = encodeSubscribe(request);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) {
+        throw error;
+      }
+      // Nothing the server could accept (e.g. a stream name nbws does not allow): say so
+      // on this stream's views and leave the others alone.
+      share.report('closed', `cannot subscribe to "${share.stream}": ${error.message}`, true);
+      return;
     }
     share.credited = request.credit !== undefined;
     share.sent(id, point.since);
     this.refs.set(id, share);
     this.stats.subscriptions += 1;
-    this.send(encodeSubscribe(request));
+    this.send(text);
   }
 
   // --- receiving -------------------------------------------------------------------------
@@ -495,6 +530,7 @@ export class PageConnection {
           break; // an older request's answer, or a stream nobody watches any more
         }
         this.backoff.reset();
+        share.backoff.reset();
         const resumed = share.confirmations > 0 && share.confirmedOn !== this.stats.sockets;
         share.confirmedOn = this.stats.sockets;
         share.subscribed(reply, resumed);
@@ -518,10 +554,13 @@ export class PageConnection {
           this.broadcast(message);
           break;
         }
-        const detail =
+        let detail =
           code === 'unknown-stream'
             ? `stream "${share.stream}" does not exist (${text})`
             : `server error ${code}: ${text}`;
+        if ((code === 'unknown-stream' || code === 'unavailable') && ref === share.pending) {
+          detail += `; trying again in ${this.retryShare(share)} s`;
+        }
         for (const view of share.views) {
           view.report(view.status.state, detail, true);
           view.handlers.control?.(message);
@@ -588,7 +627,7 @@ export class PageConnection {
   // --- consuming -------------------------------------------------------------------------
 
   private queueFrame(): void {
-    if (this.frameQueued || !hasCredit()) {
+    if (this.frameQueued) {
       return;
     }
     this.frameQueued = true;
@@ -607,10 +646,16 @@ export class PageConnection {
     }
     for (const share of this.shares.values()) {
       const offset = share.received;
-      if (share.live && share.credited && offset !== null && offset !== share.reported) {
+      if (
+        share.live &&
+        share.credited &&
+        !share.awaiting &&
+        offset !== null &&
+        offset !== share.reported
+      ) {
         share.reported = offset;
         this.stats.consumed += 1;
-        this.send(encodeConsumed(share.stream, offset));
+        this.send(encodeConsumed({ stream: share.stream, offset }));
       }
     }
   }

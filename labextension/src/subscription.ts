@@ -13,7 +13,7 @@
  */
 
 import type { GapMessage, SubscribedReply, StreamMessage, ControlMessage } from './protocol';
-import { ResumeState } from './resume';
+import { Backoff, ResumeState } from './resume';
 
 export type SubscriptionState = 'connecting' | 'live' | 'retrying' | 'closed';
 
@@ -199,8 +199,13 @@ export class StreamShare {
   pending: number | null = null;
   /** The `since` that subscribe asked for. */
   requestedSince: number | null = null;
-  /** The server confirmed the current subscription. */
+  /** The server confirmed a subscription (it may since have been asked to replace it). */
   live = false;
+  /**
+   * A subscribe is out and its `subscribed` has not come: a `consumed` now would be read
+   * against the new subscription, so none is sent until it is confirmed.
+   */
+  awaiting = false;
   /** `first`/`next` of the last `subscribed`, and the reply itself. */
   reply: SubscribedReply | null = null;
   /** The subscription was asked with `credit` (so the page reports `consumed`). */
@@ -208,6 +213,8 @@ export class StreamShare {
   /** The last offset received (what `consumed` reports) and the last one reported. */
   received: number | null = null;
   reported: number | null = null;
+  /** Delays between subscribes the server refused (missing stream, broker down). */
+  readonly backoff = new Backoff();
   /** Successful subscriptions of this stream (1 + resumes), and the link of the last one. */
   confirmations = 0;
   confirmedOn = 0;
@@ -301,8 +308,12 @@ export class StreamShare {
     }
     const reply = this.reply;
     const first = this.ring.firstOffset;
+    // The ring holds everything the stream has, back to its first offset.
     const coversAll =
-      reply !== null && (first === null ? reply.next === reply.first : first <= reply.first);
+      reply !== null &&
+      (first === null
+        ? reply.next === reply.first && (this.resume?.lastOffset ?? null) === null
+        : first <= reply.first);
     if (this.ring.length >= k || coversAll) {
       view.epoch = this.resume?.epoch ?? null;
       view.last = this.resume?.lastOffset ?? null;
@@ -315,6 +326,7 @@ export class StreamShare {
   /** A subscribe went out (for everyone waiting). */
   sent(id: number, since: number | null): void {
     this.pending = id;
+    this.awaiting = true;
     this.requestedSince = since;
     for (const view of this.views) {
       if (view.waitingFor !== null) {
@@ -326,6 +338,7 @@ export class StreamShare {
   /** The link is gone: the subscription with it. */
   lost(): void {
     this.pending = null;
+    this.awaiting = false;
     this.live = false;
   }
 
@@ -336,6 +349,7 @@ export class StreamShare {
     const requested = this.requestedSince;
     const changed = resume.subscribed(reply, requested);
     this.live = true;
+    this.awaiting = false;
     this.reply = reply;
     this.confirmations += 1;
     this.received = null;
@@ -384,7 +398,9 @@ export class StreamShare {
   /** Messages of one epoch arrived, in offset order: book them and hand them to each view. */
   receive(messages: StreamMessage[]): void {
     const resume = this.resume;
-    if (resume === null || messages.length === 0) {
+    if (resume === null || !this.live || messages.length === 0) {
+      // Not confirmed: what arrives belongs to a subscription whose answer was dropped
+      // (the stream was left and joined again), so it must not move the resume books.
       return;
     }
     for (const message of messages) {

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..protocol.messages import Publish, Subscribe, encode
 from .base import Row, server
+from .browser import browser
 from .chaos import chaos
 from .comm import comm_updates
 from .delivery_batches import batched_delivery
@@ -328,6 +329,9 @@ SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
     "scaleout": scale_out,
 }
 
-ONLY_WHEN_NAMED: dict[str, Callable[[bool], list[Row]]] = {"relay": relay_deliveries}
-"""Scenarios run only with ``--only``: a Jupyter server, kernels and a paced publisher
-for a minute or more."""
+ONLY_WHEN_NAMED: dict[str, Callable[[bool], list[Row]]] = {
+    "browser": browser,
+    "relay": relay_deliveries,
+}
+"""Scenarios run only with ``--only``: a real JupyterLab and Chromium for minutes, or a
+Jupyter server, kernels and a paced publisher for a minute or more."""

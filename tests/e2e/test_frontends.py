@@ -6,6 +6,7 @@ the same."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from .frontends import (
     widget_cells,
     write_cells,
 )
-from .lab import LabServer
+from .lab import PAGE_CONFIG, LabServer, start_lab
 
 NEWEST = f"row-{ROWS - 1}"
 
@@ -85,6 +86,37 @@ def test_jupyterlab_with_nbws_is_direct(page: Page, lab: LabServer, tmp_path: Pa
     name = "frontend-lab.ipynb"
     write_cells(lab.root, name, widget_cells("fe-lab", report))
     open_notebook(page, lab, name)
+    run_cell(page, 0)
+    assert f"flushed {ROWS}" in outputs_text(run_cell(page, 1))
+    check_view(page, "direct", report)
+
+
+@pytest.fixture(scope="module")
+def lab_without_nbws_frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """JupyterLab with the nbws labextension disabled (its page config), nbws's server
+    extension still on: the widgets must not need the labextension."""
+    base = tmp_path_factory.mktemp("lab-no-ext")
+    server = start_lab(base, token=secrets.token_hex(16))
+    disabled = {**PAGE_CONFIG["disabledExtensions"], "nbws": True}
+    page_config = base / "config" / "labconfig" / "page_config.json"
+    page_config.write_text(json.dumps({**PAGE_CONFIG, "disabledExtensions": disabled}))
+    yield server
+    server.stop()
+
+
+def test_jupyterlab_without_the_nbws_labextension_renders_widgets(
+    page: Page, lab_without_nbws_frontend: LabServer, tmp_path: Path
+) -> None:
+    lab = lab_without_nbws_frontend
+    report = tmp_path / "noext-transport.json"
+    name = "frontend-noext.ipynb"
+    write_cells(lab.root, name, widget_cells("fe-noext", report))
+    open_notebook(page, lab, name)
+    disabled = page.evaluate(
+        "() => window.jupyterapp.hasPlugin('nbws:streams-panel') &&"
+        " window.jupyterapp.isPluginActivated('nbws:streams-panel')"
+    )
+    assert disabled is False, "the nbws labextension is still active"
     run_cell(page, 0)
     assert f"flushed {ROWS}" in outputs_text(run_cell(page, 1))
     check_view(page, "direct", report)

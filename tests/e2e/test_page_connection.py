@@ -1,6 +1,7 @@
 """One WebSocket per page: a notebook's LiveTable, LiveChart and StreamMonitor on one
-stream, a LiveTable on a second stream and the Streams panel's viewer all share one
-connection to ``nbws/ws``; when the server drops it, every view resumes where it stopped.
+stream, a LiveTable on a second, a StreamMonitor on a third, and the Streams panel's
+viewers of the second and third all share one connection to ``nbws/ws``; when the server
+drops it, every view resumes where it stopped.
 
 The drop is the server's own: this lab closes connections after 2 s without a data message
 from the page (``Nbws.idle_timeout``, close 1001), so a page that only listens is dropped
@@ -16,13 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, WebSocket, expect
+from playwright.sync_api import Locator, Page, WebSocket, expect
 
 from .browser import open_notebook, run_cell, screenshot
 from .lab import LabServer, start_lab, write_notebook
 
 MAIN = "e2e-page/main"
 SIDE = "e2e-page/side"
+QUIET = "e2e-page/quiet"
 BEFORE = 30
 DURING = 40
 SIDE_BEFORE = 10
@@ -71,6 +73,12 @@ def _stats(page: Page) -> list[dict[str, Any]]:
     return list(page.evaluate(STATS))
 
 
+def _viewer(page: Page, stream: str) -> Locator:
+    """The table of the Streams panel's viewer of ``stream``."""
+    label = page.locator(".nbws-status-label", has_text=f"LiveTable · {stream}")
+    return page.locator(".nbws-stream-viewer .nbws-table", has=label)
+
+
 def _publish_slowly(lab: LabServer, stream: str, first: int, count: int, every: float) -> None:
     for i in range(first, first + count):
         lab.publish(stream, {"n": i, "note": f"{stream}-{i}"})
@@ -85,6 +93,8 @@ def test_one_connection_per_page_resumed_after_the_server_drops_it(
         lab.publish(MAIN, {"n": i, "note": f"{MAIN}-{i}"})
     for i in range(SIDE_BEFORE):
         lab.publish(SIDE, {"n": i, "note": f"{SIDE}-{i}"})
+    for i in range(5):
+        lab.publish(QUIET, {"n": i, "note": f"{QUIET}-{i}"})
     name = write_notebook(
         lab.root,
         "page-connection.ipynb",
@@ -93,7 +103,8 @@ def test_one_connection_per_page_resumed_after_the_server_drops_it(
             f"display(LiveTable({MAIN!r}, columns=['offset', 'n', 'note'], max_rows=500),\n"
             f"        LiveChart({MAIN!r}, x='offset', y='n', window=500),\n"
             f"        StreamMonitor({MAIN!r}),\n"
-            f"        LiveTable({SIDE!r}, columns=['offset', 'n', 'note'], max_rows=500))",
+            f"        LiveTable({SIDE!r}, columns=['offset', 'n', 'note'], max_rows=500),\n"
+            f"        StreamMonitor({QUIET!r}))",
         ],
     )
     sockets = SocketWatch(page)
@@ -102,24 +113,33 @@ def test_one_connection_per_page_resumed_after_the_server_drops_it(
     tables = page.locator(".jp-Notebook .nbws-table")
     main_table, side_table = tables.nth(0), tables.nth(1)
     chart = page.locator(".nbws-chart")
-    monitor = page.locator(".nbws-monitor")
+    monitor = page.locator(".nbws-monitor").first
     expect(main_table).to_have_attribute("data-received", str(BEFORE))
     expect(side_table).to_have_attribute("data-received", str(SIDE_BEFORE))
     expect(chart).to_have_attribute("data-points", str(BEFORE))
 
-    # The Streams panel's viewer joins the same connection.
+    # The Streams panel's viewers join the same connection. The quiet stream's only view so
+    # far is a monitor (live only), so its viewer's history comes from a second subscribe
+    # that replaces the first on the server; the side stream's from what the page kept.
     page.get_by_role("tab", name="nbws streams").click()
-    row = page.locator(f'.nbws-streams-row[data-stream="{SIDE}"]')
-    row.get_by_role("button", name=SIDE).click()
-    viewer = page.locator(".nbws-stream-viewer .nbws-table")
+    page.locator(f'.nbws-streams-row[data-stream="{QUIET}"]').get_by_role(
+        "button", name=QUIET
+    ).click()
+    quiet_viewer = _viewer(page, QUIET)
+    expect(quiet_viewer).to_have_attribute("data-received", "5")
+    expect(quiet_viewer.locator(".nbws-row", has_text=f"{QUIET}-4")).to_be_visible()
+    page.locator(f'.nbws-streams-row[data-stream="{SIDE}"]').get_by_role(
+        "button", name=SIDE
+    ).click()
+    viewer = _viewer(page, SIDE)
     expect(viewer).to_have_attribute("data-received", str(SIDE_BEFORE))
     expect(page.locator(".nbws-streams-panel .nbws-panel-page")).to_contain_text(
-        "5 views on 2 streams over 1 connection"
+        "7 views on 3 streams over 1 connection"
     )
-    # One WebSocket for five views; the server sees one subscriber per stream.
+    # One WebSocket for seven views; the server sees one subscriber per stream.
     stats = _stats(page)
     assert len(stats) == 1, stats
-    assert stats[0]["views"] == 5 and stats[0]["streams"] == 2, stats
+    assert stats[0]["views"] == 7 and stats[0]["streams"] == 3, stats
     assert sockets.most_open == 1
     expect(monitor.locator('[data-stat="subscribers"]')).to_have_text("1")
 

@@ -149,6 +149,30 @@ describe('PageConnection', () => {
     expect(recorders[0].detail).toBe('live');
   });
 
+  it('ignores what an abandoned subscribe brings when a stream is left and joined again', async () => {
+    const first = new Recorder();
+    const sub = page.subscribe('a', { history: 5 }, first.handlers);
+    const link = endpoint.last;
+    link.open();
+    const old = link.of('subscribe')[0];
+    sub.dispose();
+    expect(link.of('unsubscribe').map(m => m.stream)).toEqual(['a']);
+    const again = new Recorder();
+    page.subscribe('a', { history: 3 }, again.handlers);
+    await flushMicrotasks();
+    const fresh = link.of('subscribe')[1];
+    expect(fresh).toMatchObject({ stream: 'a', since: -3 });
+    link.receive(subscribed('a', old.id, 0, 10));
+    link.receive(batch('a', range(5, 10))); // the abandoned subscription's replay
+    link.receive({ type: 'unsubscribed', stream: 'a', ref: null });
+    link.receive(subscribed('a', fresh.id, 0, 10));
+    expect(again.detail).toBe('live, replaying 3 messages of history');
+    link.receive(batch('a', [7, 8, 9]));
+    expect(again.got).toEqual([7, 8, 9]);
+    expect(again.detail).toBe('live');
+    expect(first.got).toEqual([]);
+  });
+
   it('resumes every stream together after the link drops', async () => {
     const { link, recorders } = await start(
       [
@@ -224,8 +248,32 @@ describe('PageConnection', () => {
       code: 'unknown-stream',
       message: 'no such stream'
     });
-    expect(b.detail).toBe('stream "b" does not exist (no such stream)');
+    expect(b.detail).toMatch(
+      /^stream "b" does not exist \(no such stream\); trying again in 0\.[23] s$/
+    );
+    expect(b.statuses[b.statuses.length - 1].problem).toBe(true);
     expect(a.detail).toBe('live');
+    // Tried again after the backoff, on the same link; once it exists, the view is live.
+    jest.advanceTimersByTime(300);
+    const retried = link.of('subscribe')[2];
+    expect(retried).toMatchObject({ stream: 'b' });
+    link.receive(subscribed('b', retried.id, 0, 0));
+    expect(b.detail).toBe('live');
+    expect(endpoint.links).toHaveLength(1);
+  });
+
+  it('says why a stream name cannot be subscribed, and subscribes the others', async () => {
+    const bad = new Recorder();
+    const good = new Recorder();
+    page.subscribe('no spaces allowed', { history: 0 }, bad.handlers);
+    page.subscribe('a', { history: 0 }, good.handlers);
+    const link = endpoint.last;
+    link.open();
+    expect(link.of('subscribe').map(m => m.stream)).toEqual(['a']);
+    expect(bad.detail).toBe(
+      'cannot subscribe to "no spaces allowed": subscribe needs a \'stream\' of 1-200 characters from A-Z a-z 0-9 . _ : / -'
+    );
+    expect(bad.statuses[bad.statuses.length - 1].problem).toBe(true);
   });
 
   it('hands the welcome to views that join later', async () => {
@@ -308,6 +356,33 @@ describe('PageConnection credit', () => {
     frames.run();
     expect(link.of('consumed').slice(2)).toEqual([{ type: 'consumed', stream: 'a', offset: 4 }]);
     expect(page.stats.consumed).toBe(3);
+    page.close();
+  });
+
+  it("reports nothing while a subscribe that replaces the stream's is unanswered", async () => {
+    const endpoint = new FakeEndpoint();
+    const frames = new Frames();
+    const page = new PageConnection(endpoint, { frame: frames.schedule, credit: 64 });
+    page.subscribe('a', { history: 0 }, new Recorder().handlers);
+    const link = endpoint.last;
+    link.open();
+    link.receive(subscribed('a', link.of('subscribe')[0].id, 0, 0));
+    link.receive(batch('a', [0, 1, 2]));
+    frames.run();
+    expect(link.of('consumed')).toEqual([{ type: 'consumed', stream: 'a', offset: 2 }]);
+    const late = new Recorder();
+    page.subscribe('a', { history: 10 }, late.handlers);
+    await flushMicrotasks();
+    const again = link.of('subscribe')[1];
+    expect(again).toMatchObject({ since: 0, credit: 64 });
+    link.receive(batch('a', [3])); // the old subscription's, read before the new subscribe
+    frames.run();
+    expect(link.of('consumed')).toHaveLength(1);
+    link.receive(subscribed('a', again.id, 0, 4));
+    link.receive(batch('a', [0, 1, 2, 3]));
+    frames.run();
+    expect(link.of('consumed').slice(1)).toEqual([{ type: 'consumed', stream: 'a', offset: 3 }]);
+    expect(late.got).toEqual([0, 1, 2, 3]);
     page.close();
   });
 
