@@ -36,9 +36,11 @@ integer ``i`` the binary message in the custom message's buffer ``i``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -396,6 +398,7 @@ class Relay:
         self.links: dict[int, RelayLink] = {}
         self._lock = threading.Lock()
         widget.on_msg(self._on_msg)
+        _live.add(self)
 
     def _send(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._widget.send(content, buffers or None)
@@ -459,6 +462,16 @@ class Relay:
             self._widget.on_msg(self._on_msg, remove=True)
         except Exception:
             log.debug("relay: on_msg removal failed", exc_info=True)
+
+
+_live: weakref.WeakSet[Relay] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """The kernel is exiting: close every link with a close frame, briefly."""
+    for relay in list(_live):
+        relay.close(timeout=1.0)
 
 
 def attach_relay(widget: Any, **kwargs: Any) -> Relay:

@@ -388,3 +388,31 @@ def test_closing_the_widget_closes_its_links(server: Any) -> None:
     widget.close()
     link.join(30)
     assert link.closed.is_set() and relay.links == {}
+
+
+def test_a_new_link_resumes_where_the_last_one_stopped(server: Any) -> None:
+    """Resume is nbws.v1 end to end: since = last + 1 in the same epoch, over a new link."""
+    view = FakeView()
+    relay = Relay(view, connector=connector(server))
+    stream = name("relay-resume")
+    try:
+        publish(server, stream, 100)
+        view.from_view({"nbws": "relay-open", "link": 1})
+        wait_until(lambda: "relay-opened" in view.kinds(), 30, "link 1")
+        view.from_view({"nbws": "relay-send", "link": 1, "text": subscribe_text(stream)})
+        wait_until(lambda: 99 in view.offsets(), 30, "the first 100")
+        epoch = next(e.epoch for e in view.events() if isinstance(e, Subscribed))
+        view.from_view({"nbws": "relay-close", "link": 1, "code": 1000, "reason": ""})
+        publish(server, stream, 100)  # published while no link is open
+        first = list(view.offsets())
+        with view.lock:
+            view.sent.clear()
+        view.from_view({"nbws": "relay-open", "link": 2})
+        wait_until(lambda: "relay-opened" in view.kinds(), 30, "link 2")
+        data, _ = encode(Subscribe(stream=stream, since=first[-1] + 1, epoch=epoch))
+        view.from_view({"nbws": "relay-send", "link": 2, "text": data.decode()})
+        wait_until(lambda: 199 in view.offsets(), 30, "the rest")
+        assert first == list(range(100)) and view.offsets() == list(range(100, 200))
+        assert not any(isinstance(e, Gap) for e in view.events())
+    finally:
+        relay.close()
