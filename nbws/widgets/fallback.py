@@ -38,13 +38,13 @@ __all__ = [
     "fallback_after",
     "monitor_html",
     "notice_html",
-    "page_lacks_anywidget",
+    "page_serves_anywidget",
     "table_html",
 ]
 
 log = logging.getLogger("nbws.widgets")
 
-FALLBACK_AFTER = 3.0
+FALLBACK_AFTER = 5.0
 """Seconds without a view's ``hello`` before the kernel-rendered view replaces the output
 (``NBWS_FALLBACK_AFTER`` overrides it; ``0`` turns the fallback off)."""
 
@@ -74,7 +74,7 @@ def fallback_after() -> float:
     try:
         value = float(raw)
     except ValueError:
-        log.warning("NBWS_FALLBACK_AFTER=%r is not a number of seconds; using %s", raw, 3.0)
+        log.warning("NBWS_FALLBACK_AFTER=%r is not seconds; using %s", raw, FALLBACK_AFTER)
         return FALLBACK_AFTER
     return value if math.isfinite(value) and value > 0 else 0.0
 
@@ -453,7 +453,7 @@ class HelloWatch:
 
 
 _WIDGET_MANAGER = "@jupyter-widgets/jupyterlab-manager"
-_page_checks: dict[str, bool] = {}
+_page_checks: dict[str, bool | None] = {}
 
 
 def _served(opener: Any, url: str, token: str | None) -> int | None:
@@ -471,13 +471,15 @@ def _served(opener: Any, url: str, token: str | None) -> int | None:
         return None
 
 
-def page_lacks_anywidget(env: dict[str, str] | None = None) -> bool:
-    """Whether the Jupyter server this kernel runs under serves ipywidgets' front end but
-    not anywidget's (its environment lacks anywidget): then no view of ours can load, and
-    the kernel-rendered view is shown at once instead of after an error and a wait.
+def page_serves_anywidget(env: dict[str, str] | None = None) -> bool | None:
+    """Whether the Jupyter server this kernel runs under serves anywidget's front end.
 
-    False whenever it cannot tell (no Jupyter server, no answer, a refusal): the hello
-    watch decides then. Asked once per server for the life of the process.
+    False when it serves ipywidgets' front end but not anywidget's (its environment lacks
+    anywidget): no view of ours can load, so the kernel-rendered view is shown at once
+    instead of after an error and a wait. True when it serves both: the views load, so no
+    watch is needed (a slow page is never mistaken for one that cannot render). None when
+    it cannot tell (no Jupyter server, no answer, a refusal): the hello watch decides.
+    Asked once per server for the life of the process.
     """
     import urllib.request
 
@@ -486,26 +488,25 @@ def page_lacks_anywidget(env: dict[str, str] | None = None) -> bool:
     env = dict(os.environ) if env is None else env
     parent = env.get("JPY_PARENT_PID", "").strip()
     if not parent:
-        return False
+        return None
     path = _runtime_dir() / f"jpserver-{parent}.json"
     try:
         found = _from_runtime_file(path).endpoint
     except Exception:
-        return False
+        return None
     if found.url in _page_checks:
         return _page_checks[found.url]
     token = found.token or env.get("JUPYTERHUB_API_TOKEN") or None
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    served: bool | None = None
     manager = _served(
         opener, found.http_url(f"lab/extensions/{_WIDGET_MANAGER}/package.json"), token
     )
-    lacks = False
     if manager == 200:
-        lacks = (
-            _served(opener, found.http_url("lab/extensions/anywidget/package.json"), token) == 404
-        )
-    _page_checks[found.url] = lacks
-    return lacks
+        status = _served(opener, found.http_url("lab/extensions/anywidget/package.json"), token)
+        served = {200: True, 404: False}.get(status or 0)
+    _page_checks[found.url] = served
+    return served
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -516,18 +517,20 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def display_with_fallback(widget: Any, after: float | None = None) -> HelloWatch | None:
-    """Display ``widget`` with a display id, watched by a :class:`HelloWatch` (the widget
-    base's ``_ipython_display_``); with the fallback off, a plain display."""
+    """Display ``widget`` with a display id (the widget base's ``_ipython_display_``): as
+    the kernel-rendered view if the page cannot load it, watched by a :class:`HelloWatch`
+    if the kernel cannot tell; with the fallback off, a plain display."""
     from IPython.display import DisplayHandle
 
     delay = fallback_after() if after is None else after
     watched = delay > 0 and bool(getattr(widget, "stream", None))
     handle = DisplayHandle()  # type: ignore[no-untyped-call]
-    if watched and page_lacks_anywidget():
+    served = page_serves_anywidget() if watched else None
+    if watched and served is False:
         watch = HelloWatch(widget, handle, delay, start=False)
         watch.show_fallback(first=True)
         return watch
     bundle = widget._repr_mimebundle_()
     data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
     handle.display(data, metadata=metadata, raw=True)  # type: ignore[no-untyped-call]
-    return HelloWatch(widget, handle, delay) if watched else None
+    return HelloWatch(widget, handle, delay) if watched and served is None else None

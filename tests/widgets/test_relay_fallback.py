@@ -77,7 +77,7 @@ def test_the_delay_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBWS_FALLBACK_AFTER", "0")
     assert fallback_after() == 0.0
     monkeypatch.setenv("NBWS_FALLBACK_AFTER", "soon")
-    assert fallback_after() == 3.0
+    assert fallback_after() == 5.0
 
 
 # --- the hello watch ---------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def test_the_widget_is_displayed_with_a_display_id_and_watched() -> None:
 
 
 def test_without_a_jupyter_server_the_kernel_cannot_tell_and_waits_for_a_hello() -> None:
-    from nbws.widgets.fallback import page_lacks_anywidget
+    from nbws.widgets.fallback import page_serves_anywidget
 
-    assert page_lacks_anywidget({}) is False
-    assert page_lacks_anywidget({"JPY_PARENT_PID": "999999999"}) is False  # no runtime file
+    assert page_serves_anywidget({}) is None
+    assert page_serves_anywidget({"JPY_PARENT_PID": "999999999"}) is None  # no runtime file
