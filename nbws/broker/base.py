@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..config import Nbws
 from ..errors import BrokerUnavailable, PayloadTooLarge, UnknownStream
+from ..protocol.messages import Publish, PublishBatch
 
 __all__ = [
     "AppendResult",
@@ -177,19 +178,13 @@ class Broker(Protocol):
             BrokerUnavailable: the backing store is unreachable.
         """
 
-    async def append(
-        self,
-        stream: str,
-        payload: bytes,
-        *,
-        binary: bool = False,
-        producer: str | None = None,
-        seq: int | None = None,
-        key: str | None = None,
-        content_type: str | None = None,
-        create: bool = True,
-    ) -> AppendResult:
+    async def append(self, publish: Publish, body: bytes, *, create: bool = True) -> AppendResult:
         """Append one message, atomically with duplicate suppression by (producer, seq).
+
+        Args:
+            publish: the decoded request (its ``payload`` is not read).
+            body: the payload as stored: JSON bytes, or the raw bytes of a binary publish.
+            create: create the stream if it does not exist.
 
         Raises:
             UnknownStream: the stream does not exist and ``create`` is False.
@@ -198,19 +193,11 @@ class Broker(Protocol):
         """
 
     async def append_batch(
-        self,
-        stream: str,
-        payloads: Sequence[bytes],
-        *,
-        producer: str,
-        seq: int,
-        binary: bool = False,
-        keys: Sequence[str | None] | None = None,
-        content_type: str | None = None,
-        create: bool = True,
+        self, batch: PublishBatch, bodies: Sequence[bytes], *, create: bool = True
     ) -> list[AppendResult | PayloadTooLarge]:
         """Append a producer's messages with seqs ``seq``, ``seq + 1``, ... in one step.
 
+        ``bodies`` are the batch's payloads as stored (``batch.payloads`` is not read).
         Each message is deduplicated by ``(producer, seq + i)`` as :meth:`append` does;
         the ones appended get consecutive offsets (no other append comes between them,
         from any process) and reach listeners one by one, in offset order.

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
+from ..protocol.messages import Publish, PublishBatch
 from .base import (
     AppendResult,
     HealthListener,
@@ -138,21 +139,11 @@ class MemoryBroker:
     async def stream_count(self) -> int:
         return len(self._streams)
 
-    async def append(
-        self,
-        stream: str,
-        payload: bytes,
-        *,
-        binary: bool = False,
-        producer: str | None = None,
-        seq: int | None = None,
-        key: str | None = None,
-        content_type: str | None = None,
-        create: bool = True,
-    ) -> AppendResult:
+    async def append(self, publish: Publish, body: bytes, *, create: bool = True) -> AppendResult:
+        stream, producer, seq = publish.stream, publish.producer, publish.seq
         state = self._get(stream, create)
-        if state.limits.max_bytes and len(payload) > state.limits.max_bytes:
-            raise PayloadTooLarge.over(len(payload), state.limits.max_bytes)
+        if state.limits.max_bytes and len(body) > state.limits.max_bytes:
+            raise PayloadTooLarge.over(len(body), state.limits.max_bytes)
         window: DedupeWindow | None = None
         if producer is not None and seq is not None:
             window = state.producers.get(producer)
@@ -162,10 +153,12 @@ class MemoryBroker:
             if seen:
                 return AppendResult(offset, state.epoch, duplicate=True)
         now = time.time()
-        message = StoredMessage(state.next, now, payload, binary, producer, seq, key, content_type)
+        message = StoredMessage(
+            state.next, now, body, publish.binary, producer, seq, publish.key, publish.content_type
+        )
         state.next += 1
         state.messages.append(message)
-        state.bytes += len(payload)
+        state.bytes += len(body)
         state.trim(now)
         if window is not None:
             window.remember(seq, message.offset)  # type: ignore[arg-type]
@@ -174,38 +167,33 @@ class MemoryBroker:
         return AppendResult(message.offset, state.epoch, message=message)
 
     async def append_batch(
-        self,
-        stream: str,
-        payloads: Sequence[bytes],
-        *,
-        producer: str,
-        seq: int,
-        binary: bool = False,
-        keys: Sequence[str | None] | None = None,
-        content_type: str | None = None,
-        create: bool = True,
+        self, batch: PublishBatch, bodies: Sequence[bytes], *, create: bool = True
     ) -> list[AppendResult | PayloadTooLarge]:
+        stream, producer, seq = batch.stream, batch.producer, batch.seq
         state = self._get(stream, create)
         window = state.producers.get(producer)
         if window is None:
             window = state.producers[producer] = DedupeWindow(self.dedupe_window)
         max_bytes = state.limits.max_bytes
-        epoch = state.epoch
         now = time.time()
-        count = len(payloads)
         if (
-            count
+            bodies
             and window.fresh_from(seq)
-            and (not max_bytes or max(map(len, payloads)) <= max_bytes)
+            and (not max_bytes or max(map(len, bodies)) <= max_bytes)
         ):
-            return self._append_fresh(state, window, payloads, producer, seq, binary, keys,
-                                      content_type, now)  # fmt: skip
+            return self._append_fresh(state, window, batch, bodies, now)
+        epoch, binary, keys, content_type = (
+            state.epoch,
+            batch.binary,
+            batch.keys,
+            batch.content_type,
+        )
         out: list[AppendResult | PayloadTooLarge] = []
         appended: list[StoredMessage] = []
         messages = state.messages
-        for i, payload in enumerate(payloads):
-            if max_bytes and len(payload) > max_bytes:
-                out.append(PayloadTooLarge.over(len(payload), max_bytes))
+        for i, body in enumerate(bodies):
+            if max_bytes and len(body) > max_bytes:
+                out.append(PayloadTooLarge.over(len(body), max_bytes))
                 continue
             s = seq + i
             seen, offset = window.lookup(s)
@@ -213,12 +201,10 @@ class MemoryBroker:
                 out.append(AppendResult(offset, epoch, duplicate=True))
                 continue
             key = keys[i] if keys is not None else None
-            message = StoredMessage(
-                state.next, now, payload, binary, producer, s, key, content_type
-            )
+            message = StoredMessage(state.next, now, body, binary, producer, s, key, content_type)
             state.next += 1
             messages.append(message)
-            state.bytes += len(payload)
+            state.bytes += len(body)
             window.remember(s, message.offset)
             appended.append(message)
             out.append(AppendResult(message.offset, epoch, message=message))
@@ -233,26 +219,28 @@ class MemoryBroker:
         self,
         state: _Stream,
         window: DedupeWindow,
-        payloads: Sequence[bytes],
-        producer: str,
-        seq: int,
-        binary: bool,
-        keys: Sequence[str | None] | None,
-        content_type: str | None,
+        batch: PublishBatch,
+        bodies: Sequence[bytes],
         now: float,
     ) -> list[AppendResult | PayloadTooLarge]:
         """:meth:`append_batch` of messages none of which can be a duplicate or too big
         (the common case), with the per-message work done in comprehensions."""
-        first, count, epoch = state.next, len(payloads), state.epoch
-        key_of = keys if keys is not None else [None] * count
+        first, count, epoch = state.next, len(bodies), state.epoch
+        producer, seq, binary, content_type = (
+            batch.producer,
+            batch.seq,
+            batch.binary,
+            batch.content_type,
+        )
+        key_of = batch.keys if batch.keys is not None else [None] * count
         message = StoredMessage
         appended = [
-            message(first + i, now, payload, binary, producer, seq + i, key_of[i], content_type)
-            for i, payload in enumerate(payloads)
+            message(first + i, now, body, binary, producer, seq + i, key_of[i], content_type)
+            for i, body in enumerate(bodies)
         ]
         state.next = first + count
         state.messages.extend(appended)
-        state.bytes += sum(map(len, payloads))
+        state.bytes += sum(map(len, bodies))
         window.remember_run(seq, first, count)
         state.trim(now)
         for listener in self._listeners.get(state.name, ()):

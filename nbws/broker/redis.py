@@ -42,7 +42,7 @@ from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..protocol.messages import MAX_SAFE_INTEGER
+from ..protocol.messages import MAX_SAFE_INTEGER, Publish, PublishBatch
 from . import redis_scripts
 from .base import (
     AppendResult,
@@ -488,18 +488,9 @@ class RedisBroker:
 
     # --- append / read -----------------------------------------------------------------------
 
-    async def append(
-        self,
-        stream: str,
-        payload: bytes,
-        *,
-        binary: bool = False,
-        producer: str | None = None,
-        seq: int | None = None,
-        key: str | None = None,
-        content_type: str | None = None,
-        create: bool = True,
-    ) -> AppendResult:
+    async def append(self, publish: Publish, body: bytes, *, create: bool = True) -> AppendResult:
+        stream, producer, seq = publish.stream, publish.producer, publish.seq
+        key, content_type, binary = publish.key, publish.content_type, publish.binary
         keys = self._stream_keys(stream)
         acked = producer is not None and seq is not None
         flags = (
@@ -520,7 +511,7 @@ class RedisBroker:
             ],
             [
                 stream,
-                payload,
+                body,
                 flags,
                 producer if acked else "",
                 seq if acked else "",
@@ -547,7 +538,7 @@ class RedisBroker:
             message = StoredMessage(
                 offset,
                 int(reply[3]) / 1_000_000,
-                payload,
+                body,
                 binary,
                 producer if acked else None,
                 seq if acked else None,
@@ -564,33 +555,26 @@ class RedisBroker:
             )
         if status == b"unknown":
             raise UnknownStream(f"no stream named {stream!r}")
-        raise PayloadTooLarge.over(len(payload), int(reply[1]))
+        raise PayloadTooLarge.over(len(body), int(reply[1]))
 
     async def append_batch(
-        self,
-        stream: str,
-        payloads: Sequence[bytes],
-        *,
-        producer: str,
-        seq: int,
-        binary: bool = False,
-        keys: Sequence[str | None] | None = None,
-        content_type: str | None = None,
-        create: bool = True,
+        self, batch: PublishBatch, bodies: Sequence[bytes], *, create: bool = True
     ) -> list[AppendResult | PayloadTooLarge]:
         """One ``APPEND_BATCH`` script for the whole batch, queued with the single
         appends (so in call order, pipelined, and held back like them)."""
+        stream, producer, seq, keys = batch.stream, batch.producer, batch.seq, batch.keys
+        content_type = batch.content_type
         stream_keys = self._stream_keys(stream)
-        count = len(payloads)
+        count = len(bodies)
         flags = (
-            (FLAG_BINARY if binary else 0)
+            (FLAG_BINARY if batch.binary else 0)
             | FLAG_PRODUCER
             | (FLAG_CONTENT_TYPE if content_type is not None else 0)
         )
         limits = self.default_limits
         # Few, long arguments (redis-py encodes each argument in Python): payloads and
         # keys concatenated, with their sizes.
-        sizes = ",".join([str(len(p)) for p in payloads])
+        sizes = ",".join([str(len(p)) for p in bodies])
         if keys is not None and any(k is not None for k in keys):
             encoded_keys = [k.encode() if k is not None else None for k in keys]
             key_sizes = ",".join(["-1" if k is None else str(len(k)) for k in encoded_keys])
@@ -620,7 +604,7 @@ class RedisBroker:
                 self.dedupe_window,
                 count,
                 sizes,
-                b"".join(payloads),
+                b"".join(bodies),
                 key_sizes,
                 key_blob,
             ],
@@ -649,7 +633,7 @@ class RedisBroker:
                 original = next(duplicates)
                 out.append(AppendResult(int(float(original)) if original else None, epoch, True))
             else:  # 'x'
-                out.append(PayloadTooLarge.over(len(payloads[i]), bound))
+                out.append(PayloadTooLarge.over(len(bodies[i]), bound))
         self._seen(stream, epoch, base, offset)
         return out
 

@@ -316,7 +316,7 @@ class Outbox:
             OutboxFull: no room (``block=False``), or still none after ``timeout``.
             StreamClosed: the handle is closed.
         """
-        return self._put(item, size, None, False, block, timeout, deadline)
+        return self._put(item, size, block, timeout, deadline)
 
     def put_json(
         self,
@@ -327,25 +327,16 @@ class Outbox:
         timeout: float | None = None,
         deadline: object = DEFAULT_DEADLINE,
     ) -> Receipt:
-        """Add a JSON publish of the serialised ``payload`` (sent alone or in a batch).
-
-        Raises:
-            OutboxFull: no room (``block=False``), or still none after ``timeout``.
-            StreamClosed: the handle is closed.
-        """
-        return self._put(payload, len(payload), key, True, block, timeout, deadline)
+        """Add a JSON publish of the serialised ``payload`` (sent alone or in a batch):
+        :meth:`put` of its outbox item (the payload itself, or with a key a
+        :class:`KeyedJson`), which is all the sender reads to build its frame."""
+        item = payload if key is None else KeyedJson(payload, key)
+        return self._put(item, len(payload), block, timeout, deadline)
 
     def _put(
-        self,
-        item: Any,
-        size: int,
-        key: str | None,
-        json: bool,
-        block: bool,
-        timeout: float | None,
-        deadline: object,
+        self, item: Any, size: int, block: bool, timeout: float | None, deadline: object
     ) -> Receipt:
-        """Add under the lock (``json``: ``item`` is the payload of a JSON publish)."""
+        """Add under the lock."""
         with self.lock:
             window = self.window
             room = window.has_room(size)
@@ -357,8 +348,6 @@ class Outbox:
                 room = False  # check again below
             if self.closed is not None:
                 raise StreamClosed(self.closed)
-            if json and key is not None:
-                item = KeyedJson(item, key)
             if room and deadline is DEFAULT_DEADLINE:
                 entry = window.add_unchecked(item, size, self.clock())
             else:

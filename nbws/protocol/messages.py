@@ -31,7 +31,7 @@ import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import orjson
 
@@ -75,6 +75,7 @@ __all__ = [
     "Publish",
     "Request",
     "Status",
+    "Stored",
     "Subscribe",
     "Subscribed",
     "Unsubscribe",
@@ -391,6 +392,10 @@ class Publish(_Base):
 
     ``payload`` is any JSON value (or an :class:`orjson.Fragment` of encoded JSON); for a
     binary publish (``binary=True``) it is the raw bytes after the binary header.
+
+    The decoded request is the value the publish travels as: the hub and the broker take
+    it whole (``Broker.append(publish, body)``, ``body`` being the payload as stored), so
+    its fields are named once, here.
     """
 
     stream: str = _f(Kind.STREAM, required=True)
@@ -433,6 +438,7 @@ class PublishBatch(_Base):
 
     ``payloads`` holds the JSON values (``bytes`` each in the binary layout, where the
     header carries ``sizes`` instead); ``keys`` is None or one key (or None) per message.
+    Like :class:`Publish`, it travels whole to ``Broker.append_batch(batch, bodies)``.
     """
 
     stream: str = _f(Kind.STREAM, required=True)
@@ -1200,19 +1206,30 @@ def encode(message: _Base) -> Encoded:
     return Encoded((orjson.dumps(obj), True))
 
 
-def encode_delivery(
-    stream: str,
-    epoch: str,
-    offset: int,
-    time: float,
-    payload: bytes,
-    *,
-    binary: bool = False,
-    producer: str | None = None,
-    seq: int | None = None,
-    key: str | None = None,
-    content_type: str | None = None,
-) -> Encoded:
+class Stored(Protocol):
+    """A message as the delivery encoders read it: the publish fields with the payload as
+    stored, plus where and when it was appended. The broker's ``StoredMessage`` is one
+    (and a :class:`Message` whose payload is encoded JSON)."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def time(self) -> float: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def binary(self) -> bool: ...
+    @property
+    def producer(self) -> str | None: ...
+    @property
+    def seq(self) -> int | None: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def content_type(self) -> str | None: ...
+
+
+def encode_delivery(stream: str, epoch: str, message: Stored) -> Encoded:
     """The body of a :class:`Message` delivery, with a stored payload spliced in unparsed.
 
     The fan-out fast path: built once per message whatever the number of subscribers,
@@ -1221,21 +1238,23 @@ def encode_delivery(
     header: dict[str, Any] = {
         "type": "message",
         "stream": stream,
-        "offset": offset,
+        "offset": message.offset,
         "epoch": epoch,
-        "time": time,
+        "time": message.time,
     }
+    producer, key = message.producer, message.key
     if producer is not None:
         header["producer"] = producer
-        header["seq"] = seq
+        header["seq"] = message.seq
     if key is not None:
         header["key"] = key
-    if binary:
+    if message.binary:
+        content_type = message.content_type
         if content_type is not None:
             header["content_type"] = content_type
         header["binary"] = True
-        return Encoded((binary_prefix(header) + payload, False))
-    return Encoded((orjson.dumps(header)[:-1] + b',"payload":' + payload + b"}", True))
+        return Encoded((binary_prefix(header) + message.payload, False))
+    return Encoded((orjson.dumps(header)[:-1] + b',"payload":' + message.payload + b"}", True))
 
 
 def publish_fast_prefix(stream: str, producer: str) -> bytes:
@@ -1658,45 +1677,32 @@ BatchItem = bytes | tuple[bytes, bytes]
 binary payload ``(metadata JSON, payload bytes)``."""
 
 
-def batch_item(
-    offset: int,
-    time: float,
-    payload: bytes,
-    *,
-    binary: bool = False,
-    producer: str | None = None,
-    seq: int | None = None,
-    key: str | None = None,
-    content_type: str | None = None,
-) -> BatchItem:
+def batch_item(message: Stored) -> BatchItem:
     """A stored message as a batch element, its JSON payload spliced in unparsed."""
-    if producer is None and key is None and not binary:
-        return b'{"offset":%d,"time":%s,"payload":%s}' % (offset, orjson.dumps(time), payload)
-    head: dict[str, Any] = {"offset": offset, "time": time}
+    producer, key = message.producer, message.key
+    if producer is None and key is None and not message.binary:
+        return b'{"offset":%d,"time":%s,"payload":%s}' % (
+            message.offset,
+            orjson.dumps(message.time),
+            message.payload,
+        )
+    head: dict[str, Any] = {"offset": message.offset, "time": message.time}
     if producer is not None:
         head["producer"] = producer
-        head["seq"] = seq
+        head["seq"] = message.seq
     if key is not None:
         head["key"] = key
-    if binary:
+    if message.binary:
+        content_type = message.content_type
         if content_type is not None:
             head["content_type"] = content_type
-        return (orjson.dumps(head), payload)
-    return orjson.dumps(head)[:-1] + b',"payload":' + payload + b"}"
+        return (orjson.dumps(head), message.payload)
+    return orjson.dumps(head)[:-1] + b',"payload":' + message.payload + b"}"
 
 
 def _item_of(message: Message) -> BatchItem:
-    payload = message.payload if message.binary else encode_value(message.payload)
-    return batch_item(
-        message.offset,
-        message.time,
-        bytes(payload) if message.binary else payload,
-        binary=message.binary,
-        producer=message.producer,
-        seq=message.seq,
-        key=message.key,
-        content_type=message.content_type,
-    )
+    payload = bytes(message.payload) if message.binary else encode_value(message.payload)
+    return batch_item(dataclasses.replace(message, payload=payload))
 
 
 def encode_batch(stream: str, epoch: str, items: list[BatchItem]) -> Encoded:

@@ -31,6 +31,7 @@ from ..protocol.messages import (
     MAX_SAFE_INTEGER,
     CreateStream,
     M,
+    Publish,
     PublishBody,
     decode_body,
     valid_stream_name,
@@ -213,9 +214,8 @@ class MessagesMixin(_ApiMixin):
         body = self.body(PublishBody)
         try:
             result = await self.nbws.hub.broker.append(
-                name,
+                Publish(name, body.payload, key=body.key),
                 orjson.dumps(body.payload),
-                key=body.key,
                 create=self.nbws.config.auto_create_streams,
             )
         except UnknownStream:

@@ -37,6 +37,8 @@ from ..protocol.messages import (
     HealthState,
     Nack,
     Policy,
+    Publish,
+    PublishBatch,
     Status,
     Subscribed,
     encode,
@@ -64,18 +66,7 @@ to whole batches so that no batch is cut short at a page's end."""
 
 def delivery_frame(stream: str, epoch: str, message: StoredMessage) -> bytes:
     """The WebSocket frame(s) that deliver ``message`` to any subscriber (built once)."""
-    data, text = encode_delivery(
-        stream,
-        epoch,
-        message.offset,
-        message.time,
-        message.payload,
-        binary=message.binary,
-        producer=message.producer,
-        seq=message.seq,
-        key=message.key,
-        content_type=message.content_type,
-    )
+    data, text = encode_delivery(stream, epoch, message)
     return encode_message(data, text=text)
 
 
@@ -443,44 +434,25 @@ class StreamHub:
 
     # --- publishing ------------------------------------------------------------------
 
-    async def publish(
-        self,
-        client: Client,
-        stream: str,
-        payload: bytes,
-        *,
-        binary: bool = False,
-        producer: str | None = None,
-        seq: int | None = None,
-        key: str | None = None,
-        content_type: str | None = None,
-        ref: Any = None,
-    ) -> None:
-        """Append a message and ack (or nack) it to ``client`` when it asked for an ack."""
+    async def publish(self, client: Client, request: Publish, body: bytes) -> None:
+        """Append a decoded publish (``body``: its payload as stored) and ack (or nack) it
+        to ``client`` when it asked for an ack."""
         started = time.perf_counter()
         self.clients.add(client)
+        stream, producer, seq = request.stream, request.producer, request.seq
         try:
-            result = await self.broker.append(
-                stream,
-                payload,
-                binary=binary,
-                producer=producer,
-                seq=seq,
-                key=key,
-                content_type=content_type,
-                create=self.auto_create,
-            )
+            result = await self.broker.append(request, body, create=self.auto_create)
         except (UnknownStream, PayloadTooLarge, BrokerUnavailable) as exc:
             if producer is not None and seq is not None:
                 self.nack(client, stream, producer, seq, exc)
             elif isinstance(exc, UnknownStream):
-                client.refuse(exc, ref)
+                client.refuse(exc, request.id)
             return
         live = self.streams.get(stream)
         if not result.duplicate:
             if live is None:
                 live = self.live(stream)
-            live.stats.published(len(payload))
+            live.stats.published(len(body))
         if producer is None or seq is None:
             return
         ack = encode_frame(
@@ -495,34 +467,16 @@ class StreamHub:
         else:
             client.send_frame(ack)
 
-    async def publish_batch(
-        self,
-        client: Client,
-        stream: str,
-        producer: str,
-        seq: int,
-        payloads: list[bytes],
-        *,
-        binary: bool = False,
-        keys: list[str | None] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        """Append a batch (one broker call) and answer it with range acks: one per run of
-        messages settled, a nack of its own for a message refused alone (oversize)."""
+    async def publish_batch(self, client: Client, batch: PublishBatch, bodies: list[bytes]) -> None:
+        """Append a decoded batch (``bodies``: its payloads as stored; one broker call)
+        and answer it with range acks: one per run of messages settled, a nack of its own
+        for a message refused alone (oversize)."""
         started = time.perf_counter()
         self.clients.add(client)
-        last = seq + len(payloads) - 1
+        stream, producer, seq = batch.stream, batch.producer, batch.seq
+        last = seq + len(bodies) - 1
         try:
-            results = await self.broker.append_batch(
-                stream,
-                payloads,
-                producer=producer,
-                seq=seq,
-                binary=binary,
-                keys=keys,
-                content_type=content_type,
-                create=self.auto_create,
-            )
+            results = await self.broker.append_batch(batch, bodies, create=self.auto_create)
         except (UnknownStream, BrokerUnavailable) as exc:
             self.nack(client, stream, producer, seq, exc, last)
             return
@@ -538,7 +492,7 @@ class StreamHub:
             if isinstance(result, PayloadTooLarge):
                 if run_start >= 0:
                     self._ack_range(
-                        client, live, stream, producer, run_start, s - 1, epoch,
+                        client, live, batch, run_start, s - 1, epoch,
                         run_offset, run_end_offset, duplicates, started,
                     )  # fmt: skip
                     run_start, run_offset, run_end_offset, duplicates = -1, None, None, {}
@@ -554,7 +508,7 @@ class StreamHub:
                     run_offset = result.offset
                 run_end_offset = result.offset
                 appended += 1
-                appended_bytes += len(payloads[i])
+                appended_bytes += len(bodies[i])
         if appended:
             if live is None:
                 live = self.live(stream)
@@ -564,7 +518,7 @@ class StreamHub:
             stats.bytes_in += appended_bytes
         if run_start >= 0:
             self._ack_range(
-                client, live, stream, producer, run_start, last, epoch,
+                client, live, batch, run_start, last, epoch,
                 run_offset, run_end_offset, duplicates, started,
             )  # fmt: skip
 
@@ -572,8 +526,7 @@ class StreamHub:
         self,
         client: Client,
         live: LiveStream | None,
-        stream: str,
-        producer: str,
+        batch: PublishBatch,
         seq: int,
         last: int,
         epoch: str,
@@ -582,11 +535,12 @@ class StreamHub:
         duplicates: dict[str, int | None],
         started: float,
     ) -> None:
-        """Send (or hold, for ``block`` subscribers) the ack of seqs ``seq``..``last``."""
-        ack = encode_frame(
-            encode_batch_ack(stream, producer, seq, last, epoch, offset, duplicates or None),
-            text=True,
+        """Send (or hold, for ``block`` subscribers) the ack of ``batch``'s seqs
+        ``seq``..``last``."""
+        data = encode_batch_ack(
+            batch.stream, batch.producer, seq, last, epoch, offset, duplicates or None
         )
+        ack = encode_frame(data, text=True)
         metrics.ACK_LATENCY.observe(time.perf_counter() - started)
         if live is not None and live.block_subscribers:
             # Held until its last appended message is in every block buffer.

@@ -208,21 +208,8 @@ class StreamsEndpoint:
 
     def _publish(self, client: Client, request: Publish) -> Coroutine[Any, Any, None]:
         """The append of a decoded publish, still to await."""
-        if request.binary:
-            body, binary = request.payload, True
-        else:
-            body, binary = encode_payload(request.payload), False
-        return self.hub.publish(
-            client,
-            request.stream,
-            body,
-            binary=binary,
-            producer=request.producer,
-            seq=request.seq,
-            key=request.key,
-            content_type=request.content_type,
-            ref=request.id,
-        )
+        body = request.payload if request.binary else encode_payload(request.payload)
+        return self.hub.publish(client, request, body)
 
     def _publish_batch(self, client: Client, request: PublishBatch) -> Coroutine[Any, Any, None]:
         """The append of a decoded batch, still to await (JSON payloads serialised once
@@ -230,16 +217,7 @@ class StreamsEndpoint:
         payloads = request.payloads or []
         if not request.binary:
             payloads = [encode_payload(value) for value in payloads]
-        return self.hub.publish_batch(
-            client,
-            request.stream,
-            request.producer,
-            request.seq,
-            payloads,
-            binary=request.binary,
-            keys=request.keys,
-            content_type=request.content_type,
-        )
+        return self.hub.publish_batch(client, request, payloads)
 
     async def _subscribe(self, client: Client, request: Subscribe) -> None:
         config = self.config

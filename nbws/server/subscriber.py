@@ -650,16 +650,7 @@ class Subscription:
 
 def stored_item(message: StoredMessage) -> BatchItem:
     """A stored message's ``batch`` element (encoded once per stream by the hub)."""
-    return batch_item(
-        message.offset,
-        message.time,
-        message.payload,
-        binary=message.binary,
-        producer=message.producer,
-        seq=message.seq,
-        key=message.key,
-        content_type=message.content_type,
-    )
+    return batch_item(message)
 
 
 def cut_runs(items: list[Delivery | Gap], max_batch: int) -> list[list[Delivery] | Gap]:

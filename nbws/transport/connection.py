@@ -67,6 +67,10 @@ PARSE_SLICE = 4096
 """Bytes fed to the session in a turn's first parse call: small enough that a slice of
 tiny frames stays near ``PARSE_BUDGET``."""
 
+PARSE_PROBE = 4 * PARSE_SLICE
+"""The most the first slice of a read may take, whatever the previous read's rate said (a
+read of large frames after one of small ones is parsed in two calls, not one)."""
+
 FRAGMENT_COST = 112
 """Bytes a queued inbound fragment holds besides its payload (the event object, the bytes
 header, its inbox slot), counted against ``read_high_water``: a flood of tiny messages
@@ -283,6 +287,10 @@ class Connection:
             # large frames (cheap per byte) goes in whole, one of small frames in slices.
             left = PARSE_BUDGET - (time.perf_counter() - turn)
             step = max(PARSE_SLICE, int(self._parse_rate * left / 2))
+            if start == 0:
+                # The rate is from the previous read, whose frames may have been of another
+                # size: probe this read with a bounded first slice, then trust its rate.
+                step = min(step, PARSE_PROBE)
             end = min(size, start + step)
             now = time.monotonic()
             began = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pytest
@@ -21,8 +21,10 @@ from nbws.broker import (
     Broker,
     HistoryLimits,
     PayloadTooLarge,
+    StoredMessage,
     UnknownStream,
 )
+from nbws.protocol.messages import Message, Publish, PublishBatch, decode_event, encode_delivery
 
 LIMITS = HistoryLimits(max_messages=1000, max_bytes=1 << 20, max_age=0.0)
 WINDOW = 8
@@ -53,7 +55,7 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
 async def append_json(broker: Broker, stream: str, n: int, **kw: Any) -> list[int]:
     offsets = []
     for i in range(n):
-        result = await broker.append(stream, b'{"i":%d}' % i, **kw)
+        result = await broker.append(Publish(stream, **kw), b'{"i":%d}' % i)
         assert result.offset is not None
         offsets.append(result.offset)
     return offsets
@@ -74,7 +76,7 @@ async def test_create_and_info(pair: Pair) -> None:
 async def test_unknown_streams(pair: Pair) -> None:
     assert await pair.broker.info("nope") is None
     with pytest.raises(UnknownStream):
-        await pair.broker.append("nope", b"1", create=False)
+        await pair.broker.append(Publish("nope"), b"1", create=False)
     with pytest.raises(UnknownStream):
         await pair.broker.read("nope", 0, 10)
     assert not await pair.broker.delete("nope")
@@ -93,7 +95,7 @@ async def test_offsets_are_gap_free_and_shared(pair: Pair) -> None:
 
 async def test_concurrent_appends_get_distinct_offsets(pair: Pair) -> None:
     results = await asyncio.gather(
-        *(b.append("s", b"%d" % i) for i in range(200) for b in (pair.broker, pair.peer))
+        *(b.append(Publish("s"), b"%d" % i) for i in range(200) for b in (pair.broker, pair.peer))
     )
     assert sorted(r.offset for r in results) == list(range(400))  # type: ignore[type-var]
 
@@ -110,9 +112,9 @@ async def test_read_pages_and_bounds(pair: Pair) -> None:
 async def test_message_fields_round_trip(pair: Pair) -> None:
     before = time.time()
     result = await pair.broker.append(
-        "s", b"\x00\xffraw", binary=True, producer="p1", seq=7, key="k", content_type="x/y"
+        Publish("s", binary=True, producer="p1", seq=7, key="k", content_type="x/y"), b"\x00\xffraw"
     )
-    plain = await pair.broker.append("s", b'"text"')
+    plain = await pair.broker.append(Publish("s"), b'"text"')
     assert result.message is not None and plain.message is not None
     page = await pair.peer.read("s", 0, 10)
     assert page.messages == [result.message, plain.message]
@@ -123,12 +125,60 @@ async def test_message_fields_round_trip(pair: Pair) -> None:
     assert page.messages[1][3:] == (False, None, None, None, None)
 
 
+# The fields a publish and its delivery share: named once, in the Publish dataclass.
+CARRIED = [f.name for f in fields(Publish) if f.name in {g.name for g in fields(Message)}]
+
+PUBLISHES = [
+    (Publish("s", {"a": [1, 2]}), b'{"a":[1,2]}'),
+    (Publish("s", {"a": 1}, producer="p", seq=3, key="k"), b'{"a":1}'),
+    (Publish("s", b"\x00raw", "p", 4, "k", "x/y", binary=True), b"\x00raw"),
+    (Publish("s", b"", binary=True), b""),
+]
+
+
+def delivered(epoch: str, stored: StoredMessage) -> Message:
+    """What a subscriber decodes from the delivery the hub encodes of ``stored``."""
+    data, text = encode_delivery("s", epoch, stored)
+    message = decode_event(data, text=text)
+    assert isinstance(message, Message)
+    return message
+
+
+@pytest.mark.parametrize(("request_", "body"), PUBLISHES)
+async def test_a_publish_reaches_its_delivery_field_for_field(
+    pair: Pair, request_: Publish, body: bytes
+) -> None:
+    """The decoded request travels whole (hub → broker → delivery encoder): every field it
+    shares with a delivered ``message`` comes out as it went in, through either broker
+    and another process's read."""
+    assert set(CARRIED) == {"stream", "payload", "producer", "seq", "key", "content_type", "binary"}
+    result = await pair.broker.append(request_, body)
+    [stored] = (await pair.peer.read("s", 0, 10)).messages
+    assert stored == result.message
+    out = delivered(result.epoch, stored)
+    assert {n: getattr(out, n) for n in CARRIED} == {n: getattr(request_, n) for n in CARRIED}
+    assert (out.offset, out.epoch) == (0, result.epoch)
+
+
+async def test_a_batch_reaches_its_deliveries_field_for_field(pair: Pair) -> None:
+    bodies = [b"\x01", b"\x02"]
+    batch = PublishBatch("s", "p", 5, bodies, ["k", None], content_type="a/b", binary=True)
+    results = await pair.broker.append_batch(batch, bodies)
+    epoch = results[0].epoch  # type: ignore[union-attr]
+    page = (await pair.peer.read("s", 0, 10)).messages
+    assert [m.offset for m in page] == [0, 1]
+    assert [
+        (d.stream, d.payload, d.producer, d.seq, d.key, d.content_type, d.binary)
+        for d in (delivered(epoch, m) for m in page)
+    ] == [("s", b"\x01", "p", 5, "k", "a/b", True), ("s", b"\x02", "p", 6, None, "a/b", True)]
+
+
 async def test_duplicates_are_suppressed_across_peers(pair: Pair) -> None:
-    a = await pair.broker.append("s", b"1", producer="p", seq=1)
-    b = await pair.peer.append("s", b"1", producer="p", seq=1)  # a retransmit elsewhere
+    a = await pair.broker.append(Publish("s", producer="p", seq=1), b"1")
+    b = await pair.peer.append(Publish("s", producer="p", seq=1), b"1")  # a retransmit elsewhere
     assert (a.offset, a.duplicate) == (0, False)
     assert (b.offset, b.duplicate, b.epoch) == (0, True, a.epoch)
-    c = await pair.peer.append("s", b"1", producer="other", seq=1)
+    c = await pair.peer.append(Publish("s", producer="other", seq=1), b"1")
     assert (c.offset, c.duplicate) == (1, False)
     page = await pair.broker.read("s", 0, 10)
     assert [m.producer for m in page.messages] == ["p", "other"]
@@ -136,10 +186,10 @@ async def test_duplicates_are_suppressed_across_peers(pair: Pair) -> None:
 
 async def test_dedupe_window_forgets_oldest_but_still_refuses_them(pair: Pair) -> None:
     for seq in range(WINDOW + 4):
-        await pair.broker.append("s", b"x", producer="p", seq=seq)
-    remembered = await pair.peer.append("s", b"x", producer="p", seq=WINDOW + 3)
+        await pair.broker.append(Publish("s", producer="p", seq=seq), b"x")
+    remembered = await pair.peer.append(Publish("s", producer="p", seq=WINDOW + 3), b"x")
     assert remembered.duplicate and remembered.offset == WINDOW + 3
-    forgotten = await pair.peer.append("s", b"x", producer="p", seq=0)
+    forgotten = await pair.peer.append(Publish("s", producer="p", seq=0), b"x")
     assert forgotten.duplicate and forgotten.offset is None
     assert (await pair.broker.info("s")).next == WINDOW + 4  # type: ignore[union-attr]
 
@@ -149,14 +199,16 @@ async def test_seq_below_the_oldest_remembered_counts_as_appended(pair: Pair) ->
     forgot the earlier ones): a late seq 3 is a duplicate with an unknown offset, as the
     protocol promises, on both brokers."""
     for seq in range(10, 14):
-        await pair.broker.append("s", b"x", producer="p", seq=seq)
-    late = await pair.peer.append("s", b"x", producer="p", seq=3)
+        await pair.broker.append(Publish("s", producer="p", seq=seq), b"x")
+    late = await pair.peer.append(Publish("s", producer="p", seq=3), b"x")
     assert late.duplicate and late.offset is None
-    oldest = await pair.peer.append("s", b"x", producer="p", seq=10)
+    oldest = await pair.peer.append(Publish("s", producer="p", seq=10), b"x")
     assert oldest.duplicate and oldest.offset == 0
-    fresh = await pair.peer.append("s", b"x", producer="p", seq=14)
+    fresh = await pair.peer.append(Publish("s", producer="p", seq=14), b"x")
     assert not fresh.duplicate and fresh.offset == 4
-    other = await pair.peer.append("s", b"x", producer="q", seq=3)  # windows are per producer
+    other = await pair.peer.append(
+        Publish("s", producer="q", seq=3), b"x"
+    )  # windows are per producer
     assert not other.duplicate
     assert (await pair.broker.info("s")).next == 6  # type: ignore[union-attr]
 
@@ -165,7 +217,7 @@ async def test_stream_count_is_the_number_of_streams(pair: Pair) -> None:
     assert await pair.broker.stream_count() == 0
     for name in ("a", "b", "c"):
         await pair.broker.create(name)
-    await pair.peer.append("d", b"1")
+    await pair.peer.append(Publish("d"), b"1")
     assert await pair.peer.stream_count() == 4
     assert await pair.broker.delete("b")
     assert await pair.broker.stream_count() == 3
@@ -185,13 +237,13 @@ async def test_history_bound_by_messages(pair: Pair) -> None:
 async def test_history_bound_by_bytes(pair: Pair) -> None:
     await pair.broker.create("s", HistoryLimits(max_messages=100, max_bytes=100))
     for i in range(10):
-        await pair.broker.append("s", bytes([65 + i]) * 30)
+        await pair.broker.append(Publish("s"), bytes([65 + i]) * 30)
     page = await pair.peer.read("s", 0, 100)
     assert [m.offset for m in page.messages] == [7, 8, 9]  # 90 bytes fit, 120 do not
     info = await pair.broker.info("s")
     assert info is not None and info.history_bytes == 90 and info.first == 7
     with pytest.raises(PayloadTooLarge):
-        await pair.peer.append("s", b"x" * 101)
+        await pair.peer.append(Publish("s"), b"x" * 101)
     assert (await pair.broker.info("s")).next == 10  # type: ignore[union-attr]
 
 
@@ -200,7 +252,7 @@ async def test_history_bound_by_age(pair: Pair) -> None:
     await append_json(pair.broker, "s", 3)
     assert len((await pair.peer.read("s", 0, 10)).messages) == 3
     await asyncio.sleep(0.4)  # the behaviour under test is the passing of time
-    await pair.broker.append("s", b"new")
+    await pair.broker.append(Publish("s"), b"new")
     page = await pair.peer.read("s", 0, 10)
     assert [m.payload for m in page.messages] == [b"new"] and page.first == 3
 
@@ -217,7 +269,7 @@ async def test_delete_starts_a_new_epoch(pair: Pair) -> None:
     assert await pair.peer.delete("s")
     assert await pair.broker.info("s") is None
     assert await pair.broker.streams() == []
-    again = await pair.broker.append("s", b"1", producer="p", seq=0)
+    again = await pair.broker.append(Publish("s", producer="p", seq=0), b"1")
     assert again.offset == 0 and not again.duplicate  # the dedupe window went too
     assert old is not None and again.epoch != old.epoch
     page = await pair.peer.read("s", 0, 10)
@@ -230,9 +282,9 @@ async def test_listeners_get_every_append_in_order(pair: Pair) -> None:
     pair.broker.listen("s", here)
     pair.peer.listen("s", there)
     if pair.kind == "redis":
-        await pair.broker.append("warm", b"x")  # the readers are running
+        await pair.broker.append(Publish("warm"), b"x")  # the readers are running
     results = await asyncio.gather(
-        *(b.append("s", b"%d" % i) for i in range(100) for b in (pair.broker, pair.peer))
+        *(b.append(Publish("s"), b"%d" % i) for i in range(100) for b in (pair.broker, pair.peer))
     )
     await here.wait_for(200)
     await there.wait_for(200)
@@ -245,10 +297,10 @@ async def test_listeners_get_every_append_in_order(pair: Pair) -> None:
 async def test_listener_sees_new_epoch_after_delete(pair: Pair) -> None:
     got = Collector()
     pair.broker.listen("s", got)
-    first = await pair.peer.append("s", b"a")
+    first = await pair.peer.append(Publish("s"), b"a")
     await got.wait_for(1)
     await pair.peer.delete("s")
-    second = await pair.peer.append("s", b"b")
+    second = await pair.peer.append(Publish("s"), b"b")
     await got.wait_for(2)
     assert [(e, m.offset, m.payload) for e, m in got.items] == [
         (first.epoch, 0, b"a"),
@@ -260,17 +312,17 @@ async def test_unlisten_stops_delivery(pair: Pair) -> None:
     stopped, kept = Collector(), Collector()
     pair.broker.listen("s", stopped)
     pair.broker.listen("s", kept)
-    await pair.peer.append("s", b"1")
+    await pair.peer.append(Publish("s"), b"1")
     await stopped.wait_for(1)
     await kept.wait_for(1)
     pair.broker.unlisten("s", stopped)
-    await pair.peer.append("s", b"2")
+    await pair.peer.append(Publish("s"), b"2")
     await kept.wait_for(2)
     assert stopped.offsets == [0] and kept.offsets == [0, 1]
 
 
 async def test_healthy_while_the_store_is_up(pair: Pair) -> None:
-    await pair.broker.append("s", b"1")
+    await pair.broker.append(Publish("s"), b"1")
     assert pair.broker.healthy and pair.peer.healthy
 
 
@@ -281,9 +333,9 @@ async def test_append_batch_gets_consecutive_offsets_and_listeners_see_each(pair
     seen = Collector()
     await pair.broker.create("s")
     pair.peer.listen("s", seen)
-    await pair.broker.append("s", b"0", producer="other", seq=0)
+    await pair.broker.append(Publish("s", producer="other", seq=0), b"0")
     results = await pair.broker.append_batch(
-        "s", [b"1", b"2", b"3"], producer="p", seq=10, keys=["a", None, "c"]
+        PublishBatch("s", "p", 10, keys=["a", None, "c"]), [b"1", b"2", b"3"]
     )
     assert [(r.offset, r.duplicate) for r in results] == [(1, False), (2, False), (3, False)]
     page = await pair.peer.read("s", 1, 10)
@@ -298,7 +350,7 @@ async def test_append_batch_gets_consecutive_offsets_and_listeners_see_each(pair
 
 async def test_append_batch_binary_with_content_type(pair: Pair) -> None:
     await pair.broker.append_batch(
-        "s", [b"\x00\xff", b""], producer="p", seq=0, binary=True, content_type="x/y"
+        PublishBatch("s", "p", 0, binary=True, content_type="x/y"), [b"\x00\xff", b""]
     )
     page = await pair.peer.read("s", 0, 10)
     assert [(m.payload, m.binary, m.content_type) for m in page.messages] == [
@@ -310,8 +362,8 @@ async def test_append_batch_binary_with_content_type(pair: Pair) -> None:
 async def test_append_batch_suppresses_duplicates_of_a_partly_appended_batch(pair: Pair) -> None:
     """A retransmitted batch whose first half was appended (elsewhere): only the rest is
     appended, the duplicates get their original offsets."""
-    first = await pair.broker.append_batch("s", [b"a", b"b"], producer="p", seq=0)
-    again = await pair.peer.append_batch("s", [b"a", b"b", b"c", b"d"], producer="p", seq=0)
+    first = await pair.broker.append_batch(PublishBatch("s", "p", 0), [b"a", b"b"])
+    again = await pair.peer.append_batch(PublishBatch("s", "p", 0), [b"a", b"b", b"c", b"d"])
     assert [r.offset for r in first] == [0, 1]
     assert [(r.offset, r.duplicate) for r in again] == [
         (0, True),
@@ -319,16 +371,16 @@ async def test_append_batch_suppresses_duplicates_of_a_partly_appended_batch(pai
         (2, False),
         (3, False),
     ]
-    single = await pair.peer.append("s", b"c", producer="p", seq=2)  # old-style retransmit
+    single = await pair.peer.append(Publish("s", producer="p", seq=2), b"c")  # old-style retransmit
     assert (single.offset, single.duplicate) == (2, True)
     assert (await pair.broker.info("s")).next == 4  # type: ignore[union-attr]
 
 
 async def test_append_batch_dedupe_window_matches_single_appends(pair: Pair) -> None:
-    await pair.broker.append_batch("s", [b"x"] * (WINDOW + 4), producer="p", seq=0)
-    remembered = await pair.peer.append("s", b"x", producer="p", seq=WINDOW + 3)
+    await pair.broker.append_batch(PublishBatch("s", "p", 0), [b"x"] * (WINDOW + 4))
+    remembered = await pair.peer.append(Publish("s", producer="p", seq=WINDOW + 3), b"x")
     assert remembered.duplicate and remembered.offset == WINDOW + 3
-    forgotten = await pair.peer.append_batch("s", [b"x", b"x"], producer="p", seq=0)
+    forgotten = await pair.peer.append_batch(PublishBatch("s", "p", 0), [b"x", b"x"])
     assert [(r.offset, r.duplicate) for r in forgotten] == [(None, True), (None, True)]
     assert (await pair.broker.info("s")).next == WINDOW + 4  # type: ignore[union-attr]
 
@@ -336,7 +388,7 @@ async def test_append_batch_dedupe_window_matches_single_appends(pair: Pair) -> 
 async def test_append_batch_refuses_only_the_oversize_message(pair: Pair) -> None:
     await pair.broker.create("small", HistoryLimits(max_messages=100, max_bytes=10))
     results = await pair.broker.append_batch(
-        "small", [b"ok", b"x" * 11, b"ok2"], producer="p", seq=0
+        PublishBatch("small", "p", 0), [b"ok", b"x" * 11, b"ok2"]
     )
     assert isinstance(results[1], PayloadTooLarge)
     assert "11" in str(results[1]) and "10" in str(results[1])
@@ -347,12 +399,12 @@ async def test_append_batch_refuses_only_the_oversize_message(pair: Pair) -> Non
 
 async def test_append_batch_unknown_stream(pair: Pair) -> None:
     with pytest.raises(UnknownStream):
-        await pair.broker.append_batch("nope", [b"1"], producer="p", seq=0, create=False)
+        await pair.broker.append_batch(PublishBatch("nope", "p", 0), [b"1"], create=False)
 
 
 async def test_append_batch_history_bound_by_messages(pair: Pair) -> None:
     await pair.broker.create("b", HistoryLimits(max_messages=3, max_bytes=0))
-    await pair.broker.append_batch("b", [b"%d" % i for i in range(5)], producer="p", seq=0)
+    await pair.broker.append_batch(PublishBatch("b", "p", 0), [b"%d" % i for i in range(5)])
     page = await pair.peer.read("b", 0, 10)
     assert (page.first, page.next) == (2, 5)
     assert [m.payload for m in page.messages] == [b"2", b"3", b"4"]
@@ -364,11 +416,11 @@ async def test_single_and_batch_appends_in_flight_together_keep_call_order(pair:
     neither may overtake the other."""
     if pair.kind == "redis":
         await pair.broker._client.script_flush()  # type: ignore[attr-defined]
-    await pair.broker.append("s", b"a", producer="p", seq=0)
+    await pair.broker.append(Publish("s", producer="p", seq=0), b"a")
     await asyncio.gather(
-        pair.broker.append_batch("s", [b"b", b"c"], producer="p", seq=1),
-        pair.broker.append("s", b"d", producer="p", seq=3),
-        pair.broker.append_batch("s", [b"e"], producer="p", seq=4),
+        pair.broker.append_batch(PublishBatch("s", "p", 1), [b"b", b"c"]),
+        pair.broker.append(Publish("s", producer="p", seq=3), b"d"),
+        pair.broker.append_batch(PublishBatch("s", "p", 4), [b"e"]),
     )
     page = await pair.peer.read("s", 0, 10)
     assert [(m.offset, m.seq, m.payload) for m in page.messages] == [

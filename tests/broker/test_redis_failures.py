@@ -13,6 +13,7 @@ from broker_support import Collector, redis_broker, started, unique_prefix, wait
 from redis_support import RedisProcess, free_port
 
 from nbws.broker import BrokerUnavailable
+from nbws.protocol.messages import Publish
 
 FAST = {"command_timeout": 0.5, "connect_timeout": 0.5, "block": 0.2, "backoff": (0.02, 0.2)}
 
@@ -29,7 +30,7 @@ async def append_until_ok(broker: Any, stream: str, payload: bytes, seq: int) ->
     """What the reliable client does: retry an acked append until it is acked."""
     while True:
         try:
-            result = await broker.append(stream, payload, producer="p", seq=seq)
+            result = await broker.append(Publish(stream, producer="p", seq=seq), payload)
         except BrokerUnavailable:
             await asyncio.sleep(0.02)
             continue
@@ -45,7 +46,7 @@ async def test_redis_down_at_start_then_up(tmp_path: Any) -> None:
     async with started(broker):  # a Redis that is down is not a start-up error
         started_at = time.monotonic()
         with pytest.raises(BrokerUnavailable, match="broker unavailable"):
-            await broker.append("s", b"1", producer="p", seq=0)
+            await broker.append(Publish("s", producer="p", seq=0), b"1")
         assert time.monotonic() - started_at < 3
         assert not broker.healthy
         assert health.changes and health.changes[0][0] is False and health.changes[0][1]
@@ -89,12 +90,12 @@ async def test_paused_redis_fails_fast_and_recovers(own_redis: RedisProcess) -> 
     got = Collector()
     async with started(broker):
         broker.listen("s", got)
-        await broker.append("s", b"0", producer="p", seq=0)
+        await broker.append(Publish("s", producer="p", seq=0), b"0")
         own_redis.pause()
         try:
             started_at = time.monotonic()
             with pytest.raises(BrokerUnavailable):
-                await broker.append("s", b"1", producer="p", seq=1)
+                await broker.append(Publish("s", producer="p", seq=1), b"1")
             assert time.monotonic() - started_at < 2.5
             assert not broker.healthy and health.changes[-1][0] is False
         finally:
@@ -113,7 +114,7 @@ async def test_redis_losing_its_data_gives_a_new_epoch(own_redis: RedisProcess) 
     async with started(broker):
         broker.listen("s", got)
         for seq in range(5):
-            await broker.append("s", b"old", producer="p", seq=seq)
+            await broker.append(Publish("s", producer="p", seq=seq), b"old")
         await got.wait_for(5)
         own_redis.kill()
         shutil.rmtree(own_redis.directory)  # an empty Redis comes back

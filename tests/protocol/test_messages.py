@@ -175,7 +175,7 @@ def test_binary_header_payload_field_is_ignored():
 )
 @pytest.mark.parametrize("payload", [{"price": 1.5}, None, [1, "x"], "text", 0])
 def test_encode_delivery_json_equals_encode(extra, payload):
-    fast = m.encode_delivery("s", E, 4, 1.25, orjson.dumps(payload), **extra)
+    fast = m.encode_delivery("s", E, m.Message("s", 4, E, 1.25, orjson.dumps(payload), **extra))
     slow = m.encode(m.Message("s", 4, E, 1.25, payload, **extra))
     assert fast.text is slow.text is True
     assert orjson.loads(fast.data) == orjson.loads(slow.data)
@@ -183,7 +183,8 @@ def test_encode_delivery_json_equals_encode(extra, payload):
 
 @pytest.mark.parametrize("extra", [{}, {"content_type": "a/b"}, {"producer": "p", "seq": 2}])
 def test_encode_delivery_binary_equals_encode(extra):
-    fast = m.encode_delivery("s", E, 4, 1.25, b"\x01\x02", binary=True, **extra)
+    stored = m.Message("s", 4, E, 1.25, b"\x01\x02", binary=True, **extra)
+    fast = m.encode_delivery("s", E, stored)
     slow = m.encode(m.Message("s", 4, E, 1.25, b"\x01\x02", binary=True, **extra))
     assert fast.text is slow.text is False
     fast_header, fast_payload = m.split_binary(fast.data)
@@ -194,7 +195,7 @@ def test_encode_delivery_binary_equals_encode(extra):
 
 def test_encode_delivery_splices_stored_json_unparsed():
     stored = b'{"b":1,  "a":2}'  # as stored: spacing and key order kept
-    data = m.encode_delivery("s", E, 0, 1.0, stored).data
+    data = m.encode_delivery("s", E, m.Message("s", 0, E, 1.0, stored)).data
     assert data.endswith(b',"payload":' + stored + b"}")
 
 

@@ -18,6 +18,7 @@ from nbws.protocol.messages import (
     GapReason,
     Message,
     Policy,
+    Publish,
     Subscribed,
     decode_event,
     encode,
@@ -129,7 +130,7 @@ async def subscribe(
 async def publish(hub: StreamHub, offsets: range, stream: str = "s", **extra: Any) -> None:
     producer = Client(FakeSink("producer"))
     for i in offsets:
-        await hub.publish(producer, stream, b'{"i":%d}' % i, **extra)
+        await hub.publish(producer, Publish(stream, **extra), b'{"i":%d}' % i)
 
 
 async def test_batches_carry_every_message_in_order_with_payloads(hub: StreamHub) -> None:
@@ -154,9 +155,9 @@ async def test_binary_payloads_come_in_binary_batches(hub: StreamHub) -> None:
     await subscribe(hub, sink)
     await settle()
     producer = Client(FakeSink("producer"))
-    await hub.publish(producer, "s", b"\x00\x01", binary=True, content_type="a/b")
-    await hub.publish(producer, "s", b"{}")
-    await hub.publish(producer, "s", b"", binary=True)
+    await hub.publish(producer, Publish("s", binary=True, content_type="a/b"), b"\x00\x01")
+    await hub.publish(producer, Publish("s"), b"{}")
+    await hub.publish(producer, Publish("s", binary=True), b"")
     await settle()
     batches = sink.batches()
     assert [b.binary for b in batches] == [True, False, True]
@@ -286,7 +287,7 @@ async def test_conflate_batches_after_the_conflated_gap(hub: StreamHub) -> None:
     sink.writable = False
     producer = Client(FakeSink("producer"))
     for i in range(6):
-        await hub.publish(producer, "s", b"%d" % i, key="ab"[i % 2])
+        await hub.publish(producer, Publish("s", key="ab"[i % 2]), b"%d" % i)
     await settle()
     sink.drain()
     await settle()

@@ -9,7 +9,7 @@ from nbws.server.subscriber import SharedFrames, Step, Subscription, cut_runs, s
 
 
 def item(offset: int, payload: bytes = b"1", binary: bool = False) -> Delivery:
-    return (offset, b"f" * 10, None, batch_item(offset, 1.0, payload, binary=binary))
+    return (offset, b"f" * 10, None, batch_item(StoredMessage(offset, 1.0, payload, binary)))
 
 
 def make(max_batch: int | None = 10, linger: float = 0.0, bound: int = 100) -> Subscription:
@@ -170,7 +170,7 @@ def test_buffer_counts_queued_gap_notices() -> None:
 
 def test_binary_batches_keep_their_header_under_the_limit() -> None:
     items: list[Delivery | Gap] = [
-        (i, b"", None, batch_item(i, 1.0, b"x", binary=True, content_type="t/" + "c" * 200))
+        (i, b"", None, batch_item(StoredMessage(i, 1.0, b"x", True, content_type="t/" + "c" * 200)))
         for i in range(1000)
     ]
     shared = SharedFrames()

@@ -12,7 +12,7 @@ from conftest import make_config
 
 from nbws.broker import MemoryBroker
 from nbws.errors import close_for
-from nbws.protocol.messages import Event, Policy, encode
+from nbws.protocol.messages import Event, Policy, Publish, encode
 from nbws.server.hub import Client, StreamHub
 from nbws.server.subscriber import State
 
@@ -111,7 +111,7 @@ async def test_block_ack_waits_for_the_buffer_and_room(hub: StreamHub) -> None:
     window, acked, sent = 5, 0, 0
     for _ in range(200):  # a producer that keeps at most `window` unacked
         while sent - acked < window:
-            await hub.publish(producer, "s", b"1", producer="p", seq=sent)
+            await hub.publish(producer, Publish("s", producer="p", seq=sent), b"1")
             sent += 1
         await settle()
         acks = producer_sink.acks()
@@ -134,7 +134,7 @@ async def test_ack_is_sent_at_once_without_block_subscribers(hub: StreamHub) -> 
     producer_sink = FakeSink("producer")
     producer = Client(producer_sink)
     for seq in range(10):
-        await hub.publish(producer, "s", b"1", producer="p", seq=seq)
+        await hub.publish(producer, Publish("s", producer="p", seq=seq), b"1")
     assert producer_sink.acks() == list(range(10))  # not even a loop turn later
     await settle()
     slow.drain()
@@ -151,7 +151,7 @@ async def test_disconnect_policy_fails_the_connection_with_1013(hub: StreamHub) 
     slow.writable = False
     producer = Client(FakeSink("producer"))
     for seq in range(5):
-        await hub.publish(producer, "s", b"1", producer="p", seq=seq)
+        await hub.publish(producer, Publish("s", producer="p", seq=seq), b"1")
     await settle()
     assert slow.failed is not None and slow.failed[0] == 1013 and "too slow" in slow.failed[1]
     assert not hub.streams["s"].subscribers
@@ -164,7 +164,7 @@ async def test_a_closed_block_subscriber_releases_the_acks_it_held(hub: StreamHu
     producer_sink = FakeSink("producer")
     producer = Client(producer_sink)
     for seq in range(4):
-        await hub.publish(producer, "s", b"1", producer="p", seq=seq)
+        await hub.publish(producer, Publish("s", producer="p", seq=seq), b"1")
     await settle()
     # One loop turn: 0 fits, 1 fills the buffer past its bound before any ack went out.
     assert producer_sink.acks() == [] and sub.state is State.BLOCKED
@@ -181,15 +181,15 @@ async def test_falling_behind_replays_after_what_was_buffered(hub: StreamHub) ->
     slow.writable = False
     broker = hub.broker
     for i in range(5):
-        await broker.append("s", b"%d" % i)
+        await broker.append(Publish("s"), b"%d" % i)
     await settle()
     assert sub.buffer.messages == 5
     listener = hub._listeners["s"]
     broker.unlisten("s", listener)  # the listener misses 5 and 6
     for i in range(5, 7):
-        await broker.append("s", b"%d" % i)
+        await broker.append(Publish("s"), b"%d" % i)
     broker.listen("s", listener)
-    await broker.append("s", b"7")
+    await broker.append(Publish("s"), b"7")
     await settle()
     assert sub.state is State.CATCHING_UP
     slow.drain()
