@@ -91,7 +91,8 @@ export class RowPool {
 
   /**
    * Show rows `[first, first + n)` (n at most `size`): `show(slot, key)` for each slot
-   * that gets a new row, `hide(slot)` for each that had a row no longer in view.
+   * that gets a new row, `hide(slot)` for each that had a row no longer in view and
+   * gets none.
    */
   place(
     first: number,
@@ -103,9 +104,12 @@ export class RowPool {
       throw new RangeError(`${n} rows do not fit a pool of ${this.size}`);
     }
     const end = first + n;
-    for (let slot = 0; slot < this.size; slot++) {
+    const size = this.size;
+    for (let slot = 0; slot < size; slot++) {
       const key = this.keys[slot];
-      if (key >= 0 && (key < first || key >= end)) {
+      // A slot some row in view goes to is refilled below, not hidden first.
+      const reused = (((slot - first) % size) + size) % size < n;
+      if (key >= 0 && (key < first || key >= end) && !reused) {
         this.keys[slot] = -1;
         hide(slot);
       }
