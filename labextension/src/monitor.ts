@@ -166,6 +166,9 @@ export class StreamMonitor {
       schedule: animationFrameScheduler(),
       render: batch => {
         const last = batch.items[batch.items.length - 1];
+        if (last === undefined) {
+          return; // only skipped (never decoded) messages since the last frame
+        }
         recordRender('monitor', this.stream, { offset: last.offset, time: last.time });
         this.lastMessage.textContent = `last message: offset ${last.offset} · ${formatValue(
           last.binary ? last.data : last.payload,
