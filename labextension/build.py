@@ -1,10 +1,12 @@
-"""Build the nbws labextension into ``nbws/labextension``, or restore it from a cache.
+"""Build the nbws labextension into ``nbws/labextension`` and the widgets' views into
+``nbws/widgets/static/views.js``, or restore both from a cache.
 
-The build (``npm ci`` + ``npm run build:prod``) only depends on the files hashed by
-:func:`input_key`: package.json, package-lock.json, tsconfig.json, install.json, src/
-(without the unit tests) and style/. The output for each key is kept under
-``~/.cache/nbws/labextension/<key>`` (``$NBWS_LABEXTENSION_CACHE`` overrides the folder),
-so an unchanged extension is copied in well under a second instead of rebuilt. The wheel's
+The build (``npm ci`` + ``npm run build:prod``, which ends with ``build:esm``) only depends
+on the files hashed by :func:`input_key`: package.json, package-lock.json, tsconfig.json,
+install.json, src/ (without the unit tests) and style/. The output for each key is kept
+under ``~/.cache/nbws/labextension/<key>`` (``labextension/`` and ``views.js``;
+``$NBWS_LABEXTENSION_CACHE`` overrides the folder), so unchanged sources are copied in well
+under a second instead of rebuilt. The wheel's
 build hook skips when the output exists (``skip-if-exists`` in pyproject.toml), which is
 why CI runs this first.
 
@@ -43,12 +45,13 @@ __all__ = [
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE.parent / "nbws" / "labextension"
+ESM_OUTPUT = HERE.parent / "nbws" / "widgets" / "static" / "views.js"
 INPUT_FILES = ("package.json", "package-lock.json", "tsconfig.json", "install.json")
 INPUT_DIRS = ("src", "style")
 EXCLUDED_PARTS = frozenset({"__tests__", "node_modules", ".ipynb_checkpoints"})
 KEEP_ENTRIES = 5
 KEEP_NODE_MODULES = 2
-KEY_FORMAT = b"nbws-labextension-1\n"
+KEY_FORMAT = b"nbws-labextension-2\n"  # 2: entries hold labextension/ and views.js
 LOCK_STAMP = ".nbws-lock-sha256"
 HEARTBEAT_SECONDS = 15.0
 
@@ -61,7 +64,8 @@ def input_key(root: Path = HERE) -> str:
         base = root / folder
         if base.is_dir():
             paths += [
-                p for p in base.rglob("*")
+                p
+                for p in base.rglob("*")
                 if p.is_file() and not EXCLUDED_PARTS.intersection(p.relative_to(root).parts)
             ]
     for path in sorted(paths, key=lambda p: p.relative_to(root).as_posix()):
@@ -85,27 +89,38 @@ def _copy_tree(source: Path, target: Path) -> None:
     shutil.copytree(source, target, copy_function=shutil.copyfile)
 
 
-def restore(key: str, cache: Path, output: Path = OUTPUT) -> bool:
-    """Replace ``output`` with the cached build for ``key``; False if there is none."""
+def restore(key: str, cache: Path, output: Path = OUTPUT, esm_output: Path = ESM_OUTPUT) -> bool:
+    """Replace ``output`` and ``esm_output`` with the cached build for ``key``; False if
+    there is none."""
     entry = cache / key
-    if not (entry / "package.json").is_file() or not (entry / "static" / "style.js").is_file():
+    built = entry / "labextension"
+    if not all(
+        p.is_file()
+        for p in (built / "package.json", built / "static" / "style.js", entry / "views.js")
+    ):
         return False
     staging = output.with_name(f"{output.name}.restore-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    _copy_tree(entry, staging)
+    _copy_tree(built, staging)
     shutil.rmtree(output, ignore_errors=True)
     os.replace(staging, output)
+    esm_output.parent.mkdir(parents=True, exist_ok=True)
+    esm_staging = esm_output.with_name(f".{esm_output.name}.restore-{os.getpid()}")
+    shutil.copyfile(entry / "views.js", esm_staging)
+    os.replace(esm_staging, esm_output)
     os.utime(entry)  # most recently used: kept by the pruning below
     return True
 
 
-def store(key: str, cache: Path, output: Path = OUTPUT) -> Path:
-    """Save ``output`` as the cached build for ``key`` (atomically) and prune old entries."""
+def store(key: str, cache: Path, output: Path = OUTPUT, esm_output: Path = ESM_OUTPUT) -> Path:
+    """Save ``output`` and ``esm_output`` as the cached build for ``key`` (atomically) and
+    prune old entries."""
     cache.mkdir(parents=True, exist_ok=True)
     entry = cache / key
     staging = cache / f".{key}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    _copy_tree(output, staging)
+    _copy_tree(output, staging / "labextension")
+    shutil.copyfile(esm_output, staging / "views.js")
     try:
         os.replace(staging, entry)
     except OSError:  # another build stored the same key first
@@ -181,8 +196,9 @@ def ensure_node_modules(cache: Path | None = None, root: Path = HERE) -> str:
     staging = cache / f".node_modules-{lock}.tmp-{os.getpid()}"
     subprocess.run(["tar", "-cf", str(staging), "-C", str(root), "node_modules"], check=True)
     os.replace(staging, archive)
-    archives = sorted(cache.glob("node_modules-*.tar"), key=lambda p: p.stat().st_mtime,
-                      reverse=True)
+    archives = sorted(
+        cache.glob("node_modules-*.tar"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
     for old in archives[KEEP_NODE_MODULES:]:
         old.unlink(missing_ok=True)
     return f"node_modules installed with npm ci in {time.perf_counter() - started:.1f} s"
@@ -200,16 +216,20 @@ def build(cache: Path | None = None, root: Path = HERE) -> None:
 
 
 def ensure_built(
-    *, force: bool = False, cache: Path | None = None, output: Path = OUTPUT
+    *,
+    force: bool = False,
+    cache: Path | None = None,
+    output: Path = OUTPUT,
+    esm_output: Path = ESM_OUTPUT,
 ) -> str:
-    """Restore or build ``output`` (``nbws/labextension``), saying which as it starts;
-    returns what happened, for the log."""
+    """Restore or build ``output`` (``nbws/labextension``) and ``esm_output`` (the
+    widgets' ``views.js``), saying which as it starts; returns what happened, for the log."""
     cache = cache or cache_root()
     key = input_key()
     started = time.perf_counter()
     if not force:
         _say(f"restoring the labextension from the cache ({key}) in {cache}")
-        if restore(key, cache, output):
+        if restore(key, cache, output, esm_output):
             elapsed_ms = (time.perf_counter() - started) * 1000
             return f"labextension restored from cache {key} in {elapsed_ms:.0f} ms"
         _say("no cached build for these sources")
@@ -218,22 +238,27 @@ def ensure_built(
         "a first build takes a few minutes"
     )
     build(cache)  # npm always writes nbws/labextension (package.json's outputDir)
-    if not (OUTPUT / "static" / "style.js").is_file():
-        raise SystemExit(f"the build did not produce {OUTPUT / 'static' / 'style.js'}")
-    store(key, cache, OUTPUT)
-    if output != OUTPUT:
-        restore(key, cache, output)
+    for product in (OUTPUT / "static" / "style.js", ESM_OUTPUT):
+        if not product.is_file():
+            raise SystemExit(f"the build did not produce {product}")
+    store(key, cache, OUTPUT, ESM_OUTPUT)
+    if output != OUTPUT or esm_output != ESM_OUTPUT:
+        restore(key, cache, output, esm_output)
     return f"labextension built and cached as {key} in {time.perf_counter() - started:.1f} s"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="build even if cached")
-    parser.add_argument("--node-modules", action="store_true",
-                        help="also make node_modules match package-lock.json (for npm test)")
+    parser.add_argument(
+        "--node-modules",
+        action="store_true",
+        help="also make node_modules match package-lock.json (for npm test)",
+    )
     parser.add_argument("--key", action="store_true", help="print the input key and exit")
-    parser.add_argument("--cache-dir", type=Path, help="cache folder (default: %(default)s)",
-                        default=None)
+    parser.add_argument(
+        "--cache-dir", type=Path, help="cache folder (default: %(default)s)", default=None
+    )
     args = parser.parse_args(argv)
     if args.key:
         print(input_key())

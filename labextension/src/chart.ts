@@ -17,8 +17,10 @@ import { Decimated, extent, M4 } from './decimate';
 import { count, el, StatusLine } from './dom';
 import { recordDrops, recordRender } from './pagestats';
 import { fieldOf, formatValue, numericValue, StreamMessage } from './protocol';
+import { jupyterPageEndpoint } from './connection';
+import type { Endpoint } from './link';
+import { pageConnection, ViewSubscription } from './page';
 import { ColumnRing } from './ring';
-import { StreamSubscription } from './subscription';
 
 export interface ChartOptions {
   stream: string;
@@ -28,6 +30,8 @@ export interface ChartOptions {
   window: number;
   height?: number;
   title?: string;
+  /** The server to subscribe on (default: the page's own Jupyter server). */
+  endpoint?: Endpoint;
 }
 
 const SERIES_COLOURS = [
@@ -142,7 +146,7 @@ export class LiveChart {
   private readonly notice: HTMLDivElement;
   private points: ChartData;
   private coalescer: Coalescer<StreamMessage>;
-  private subscription: StreamSubscription | null = null;
+  private subscription: ViewSubscription | null = null;
   private plot: uPlot | null = null;
   private timeAxis: boolean | null = null;
   private resizeObserver: ResizeObserver | null = null;
@@ -176,9 +180,10 @@ export class LiveChart {
   /** Subscribe, replaying the last `window` messages. */
   start(): void {
     this.subscription?.dispose();
-    this.subscription = new StreamSubscription(
+    const connection = pageConnection(this.options.endpoint ?? jupyterPageEndpoint());
+    this.subscription = connection.subscribe(
       this.options.stream,
-      { since: -this.options.window },
+      { history: this.options.window },
       {
         message: m => this.coalescer.push(m),
         gap: g => {
@@ -190,7 +195,6 @@ export class LiveChart {
         status: s => this.statusLine.set(s)
       }
     );
-    this.subscription.start();
   }
 
   /** Apply changed options; a new stream or new fields start over. */

@@ -1,20 +1,60 @@
 /**
- * Where the nbws endpoints are and how to reach them with the page's Jupyter
- * credentials: the same-origin cookie always travels; the token is added as `?token=`
- * when JupyterLab has one. Data never goes through the kernel.
+ * Where the nbws endpoints of the page's own Jupyter server are and how to reach them with
+ * the page's credentials: the same-origin cookie always travels; the token is added as
+ * `?token=` only when JupyterLab would append it. Data never goes through the kernel.
+ *
+ * Settings come from `PageConfig` (the page's `#jupyter-config-data`, which JupyterLab,
+ * Notebook 7 and Voila all write) and fall back to `location`, so this module works in the
+ * labextension and in a widget bundle loaded into any of those pages.
  */
 
-import { URLExt } from '@jupyterlab/coreutils';
-import { ServerConnection } from '@jupyterlab/services';
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 
-let cached: ServerConnection.ISettings | null = null;
+import { Endpoint, redact, WebSocketEndpoint, WebSocketEndpointOptions } from './link';
 
-/** The page's server settings (base URL, WebSocket URL, token). */
-export function serverSettings(): ServerConnection.ISettings {
+/** What nbws needs of the page's server settings (JupyterLab's `ServerConnection.ISettings` has these). */
+export interface PageSettings {
+  readonly baseUrl: string;
+  readonly wsUrl: string;
+  readonly token: string;
+  /** Put the token into WebSocket URLs (the server is on another host than the page). */
+  readonly appendToken: boolean;
+}
+
+let cached: PageSettings | null = null;
+
+function hostOf(url: string): string {
+  const match = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(url);
+  return match ? match[1].replace(/^[^@]*@/, '') : '';
+}
+
+/** The page's server settings, read once (base URL, WebSocket URL, token). */
+export function serverSettings(): PageSettings {
   if (cached === null) {
-    cached = ServerConnection.makeSettings();
+    cached = readPageSettings();
   }
   return cached;
+}
+
+/** The settings `PageConfig` describes, or the page's own origin when it has none. */
+export function readPageSettings(): PageSettings {
+  const loc = (globalThis as { location?: { origin?: string; protocol?: string } }).location;
+  const origin = loc?.origin && loc.origin !== 'null' ? loc.origin : 'http://localhost';
+  let baseUrl = PageConfig.getOption('baseUrl');
+  if (!/^https?:/i.test(baseUrl)) {
+    baseUrl = URLExt.join(origin, baseUrl || '/');
+  }
+  if (!baseUrl.endsWith('/')) {
+    baseUrl += '/';
+  }
+  let wsUrl = PageConfig.getOption('wsUrl');
+  if (!/^wss?:/i.test(wsUrl)) {
+    wsUrl = 'ws' + baseUrl.slice(4);
+  }
+  const token = PageConfig.getToken();
+  const configured = PageConfig.getOption('appendToken').toLowerCase();
+  const appendToken = configured === '' ? hostOf(baseUrl) !== hostOf(wsUrl) : configured === 'true';
+  return { baseUrl, wsUrl, token, appendToken };
 }
 
 /**
@@ -26,7 +66,7 @@ export function serverSettings(): ServerConnection.ISettings {
 export function wsUrl(
   path: string,
   query: Record<string, string> = {},
-  settings: ServerConnection.ISettings = serverSettings()
+  settings: PageSettings = serverSettings()
 ): string {
   const params = new URLSearchParams(query);
   if (settings.token && settings.appendToken) {
@@ -37,21 +77,32 @@ export function wsUrl(
   return search ? `${url}?${search}` : url;
 }
 
-const SECRET_PAIR =
-  /\b([A-Za-z0-9_.-]*(?:token|password|passwd|secret|api[_-]?key|auth)[A-Za-z0-9_.-]*)=([^&#\s'"<>]+)/gi;
-
 /**
  * `text` as it may be shown: `token=...` (and other secret-named query values) and the
  * page's own token replaced by `…`. URLs built by `wsUrl` carry the token, and browser
  * errors (e.g. "The URL '...' is invalid") quote them.
  */
-export function redactSecrets(text: string, settings?: ServerConnection.ISettings): string {
-  let shown = text.replace(SECRET_PAIR, (_match: string, name: string) => `${name}=…`);
-  const token = settings?.token;
-  if (token) {
-    shown = shown.split(token).join('…');
-  }
-  return shown;
+export function redactSecrets(text: string, settings?: { readonly token?: string }): string {
+  return redact(text, [settings?.token]);
+}
+
+/**
+ * The page's own Jupyter server as an nbws endpoint (transport `direct`): `nbws/ws` under
+ * its WebSocket URL, the cookie authenticating, the token added only when JupyterLab would,
+ * and failed attempts explained by asking the REST API (`diagnose`).
+ */
+export function jupyterPageEndpoint(
+  settings: PageSettings = serverSettings(),
+  extra: Pick<WebSocketEndpointOptions, 'WebSocket'> = {}
+): Endpoint {
+  return new WebSocketEndpoint({
+    url: wsUrl('nbws/ws', {}, { ...settings, appendToken: false }),
+    token: () => (settings.appendToken && settings.token ? settings.token : null),
+    transport: 'direct',
+    label: 'nbws/ws',
+    diagnose: stream => diagnose(stream, settings),
+    ...extra
+  });
 }
 
 /** `nbws/api/...` path of one stream (names may contain `/`, which is encoded). */
@@ -66,17 +117,39 @@ export interface JsonResponse<T> {
   body: T | null;
 }
 
-/** Call the nbws REST API (cookie + XSRF header, or token, as JupyterLab does). */
+function cookie(name: string): string | undefined {
+  const doc = (globalThis as { document?: { cookie?: string } }).document;
+  const match = doc?.cookie?.match('\\b' + name + '=([^;]*)\\b');
+  return match ? match[1] : undefined;
+}
+
+/**
+ * Call the nbws REST API as JupyterLab's `ServerConnection` does: same-origin cookie, the
+ * XSRF cookie echoed in `X-XSRFToken`, the token (if any) in an `Authorization` header,
+ * never in the URL.
+ */
 export async function requestJson<T>(
   path: string,
   init: RequestInit = {},
-  settings: ServerConnection.ISettings = serverSettings()
+  settings: PageSettings = serverSettings()
 ): Promise<JsonResponse<T>> {
-  const response = await ServerConnection.makeRequest(
-    URLExt.join(settings.baseUrl, path),
-    init,
-    settings
-  );
+  const headers = new Headers(init.headers);
+  if (settings.token) {
+    headers.set('Authorization', `token ${settings.token}`);
+  }
+  const xsrf = cookie('_xsrf');
+  if (xsrf !== undefined) {
+    headers.set('X-XSRFToken', xsrf);
+  }
+  if (!headers.has('Content-Type')) {
+    headers.set('Content-Type', 'application/json');
+  }
+  const response = await fetch(URLExt.join(settings.baseUrl, path), {
+    cache: 'no-store',
+    credentials: 'same-origin',
+    ...init,
+    headers
+  });
   let body: T | null = null;
   const type = response.headers.get('Content-Type') ?? '';
   if (type.includes('application/json')) {
@@ -95,7 +168,7 @@ export async function requestJson<T>(
  */
 export async function diagnose(
   stream: string | null,
-  settings: ServerConnection.ISettings = serverSettings()
+  settings: PageSettings = serverSettings()
 ): Promise<string> {
   let health: JsonResponse<unknown>;
   try {

@@ -1,32 +1,17 @@
 /**
- * nbws for JupyterLab: registers the nbws widget models and views with the Jupyter
- * widgets manager, and adds the Streams side panel.
+ * nbws for JupyterLab: the Streams side panel and the stream viewer tab, which only
+ * JupyterLab has. The live widgets do not need this extension: they are anywidgets whose
+ * views (the same table/chart/monitor code, bundled by `npm run build:esm`) come through
+ * the widget's comm (anywidget.ts).
  */
 
-import { IJupyterWidgetRegistry } from '@jupyter-widgets/base';
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 
 import { createStreamViewer, StreamsPanel, StreamViewer } from './panel';
-import { MODULE_NAME, MODULE_VERSION } from './version';
-import * as widgetExports from './widgets';
 
 const OPEN_STREAM = 'nbws:open-stream';
 const SHOW_PANEL = 'nbws:show-streams';
-
-const widgetsPlugin: JupyterFrontEndPlugin<void> = {
-  id: 'nbws:widgets',
-  description: 'The nbws live widgets (LiveTable, LiveChart, StreamMonitor, FrameInspector).',
-  autoStart: true,
-  requires: [IJupyterWidgetRegistry],
-  activate: (_app: JupyterFrontEnd, registry: IJupyterWidgetRegistry): void => {
-    registry.registerWidget({
-      name: MODULE_NAME,
-      version: MODULE_VERSION,
-      exports: widgetExports as unknown as Record<string, unknown> as never
-    });
-  }
-};
 
 const panelPlugin: JupyterFrontEndPlugin<void> = {
   id: 'nbws:streams-panel',
@@ -67,4 +52,4 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [widgetsPlugin, panelPlugin];
+export default [panelPlugin];

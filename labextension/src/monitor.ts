@@ -9,11 +9,12 @@
  */
 
 import { animationFrameScheduler, Coalescer, GapTally } from './coalesce';
-import { requestJson, streamPath } from './connection';
+import { jupyterPageEndpoint, requestJson, streamPath } from './connection';
 import { count, el, StatusLine } from './dom';
 import { recordDrops, recordRender } from './pagestats';
 import { formatRate, formatValue, GapMessage, StreamMessage, SubscribedReply } from './protocol';
-import { StreamSubscription } from './subscription';
+import type { Endpoint } from './link';
+import { pageConnection, ViewSubscription } from './page';
 
 /** One subscription as `GET nbws/api/streams/{name}` describes it. */
 export interface SubscriptionInfo {
@@ -102,7 +103,7 @@ export class StreamMonitor {
   private readonly notices: HTMLOListElement;
   private readonly subscriptionsTable: HTMLTableSectionElement;
   private readonly lastMessage: HTMLDivElement;
-  private subscription: StreamSubscription | null = null;
+  private subscription: ViewSubscription | null = null;
   private coalescer: Coalescer<StreamMessage>;
   /** Gap notices not shown yet (the newest `MAX_NOTICES`), listed once per frame. */
   private pendingNotices: Coalescer<GapMessage>;
@@ -118,7 +119,11 @@ export class StreamMonitor {
   private fetchedAt = -Infinity;
   private disposed = false;
 
-  constructor(private stream: string) {
+  constructor(
+    private stream: string,
+    /** The server to subscribe on (default: the page's own Jupyter server). */
+    private readonly endpoint?: Endpoint
+  ) {
     this.node = el('div', 'nbws-view nbws-monitor');
     this.statusLine = new StatusLine(`StreamMonitor · ${stream}`);
     const grid = el('dl', 'nbws-monitor-grid');
@@ -188,9 +193,10 @@ export class StreamMonitor {
 
   start(): void {
     this.subscription?.dispose();
-    this.subscription = new StreamSubscription(
+    const connection = pageConnection(this.endpoint ?? jupyterPageEndpoint());
+    this.subscription = connection.subscribe(
       this.stream,
-      { since: null },
+      { history: 0 },
       {
         message: m => this.coalescer.push(m),
         gap: g => this.onGap(g),
@@ -203,7 +209,6 @@ export class StreamMonitor {
         status: s => this.statusLine.set(s)
       }
     );
-    this.subscription.start();
     this.lastTick = performance.now();
     this.lastReceived = 0;
     if (this.timer === null) {

@@ -1,7 +1,9 @@
 /**
  * The Streams side panel: every stream with rate, offset, subscribers and drops from
- * `GET nbws/api/streams`, polled once a second while the panel is visible. Clicking a
- * stream opens a live table of it in the main area.
+ * `GET nbws/api/streams`, polled once a second while the panel is visible, and what this
+ * page's connection carries (one WebSocket for every view on the page, page.ts). Clicking
+ * a stream opens a live table of it in the main area, subscribed through the same
+ * connection as the notebook's widgets.
  */
 
 import { MainAreaWidget } from '@jupyterlab/apputils';
@@ -10,6 +12,8 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { diagnose, requestJson } from './connection';
+import type { Endpoint } from './link';
+import { pageConnections } from './page';
 import { count, el } from './dom';
 import { StreamInfo } from './monitor';
 import { formatRate } from './protocol';
@@ -27,6 +31,7 @@ const POLL_MS = 1000;
 export class StreamsPanel extends Widget {
   private readonly list: HTMLTableSectionElement;
   private readonly message: HTMLDivElement;
+  private readonly page: HTMLDivElement;
   private timer: ReturnType<typeof setInterval> | null = null;
   private busy = false;
 
@@ -38,6 +43,7 @@ export class StreamsPanel extends Widget {
     this.title.caption = 'nbws streams';
     const heading = el('div', 'nbws-panel-heading', 'Streams');
     this.message = el('div', 'nbws-panel-message', 'loading…');
+    this.page = el('div', 'nbws-panel-page');
     const table = el('table', 'nbws-streams-table');
     const head = el('thead');
     const row = el('tr');
@@ -47,7 +53,7 @@ export class StreamsPanel extends Widget {
     head.appendChild(row);
     this.list = el('tbody');
     table.append(head, this.list);
-    this.node.append(heading, this.message, table);
+    this.node.append(heading, this.message, table, this.page);
   }
 
   protected onAfterShow(msg: Message): void {
@@ -104,7 +110,27 @@ export class StreamsPanel extends Widget {
       this.showProblem(await diagnose(null));
     } finally {
       this.busy = false;
+      this.showPage();
     }
+  }
+
+  /** What this page's connections carry (the counters page.ts keeps). */
+  private showPage(): void {
+    const connections = pageConnections().filter(c => c.stats.views > 0);
+    let views = 0;
+    let streams = 0;
+    for (const connection of connections) {
+      views += connection.stats.views;
+      streams += connection.stats.streams;
+    }
+    this.page.textContent = connections.length
+      ? `this page: ${count(views)} view${views === 1 ? '' : 's'} on ${count(streams)} stream${
+          streams === 1 ? '' : 's'
+        } over ${connections.length} connection${connections.length === 1 ? '' : 's'} (${connections
+          .map(c => `${c.endpoint.label}, ${c.endpoint.transport}`)
+          .join('; ')})`
+      : 'this page: no live views';
+    this.node.dataset.pageConnections = String(connections.length);
   }
 
   private showProblem(text: string): void {
@@ -144,10 +170,13 @@ export class StreamsPanel extends Widget {
 export class StreamViewer extends Widget {
   private readonly table: LiveTable;
 
-  constructor(readonly stream: string) {
+  constructor(
+    readonly stream: string,
+    endpoint?: Endpoint
+  ) {
     super();
     this.addClass('nbws-stream-viewer');
-    this.table = new LiveTable({ stream, columns: null, maxRows: 1000, height: 600 });
+    this.table = new LiveTable({ stream, columns: null, maxRows: 1000, height: 600, endpoint });
     this.node.appendChild(this.table.node);
     this.table.start();
   }
@@ -167,8 +196,11 @@ export class StreamViewer extends Widget {
 }
 
 /** A main-area tab with a live view of `stream`. */
-export function createStreamViewer(stream: string): MainAreaWidget<StreamViewer> {
-  const content = new StreamViewer(stream);
+export function createStreamViewer(
+  stream: string,
+  endpoint?: Endpoint
+): MainAreaWidget<StreamViewer> {
+  const content = new StreamViewer(stream, endpoint);
   const widget = new MainAreaWidget({ content });
   widget.id = `nbws-stream-${stream.replace(/[^A-Za-z0-9_-]/g, '_')}`;
   widget.title.label = `stream: ${stream}`;

@@ -1,7 +1,7 @@
 /**
  * `nbws.v1` messages on the browser side (docs/protocol.md): the encoder for what the
- * views send (`subscribe`, `unsubscribe`) and the decoder for what they receive, with
- * the same field checks as `nbws/protocol/messages.py`. The field tables below mirror
+ * views send (`subscribe`, `consumed`, `unsubscribe`) and the decoder for what they
+ * receive, with the same field checks as `nbws/protocol/messages.py`. The field tables below mirror
  * that module's dataclasses; `docs/nbws.v1.schema.json` is generated from it, and the
  * unit tests compare these tables with the schema and run the shared vectors in
  * `tests/vectors/`, so a field renamed on one side fails the tests of the other.
@@ -21,6 +21,10 @@ export const MAX_EPOCH_LENGTH = 64;
 export const MAX_REF_LENGTH = 256;
 export const MAX_BATCH = 10_000;
 export const MAX_LINGER_MS = 100;
+/** Largest `credit` (messages in flight) a subscriber may ask for. */
+export const MAX_CREDIT = 100_000;
+/** Largest `credit_bytes` a subscriber may ask for. */
+export const MAX_CREDIT_BYTES = 2 ** 30;
 export const STREAM_NAME = /^[A-Za-z0-9._:/-]{1,200}$/;
 const STREAM_RULE = '1-200 characters from A-Z a-z 0-9 . _ : / -';
 
@@ -104,7 +108,8 @@ const nul = (wire: string, kind: Kind, extra: Partial<FieldSpec> = {}): FieldSpe
   ...extra
 });
 
-export type RequestType = 'subscribe' | 'unsubscribe' | 'publish' | 'info' | 'publish_batch';
+export type RequestType =
+  'subscribe' | 'consumed' | 'unsubscribe' | 'publish' | 'info' | 'publish_batch';
 export type EventType =
   | 'welcome'
   | 'subscribed'
@@ -131,8 +136,11 @@ export const REQUEST_FIELDS: { readonly [T in RequestType]: readonly FieldSpec[]
     opt('max_messages', 'positive'),
     opt('max_bytes', 'positive'),
     opt('max_batch', 'positive', { max: MAX_BATCH }),
-    opt('linger_ms', 'nat', { max: MAX_LINGER_MS })
+    opt('linger_ms', 'nat', { max: MAX_LINGER_MS }),
+    opt('credit', 'positive', { max: MAX_CREDIT }),
+    opt('credit_bytes', 'positive', { max: MAX_CREDIT_BYTES })
   ],
+  consumed: [req('stream', 'stream'), req('offset', 'nat'), opt('id', 'ref')],
   unsubscribe: [req('stream', 'stream'), opt('id', 'ref')],
   publish: [
     req('stream', 'stream'),
@@ -177,7 +185,9 @@ export const EVENT_FIELDS: { readonly [T in EventType]: readonly FieldSpec[] } =
     nul('since', 'int'),
     nul('ref', 'ref'),
     opt('max_batch', 'positive'),
-    opt('linger_ms', 'nat')
+    opt('linger_ms', 'nat'),
+    opt('credit', 'positive'),
+    opt('credit_bytes', 'positive')
   ],
   unsubscribed: [req('stream', 'stream'), nul('ref', 'ref')],
   message: [
@@ -273,6 +283,9 @@ export interface SubscribedReply {
   ref?: Ref | null;
   max_batch?: number;
   linger_ms?: number;
+  /** A subscriber with credit: messages that may be in flight (see `consumed`). */
+  credit?: number;
+  credit_bytes?: number;
 }
 
 export interface UnsubscribedReply {
@@ -403,6 +416,20 @@ export interface SubscribeRequest {
   max_batch?: number | null;
   /** How long (ms, at most 100) a partial live batch may wait; needs `max_batch`. */
   linger_ms?: number | null;
+  /**
+   * Messages the server may have sent and the client not yet reported `consumed`
+   * (at most 100000); needs `max_batch`.
+   */
+  credit?: number | null;
+  /** The same bound in bytes; needs `credit`. */
+  credit_bytes?: number | null;
+}
+
+/** Everything of `stream` up to and including `offset` has been applied (with credit). */
+export interface ConsumedRequest {
+  stream: string;
+  offset: number;
+  id?: Ref | null;
 }
 
 export interface UnsubscribeRequest {
@@ -568,13 +595,8 @@ export function validateMessage(
       }
       out[spec.wire] = check(spec, value, type as string);
     }
-    if (
-      type === 'subscribe' &&
-      direction === 'request' &&
-      out.linger_ms !== undefined &&
-      out.max_batch === undefined
-    ) {
-      throw bad("'linger_ms' needs 'max_batch' (it only applies to batches)");
+    if (type === 'subscribe' && direction === 'request') {
+      checkSubscribeOptions(out);
     }
     if (type === 'publish' && direction === 'request') {
       if ((out.producer === undefined) !== (out.seq === undefined)) {
@@ -782,7 +804,7 @@ export function decodeRequest(data: string | ArrayBuffer | Uint8Array): ControlM
  * a missing or invalid field, or one the message does not have.
  */
 export function encodeRequest(
-  type: 'subscribe' | 'unsubscribe' | 'info',
+  type: 'subscribe' | 'consumed' | 'unsubscribe' | 'info',
   fields: Readonly<Record<string, unknown>>
 ): string {
   const table = REQUEST_FIELDS[type];
@@ -803,15 +825,33 @@ export function encodeRequest(
     }
     out[spec.wire] = check(spec, value, type);
   }
-  if (type === 'subscribe' && out.linger_ms !== undefined && out.max_batch === undefined) {
-    throw bad("'linger_ms' needs 'max_batch' (it only applies to batches)");
+  if (type === 'subscribe') {
+    checkSubscribeOptions(out);
   }
   return JSON.stringify(out);
+}
+
+/** The `subscribe` option pairs the field tables cannot express (as messages.py). */
+function checkSubscribeOptions(out: Record<string, unknown>): void {
+  if (out.linger_ms !== undefined && out.max_batch === undefined) {
+    throw bad("'linger_ms' needs 'max_batch' (it only applies to batches)");
+  }
+  if (out.credit !== undefined && out.max_batch === undefined) {
+    throw bad("'credit' needs 'max_batch' (credit applies to batched deliveries)");
+  }
+  if (out.credit_bytes !== undefined && out.credit === undefined) {
+    throw bad("'credit_bytes' needs 'credit'");
+  }
 }
 
 /** The text of a `subscribe` request (see `SubscribeRequest`). */
 export function encodeSubscribe(request: SubscribeRequest): string {
   return encodeRequest('subscribe', request as unknown as Record<string, unknown>);
+}
+
+/** The text of a `consumed` report (a subscription with credit; no reply unless refused). */
+export function encodeConsumed(request: ConsumedRequest): string {
+  return encodeRequest('consumed', request as unknown as Record<string, unknown>);
 }
 
 /** The text of an `unsubscribe` request. */

@@ -1,38 +1,25 @@
 /**
- * One stream subscription from the browser straight to `nbws/ws`: connect with the
- * page's credentials, subscribe with `since`, hand over each message once, and after
- * any disconnect reconnect with backoff and resume at last offset + 1 (resume.ts keeps
- * the books). When the connection cannot be opened, diagnose why (auth, stream
- * missing, server gone) and say so through `status`.
+ * One stream as a page connection shares it among its views (page.ts owns the link and
+ * the timers; this module does no I/O). The server allows one subscription per stream per
+ * connection, so every view of the stream is served by one `StreamShare`:
  *
- * Deliveries are asked for in batches (`max_batch`, `linger_ms`): one WebSocket message
- * carries what queued up for this view, so a fast stream costs the page a few dozen
- * WebSocket messages a second instead of one per message; each message of a batch is
- * still handed over (and counted for resuming) one by one.
+ * - the share keeps the resume books (resume.ts) for the whole stream, so after a
+ *   reconnect it asks for `last offset + 1` once, for all its views;
+ * - each view has its own cursor (the last offset it was given) and its own status line, so
+ *   a message is handed to a view at most once, even while the share re-subscribes further
+ *   back for a view that joined late and asked for more history than the share has kept;
+ * - a ring of the newest messages, as long as the largest history any view asked for, lets
+ *   a late view get its history without asking the server again.
  */
 
-import { ServerConnection } from '@jupyterlab/services';
-
-import { diagnose, redactSecrets, serverSettings, wsUrl } from './connection';
-import {
-  BatchMessage,
-  ControlMessage,
-  GapMessage,
-  PROTOCOL,
-  ProtocolError,
-  StreamMessage,
-  SubscribedReply,
-  batchOf,
-  parseBinary,
-  parseText
-} from './protocol';
+import type { GapMessage, SubscribedReply, StreamMessage, ControlMessage } from './protocol';
 import { Backoff, ResumeState } from './resume';
 
 export type SubscriptionState = 'connecting' | 'live' | 'retrying' | 'closed';
 
-/** Messages per batch a view asks for. */
+/** Messages per batch a page asks for. */
 export const DEFAULT_MAX_BATCH = 1000;
-/** How long (ms) the server may hold a partial batch for a view: under one frame. */
+/** How long (ms) the server may hold a partial batch for a page: under one frame. */
 export const DEFAULT_LINGER_MS = 10;
 
 /** What a view shows about its connection. */
@@ -46,24 +33,21 @@ export interface SubscriptionStatus {
 
 export interface SubscriptionHandlers {
   message(message: StreamMessage): void;
+  /** Many messages at once, in offset order (when given, used instead of `message`). */
+  batch?(messages: StreamMessage[]): void;
   gap?(gap: GapMessage): void;
   subscribed?(reply: SubscribedReply, epochChanged: boolean): void;
   status?(status: SubscriptionStatus): void;
-  /** Any other control message (e.g. `status`, `end`). */
+  /** Any other control message (e.g. `welcome`, `status`, `end`). */
   control?(message: ControlMessage): void;
 }
 
-export interface SubscriptionOptions {
-  /** `since` of the first subscribe (null: live only; -k: the last k messages). */
-  since: number | null;
+/** What one view asks of a stream. */
+export interface ViewRequest {
+  /** The last k messages first (0: live only). */
+  history: number;
   policy?: string;
   maxMessages?: number;
-  /** Messages per `batch` event (null: one `message` event each). */
-  maxBatch?: number | null;
-  /** How long the server may wait to fill a batch, in ms (0 to 100). */
-  lingerMs?: number;
-  settings?: ServerConnection.ISettings;
-  backoff?: Backoff;
 }
 
 /** Close codes a view explains in words (docs/protocol.md, "Close codes nbws sends"). */
@@ -76,7 +60,7 @@ const CLOSE_REASONS: Record<number, string> = {
   1008: 'policy violation',
   1009: 'message too big',
   1011: 'server error',
-  1013: 'dropped by the server: this view could not keep up (policy disconnect)'
+  1013: 'dropped by the server: this page could not keep up (policy disconnect)'
 };
 
 export function describeClose(code: number, reason: string): string {
@@ -84,232 +68,76 @@ export function describeClose(code: number, reason: string): string {
   return reason ? `${meaning} (${code}: ${reason})` : `${meaning} (${code})`;
 }
 
-export class StreamSubscription {
-  readonly resume: ResumeState;
-  private readonly backoff: Backoff;
-  private readonly settings: ServerConnection.ISettings;
-  private socket: WebSocket | null = null;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private disposed = false;
-  private requestId = 0;
-  private requestedSince: number | null = null;
-  private closeReason: string | null = null;
-  /** While history is replayed: the offset where it ends (exclusive) and the live detail. */
-  private replayEnd: number | null = null;
-  private liveDetail = 'live';
-  /** The last status reported (for views created later). */
+/** The newest messages of one epoch, at most `capacity` of them. */
+export class HistoryRing {
+  private items: StreamMessage[] = [];
+  private start = 0;
+
+  constructor(public capacity: number) {}
+
+  get length(): number {
+    return this.items.length - this.start;
+  }
+
+  /** The oldest offset kept, or null. */
+  get firstOffset(): number | null {
+    return this.length > 0 ? this.items[this.start].offset : null;
+  }
+
+  get lastOffset(): number | null {
+    return this.length > 0 ? this.items[this.items.length - 1].offset : null;
+  }
+
+  push(message: StreamMessage): void {
+    if (this.capacity <= 0) {
+      return;
+    }
+    this.items.push(message);
+    if (this.length > this.capacity) {
+      this.start += 1;
+      if (this.start >= this.capacity) {
+        this.items = this.items.slice(this.start);
+        this.start = 0;
+      }
+    }
+  }
+
+  /** The newest `k` messages, oldest first. */
+  tail(k: number): StreamMessage[] {
+    return this.items.slice(Math.max(this.start, this.items.length - k));
+  }
+
+  clear(): void {
+    this.items = [];
+    this.start = 0;
+  }
+}
+
+/** One view of a stream: its handlers, what it asked for, where it is. */
+export class ShareView {
+  /** The last offset handed to this view (in `epoch`), null before the first. */
+  last: number | null = null;
+  epoch: string | null = null;
+  /** The `subscribe` id this view waits for before it takes messages (null: it takes them). */
+  waitingFor: number | null = null;
+  /** While history is replayed: the offset where it ends (exclusive) and the live text. */
+  replayEnd: number | null = null;
+  liveDetail = 'live';
   status: SubscriptionStatus = { state: 'connecting', detail: 'connecting', problem: false };
-  /** Successful connections (the first one and each reconnect). */
-  connections = 0;
+  disposed = false;
 
   constructor(
-    readonly stream: string,
-    private readonly options: SubscriptionOptions,
-    private readonly handlers: SubscriptionHandlers
-  ) {
-    this.resume = new ResumeState(options.since);
-    this.backoff = options.backoff ?? new Backoff();
-    this.settings = options.settings ?? serverSettings();
+    readonly request: ViewRequest,
+    readonly handlers: SubscriptionHandlers
+  ) {}
+
+  report(state: SubscriptionState, detail: string, problem: boolean): void {
+    this.status = { state, detail, problem };
+    this.handlers.status?.(this.status);
   }
 
-  /** Open the connection (again) now. */
-  start(): void {
-    if (this.disposed || this.socket !== null) {
-      return;
-    }
-    this.clearTimer();
-    this.report('connecting', `connecting to nbws/ws for "${this.stream}"`, false);
-    let socket: WebSocket;
-    try {
-      socket = new WebSocket(wsUrl('nbws/ws', {}, this.settings), PROTOCOL);
-    } catch (error) {
-      this.report(
-        'retrying',
-        `cannot open a WebSocket: ${redactSecrets(String(error), this.settings)}`,
-        true
-      );
-      return;
-    }
-    socket.binaryType = 'arraybuffer';
-    this.socket = socket;
-    let opened = false;
-    socket.onopen = () => {
-      opened = true;
-      this.connections += 1;
-      this.subscribe();
-    };
-    socket.onmessage = (event: MessageEvent) => {
-      if (this.socket === socket) {
-        this.receive(event.data);
-      }
-    };
-    socket.onclose = (event: CloseEvent) => {
-      if (this.socket !== socket) {
-        return;
-      }
-      this.socket = null;
-      if (this.disposed) {
-        return;
-      }
-      if (opened) {
-        const reason = this.closeReason ?? describeClose(event.code, event.reason);
-        this.closeReason = null;
-        this.retry(reason);
-      } else {
-        void this.failedHandshake();
-      }
-    };
-  }
-
-  /** Close for good. */
-  dispose(): void {
-    if (this.disposed) {
-      return;
-    }
-    this.disposed = true;
-    this.clearTimer();
-    const socket = this.socket;
-    this.socket = null;
-    if (socket !== null) {
-      socket.onclose = null;
-      socket.onmessage = null;
-      socket.close(1000, 'view closed');
-    }
-    this.report('closed', 'closed', false);
-  }
-
-  get isDisposed(): boolean {
-    return this.disposed;
-  }
-
-  private subscribe(): void {
-    const point = this.resume.resumePoint();
-    this.requestedSince = point.since;
-    const request: Record<string, unknown> = {
-      type: 'subscribe',
-      id: ++this.requestId,
-      stream: this.stream,
-      since: point.since
-    };
-    if (point.epoch !== undefined) {
-      request.epoch = point.epoch;
-    }
-    if (this.options.policy) {
-      request.policy = this.options.policy;
-    }
-    if (this.options.maxMessages) {
-      request.max_messages = this.options.maxMessages;
-    }
-    const maxBatch =
-      this.options.maxBatch === undefined ? DEFAULT_MAX_BATCH : this.options.maxBatch;
-    if (maxBatch !== null) {
-      request.max_batch = maxBatch;
-      request.linger_ms = this.options.lingerMs ?? DEFAULT_LINGER_MS;
-    }
-    this.socket?.send(JSON.stringify(request));
-  }
-
-  private receive(data: unknown): void {
-    const message =
-      typeof data === 'string'
-        ? parseText(data)
-        : data instanceof ArrayBuffer
-          ? parseBinary(data)
-          : null;
-    if (message === null) {
-      return;
-    }
-    switch (message.type) {
-      case 'message': {
-        const delivered = message as unknown as StreamMessage;
-        if (delivered.stream === this.stream && this.resume.accept(delivered)) {
-          this.handlers.message(delivered);
-          this.replayed(delivered.offset);
-        }
-        break;
-      }
-      case 'batch': {
-        let batch: BatchMessage;
-        try {
-          batch = batchOf(message);
-        } catch (error) {
-          if (!(error instanceof ProtocolError)) {
-            throw error;
-          }
-          this.closeReason = `the server sent an invalid batch (${error.message})`;
-          this.socket?.close(1000, 'invalid batch');
-          break;
-        }
-        if (batch.stream !== this.stream) {
-          break;
-        }
-        for (const delivered of batch.messages) {
-          if (this.resume.accept(delivered)) {
-            this.handlers.message(delivered);
-          }
-        }
-        this.replayed(batch.messages[batch.messages.length - 1].offset);
-        break;
-      }
-      case 'subscribed': {
-        const reply = message as unknown as SubscribedReply;
-        const changed = this.resume.subscribed(reply, this.requestedSince);
-        this.backoff.reset();
-        const requested = this.requestedSince;
-        const cursor =
-          requested !== null && requested >= 0 && !changed
-            ? requested
-            : (this.resume.cursor ?? reply.next);
-        const replay = Math.max(0, reply.next - cursor);
-        this.liveDetail = this.connections > 1 ? `live again, resumed at offset ${cursor}` : 'live';
-        let detail = this.liveDetail;
-        this.replayEnd = null;
-        if (replay > 0) {
-          detail += `, replaying ${replay} message${replay === 1 ? '' : 's'} of history`;
-          this.replayEnd = reply.next;
-        }
-        this.report('live', detail, false);
-        this.handlers.subscribed?.(reply, changed);
-        break;
-      }
-      case 'gap': {
-        const gap = message as unknown as GapMessage;
-        this.resume.gap(gap);
-        this.handlers.gap?.(gap);
-        if (gap.to !== null) {
-          this.replayed(gap.to - 1);
-        }
-        break;
-      }
-      case 'error': {
-        const code = String(message.code ?? 'error');
-        const text = String(message.message ?? '');
-        if (code === 'unknown-stream') {
-          this.closeReason = `stream "${this.stream}" does not exist (${text})`;
-          this.socket?.close(1000, 'stream missing');
-        } else {
-          this.report(this.status.state, `server error ${code}: ${text}`, true);
-        }
-        this.handlers.control?.(message);
-        break;
-      }
-      case 'status': {
-        const state = String(message.state ?? '');
-        if (state !== 'ok') {
-          this.report(this.status.state, `server ${state}: ${String(message.reason ?? '')}`, true);
-        } else {
-          this.report('live', 'live (server recovered)', false);
-        }
-        this.handlers.control?.(message);
-        break;
-      }
-      default:
-        this.handlers.control?.(message);
-    }
-  }
-
-  /** Offsets up to `offset` have been delivered (or skipped): the replay may be over. */
-  private replayed(offset: number): void {
+  /** Offsets up to `offset` were given (or skipped): the replay may be over. */
+  replayed(offset: number): void {
     if (this.replayEnd !== null && offset >= this.replayEnd - 1) {
       this.replayEnd = null;
       if (this.status.state === 'live' && !this.status.problem) {
@@ -318,47 +146,307 @@ export class StreamSubscription {
     }
   }
 
-  private async failedHandshake(): Promise<void> {
-    this.report('retrying', 'connection refused; finding out why', true);
-    const reason = await diagnose(this.stream, this.settings);
-    if (!this.disposed && this.socket === null) {
-      this.retry(reason);
+  /** The part of `messages` (one epoch, increasing offsets) this view has not had yet. */
+  fresh(messages: StreamMessage[]): StreamMessage[] {
+    if (this.waitingFor !== null || messages.length === 0) {
+      return [];
     }
+    const epoch = messages[0].epoch;
+    if (epoch !== this.epoch) {
+      this.epoch = epoch;
+      this.last = null;
+    }
+    let index = 0;
+    if (this.last !== null) {
+      const last = this.last;
+      while (index < messages.length && messages[index].offset <= last) {
+        index += 1;
+      }
+    }
+    const out = index === 0 ? messages : messages.slice(index);
+    if (out.length > 0) {
+      this.last = out[out.length - 1].offset;
+    }
+    return out;
   }
 
-  private retry(reason: string): void {
-    if (this.disposed) {
+  /** Hand messages over (the batch fast path when the view has one). */
+  deliver(messages: StreamMessage[]): void {
+    if (messages.length === 0 || this.disposed) {
       return;
     }
-    const delay = this.backoff.next();
-    const point = this.resume.resumePoint();
-    const from =
-      point.since === null
-        ? 'with live messages'
-        : point.since < 0
-          ? `with the last ${-point.since} messages`
-          : `from offset ${point.since}`;
-    this.report(
-      'retrying',
-      `${reason}; reconnecting in ${(delay / 1000).toFixed(1)} s (resuming ${from})`,
-      true
-    );
-    this.clearTimer();
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.start();
-    }, delay);
+    if (this.handlers.batch) {
+      this.handlers.batch(messages);
+    } else {
+      for (const message of messages) {
+        this.handlers.message(message);
+      }
+    }
+    this.replayed(messages[messages.length - 1].offset);
+  }
+}
+
+/**
+ * The shared state of one stream on one page connection: its views, resume books, history
+ * ring and the subscription the server has (or is about to have) for it.
+ */
+export class StreamShare {
+  readonly views = new Set<ShareView>();
+  readonly ring = new HistoryRing(0);
+  /** Books kept for the whole stream: what the next subscribe asks for. */
+  resume: ResumeState | null = null;
+  /** The id of the last `subscribe` sent (its reply is the one that counts), or null. */
+  pending: number | null = null;
+  /** The `since` that subscribe asked for. */
+  requestedSince: number | null = null;
+  /** The server confirmed a subscription (it may since have been asked to replace it). */
+  live = false;
+  /**
+   * A subscribe is out and its `subscribed` has not come: a `consumed` now would be read
+   * against the new subscription, so none is sent until it is confirmed.
+   */
+  awaiting = false;
+  /** `first`/`next` of the last `subscribed`, and the reply itself. */
+  reply: SubscribedReply | null = null;
+  /** The subscription was asked with `credit` (so the page reports `consumed`). */
+  credited = false;
+  /** The last offset received (what `consumed` reports) and the last one reported. */
+  received: number | null = null;
+  reported: number | null = null;
+  /** Delays between subscribes the server refused (missing stream, broker down). */
+  readonly backoff = new Backoff();
+  /** Successful subscriptions of this stream (1 + resumes), and the link of the last one. */
+  confirmations = 0;
+  confirmedOn = 0;
+
+  constructor(readonly stream: string) {}
+
+  /** The largest history any view asked for. */
+  get historyWanted(): number {
+    let most = 0;
+    for (const view of this.views) {
+      most = Math.max(most, view.request.history);
+    }
+    return most;
   }
 
-  private clearTimer(): void {
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
+  /** Options of the subscription: the first view's policy, the largest buffer asked for. */
+  get policy(): string | undefined {
+    for (const view of this.views) {
+      if (view.request.policy) {
+        return view.request.policy;
+      }
+    }
+    return undefined;
+  }
+
+  get maxMessages(): number | undefined {
+    let most: number | undefined;
+    for (const view of this.views) {
+      const asked = view.request.maxMessages;
+      if (asked && (most === undefined || asked > most)) {
+        most = asked;
+      }
+    }
+    return most;
+  }
+
+  /** Views that wait for history the next subscribe must bring. */
+  get waiting(): ShareView[] {
+    return [...this.views].filter(view => view.waitingFor !== null);
+  }
+
+  /**
+   * The `since` (and epoch) of the next subscribe. With nobody waiting for history it is
+   * the resume point. When a view waits for the last k messages it reaches back far enough
+   * for that view, but never past where the others stopped, so they miss nothing either.
+   */
+  nextSubscribe(): { since: number | null; epoch?: string } {
+    const wanted = Math.max(0, ...this.waiting.map(view => view.request.history));
+    if (this.resume === null) {
+      this.resume = new ResumeState(this.historyWanted > 0 ? -this.historyWanted : null);
+    }
+    const point = this.resume.resumePoint();
+    if (wanted === 0 || (this.reply === null && this.resume.lastOffset === null)) {
+      if (wanted > 0 && (point.since === null || (point.since < 0 && -point.since < wanted))) {
+        return { since: -wanted };
+      }
+      return point;
+    }
+    const last = this.resume.lastOffset;
+    const next = Math.max(this.reply?.next ?? 0, last === null ? 0 : last + 1);
+    let since = Math.max(this.reply?.first ?? 0, next - wanted);
+    if (point.since !== null && point.since >= 0) {
+      since = Math.min(since, point.since);
+    }
+    const out: { since: number | null; epoch?: string } = { since };
+    if (this.resume.epoch !== null) {
+      out.epoch = this.resume.epoch;
+    }
+    return out;
+  }
+
+  /**
+   * A new view. `ring`: its history is here (the caller hands it `ring.tail(k)`); `wait`: a
+   * subscribe that will bring it is pending or will go out when the link opens; `send`: the
+   * share must subscribe again, reaching back for this view.
+   */
+  join(view: ShareView): 'ring' | 'wait' | 'send' {
+    this.views.add(view);
+    this.ring.capacity = Math.max(this.ring.capacity, view.request.history);
+    const k = view.request.history;
+    if (!this.live) {
+      view.waitingFor = this.pending ?? -1;
+      const s = this.requestedSince;
+      const covered = k === 0 || s === 0 || (s !== null && s < 0 && -s >= k);
+      return this.pending === null || covered ? 'wait' : 'send';
+    }
+    if (k === 0) {
+      view.epoch = this.resume?.epoch ?? null;
+      view.last = this.resume?.lastOffset ?? null;
+      return 'wait';
+    }
+    const reply = this.reply;
+    const first = this.ring.firstOffset;
+    // The ring holds everything the stream has, back to its first offset.
+    const coversAll =
+      reply !== null &&
+      (first === null
+        ? reply.next === reply.first && (this.resume?.lastOffset ?? null) === null
+        : first <= reply.first);
+    if (this.ring.length >= k || coversAll) {
+      view.epoch = this.resume?.epoch ?? null;
+      view.last = this.resume?.lastOffset ?? null;
+      return 'ring';
+    }
+    view.waitingFor = -1;
+    return 'send';
+  }
+
+  /** A subscribe went out (for everyone waiting). */
+  sent(id: number, since: number | null): void {
+    this.pending = id;
+    this.awaiting = true;
+    this.requestedSince = since;
+    for (const view of this.views) {
+      if (view.waitingFor !== null) {
+        view.waitingFor = id;
+      }
     }
   }
 
-  private report(state: SubscriptionState, detail: string, problem: boolean): void {
-    this.status = { state, detail, problem };
-    this.handlers.status?.(this.status);
+  /** The link is gone: the subscription with it. */
+  lost(): void {
+    this.pending = null;
+    this.awaiting = false;
+    this.live = false;
+  }
+
+  /** `subscribed` arrived; returns the views that start taking messages now. */
+  subscribed(reply: SubscribedReply, reconnected: boolean): ShareView[] {
+    const resume = this.resume ?? new ResumeState(this.requestedSince);
+    this.resume = resume;
+    const requested = this.requestedSince;
+    const changed = resume.subscribed(reply, requested);
+    this.live = true;
+    this.awaiting = false;
+    this.reply = reply;
+    this.confirmations += 1;
+    this.received = null;
+    this.reported = null;
+    const cursor =
+      requested !== null && requested >= 0 && !changed ? requested : (resume.cursor ?? reply.next);
+    if (changed || (requested !== null && requested < (this.ring.lastOffset ?? -1))) {
+      this.ring.clear();
+    }
+    const starting: ShareView[] = [];
+    for (const view of this.views) {
+      let from: number;
+      if (view.waitingFor !== null) {
+        view.waitingFor = null;
+        view.epoch = reply.epoch;
+        from = Math.max(cursor, reply.next - view.request.history);
+        view.last = from > 0 ? from - 1 : null;
+        view.liveDetail = 'live';
+        starting.push(view);
+      } else {
+        if (changed || view.epoch !== reply.epoch) {
+          view.epoch = reply.epoch;
+          view.last = null;
+        }
+        from = Math.max(cursor, view.last === null ? cursor : view.last + 1);
+        view.liveDetail = reconnected ? `live again, resumed at offset ${from}` : 'live';
+        if (!reconnected && view.status.state === 'live' && !view.status.problem) {
+          // A re-subscribe for another view: nothing changes for this one.
+          view.handlers.subscribed?.(reply, changed);
+          continue;
+        }
+      }
+      const replay = Math.max(0, reply.next - from);
+      let detail = view.liveDetail;
+      view.replayEnd = null;
+      if (replay > 0) {
+        detail += `, replaying ${replay} message${replay === 1 ? '' : 's'} of history`;
+        view.replayEnd = reply.next;
+      }
+      view.report('live', detail, false);
+      view.handlers.subscribed?.(reply, changed);
+    }
+    return starting;
+  }
+
+  /** Messages of one epoch arrived, in offset order: book them and hand them to each view. */
+  receive(messages: StreamMessage[]): void {
+    const resume = this.resume;
+    if (resume === null || !this.live || messages.length === 0) {
+      // Not confirmed: what arrives belongs to a subscription whose answer was dropped
+      // (the stream was left and joined again), so it must not move the resume books.
+      return;
+    }
+    for (const message of messages) {
+      const isNew =
+        resume.lastOffset === null ||
+        message.epoch !== resume.epoch ||
+        message.offset > resume.lastOffset;
+      if (isNew && resume.accept(message)) {
+        this.ring.push(message);
+      }
+    }
+    this.received = messages[messages.length - 1].offset;
+    for (const view of this.views) {
+      view.deliver(view.fresh(messages));
+    }
+  }
+
+  gap(gap: GapMessage): void {
+    this.resume?.gap(gap);
+    if (gap.reason === 'epoch') {
+      this.ring.clear();
+    }
+    for (const view of this.views) {
+      if (view.waitingFor === null && !view.disposed) {
+        view.handlers.gap?.(gap);
+        if (gap.to !== null) {
+          view.replayed(gap.to - 1);
+        }
+      }
+    }
+  }
+
+  /** Where the next subscribe resumes, in words (for "reconnecting in …" lines). */
+  resumeText(): string {
+    const point = this.nextSubscribe();
+    if (point.since === null) {
+      return 'with live messages';
+    }
+    return point.since < 0
+      ? `with the last ${-point.since} messages`
+      : `from offset ${point.since}`;
+  }
+
+  report(state: SubscriptionState, detail: string, problem: boolean): void {
+    for (const view of this.views) {
+      view.report(state, detail, problem);
+    }
   }
 }

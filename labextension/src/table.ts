@@ -15,8 +15,10 @@ import { animationFrameScheduler, Batch, Coalescer, GapTally } from './coalesce'
 import { count, el, StatusLine } from './dom';
 import { recordDrops, recordRender } from './pagestats';
 import { fieldOf, formatValue, GapMessage, payloadFields, StreamMessage } from './protocol';
+import { jupyterPageEndpoint } from './connection';
+import type { Endpoint } from './link';
+import { pageConnection, ViewSubscription } from './page';
 import { Ring } from './ring';
-import { StreamSubscription } from './subscription';
 
 export interface TableOptions {
   stream: string;
@@ -25,6 +27,8 @@ export interface TableOptions {
   maxRows: number;
   /** Height of the scrolling area in pixels. */
   height?: number;
+  /** The server to subscribe on (default: the page's own Jupyter server). */
+  endpoint?: Endpoint;
 }
 
 export const ROW_HEIGHT = 22;
@@ -153,7 +157,7 @@ export class LiveTable {
   private readonly footer: HTMLDivElement;
   private rows: Ring<StreamMessage>;
   private coalescer: Coalescer<StreamMessage>;
-  private subscription: StreamSubscription | null = null;
+  private subscription: ViewSubscription | null = null;
   private columns: string[] = [];
   private inferred: boolean;
   private follow = true;
@@ -208,16 +212,16 @@ export class LiveTable {
   /** Subscribe (replaying the last `maxRows` messages, so a reload shows history). */
   start(): void {
     this.subscription?.dispose();
-    this.subscription = new StreamSubscription(
+    const connection = pageConnection(this.options.endpoint ?? jupyterPageEndpoint());
+    this.subscription = connection.subscribe(
       this.options.stream,
-      { since: -this.options.maxRows },
+      { history: this.options.maxRows },
       {
         message: m => this.coalescer.push(m),
         gap: g => this.onGap(g),
         status: s => this.statusLine.set(s)
       }
     );
-    this.subscription.start();
   }
 
   /** Apply changed options (from the widget model); restarts only when needed. */

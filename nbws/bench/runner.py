@@ -12,11 +12,12 @@ from dataclasses import asdict
 
 from .base import Row
 from .isolation import isolation
-from .scenarios import SCENARIOS
+from .scenarios import ONLY_WHEN_NAMED, SCENARIOS
 
-OWN_RUN = {"isolation": isolation}
+OWN_RUN = {"isolation": isolation, **ONLY_WHEN_NAMED}
 """Scenarios run only when named with ``--only``: they load the machine on purpose (one
-peer flooding the server), so they would skew the others and the default run's time."""
+peer flooding the server) or need a browser for minutes, so they would skew the others and
+the default run's time."""
 
 __all__ = ["run"]
 

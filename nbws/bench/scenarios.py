@@ -14,6 +14,7 @@ from typing import Any
 
 from ..protocol.messages import Publish, Subscribe, encode
 from .base import Row, server
+from .browser import browser
 from .chaos import chaos
 from .comm import comm_updates
 from .delivery_batches import batched_delivery
@@ -26,6 +27,7 @@ from .wsclient import FrameCounter, client_frame, open_peer
 
 __all__ = [
     "FANOUT_STREAM",
+    "ONLY_WHEN_NAMED",
     "SCENARIOS",
     "Row",
     "acked_publish",
@@ -325,3 +327,6 @@ SCENARIOS: dict[str, Callable[[bool], list[Row]]] = {
     "deliveries": batched_delivery,
     "scaleout": scale_out,
 }
+
+ONLY_WHEN_NAMED: dict[str, Callable[[bool], list[Row]]] = {"browser": browser}
+"""Scenarios run only with ``--only``: a real JupyterLab and Chromium for minutes."""

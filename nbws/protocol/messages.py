@@ -57,6 +57,7 @@ __all__ = [
     "STREAM_NAME",
     "Ack",
     "AnyMessage",
+    "Consumed",
     "Encoded",
     "End",
     "Error",
@@ -325,6 +326,12 @@ def _message(kind: str, registry: dict[str, type[_Base]]) -> Callable[[type[M]],
 
 # --- client → server ---------------------------------------------------------------------
 
+MAX_CREDIT = 100_000
+"""Largest ``credit`` a subscriber may ask for (messages in flight)."""
+MAX_CREDIT_BYTES = 1 << 30
+"""Largest ``credit_bytes`` a subscriber may ask for."""
+__all__ += ["MAX_CREDIT", "MAX_CREDIT_BYTES"]
+
 
 @_message("subscribe", REQUESTS)
 @dataclass(frozen=True, slots=True)
@@ -345,6 +352,27 @@ class Subscribe(_Base):
     linger_ms: int | None = _f(
         Kind.NAT, "ms a partial live batch may wait to fill (with max_batch)", maximum=100
     )
+    credit: int | None = _f(
+        Kind.POSITIVE,
+        "messages sent and not yet reported `consumed` the server allows (with max_batch)",
+        maximum=MAX_CREDIT,
+    )
+    credit_bytes: int | None = _f(
+        Kind.POSITIVE,
+        "bytes sent and not yet reported `consumed` (with credit)",
+        maximum=MAX_CREDIT_BYTES,
+    )
+
+
+@_message("consumed", REQUESTS)
+@dataclass(frozen=True, slots=True)
+class Consumed(_Base):
+    """The client has applied everything up to and including ``offset`` of a subscription
+    with ``credit``: the server may send that much more. No reply unless refused."""
+
+    stream: str = _f(Kind.STREAM, required=True)
+    offset: int = _f(Kind.NAT, "last offset applied (inclusive)", required=True)
+    id: Ref = _f(Kind.REF)
 
 
 @_message("unsubscribe", REQUESTS)
@@ -461,6 +489,8 @@ class Subscribed(_Base):
     ref: Ref = _f(Kind.REF, keep_null=True)
     max_batch: int | None = _f(Kind.POSITIVE, "a batching subscriber's max_batch")
     linger_ms: int | None = _f(Kind.NAT, "a batching subscriber's linger_ms")
+    credit: int | None = _f(Kind.POSITIVE, "a subscriber's credit (messages in flight)")
+    credit_bytes: int | None = _f(Kind.POSITIVE, "a subscriber's credit_bytes")
 
 
 @_message("unsubscribed", EVENTS)
@@ -637,7 +667,7 @@ class Batch(_Base):
     sizes: tuple[int, ...] | None = _f(Kind.JSON, "binary batch: each payload's length in bytes")
 
 
-Request = Subscribe | Unsubscribe | Publish | InfoRequest | PublishBatch
+Request = Subscribe | Unsubscribe | Publish | InfoRequest | PublishBatch | Consumed
 Event = (
     Welcome
     | Subscribed
@@ -696,15 +726,28 @@ def message_from_dict(
         raise
     if cls is Publish:
         _check_publish(message, obj)  # type: ignore[arg-type]
-    elif cls is Subscribe and message.linger_ms is not None and message.max_batch is None:  # type: ignore[attr-defined]
-        refusal = BadRequest("'linger_ms' needs 'max_batch' (it only applies to batches)")
-        refusal.ref = _safe_ref(ref)
-        raise refusal
+    elif cls is Subscribe:
+        _check_subscribe(message, ref)  # type: ignore[arg-type]
     elif cls is PublishBatch:
         _check_batch(message, obj, None)  # type: ignore[arg-type]
     elif cls is Ack and (message.last is not None or message.duplicates is not None):  # type: ignore[attr-defined]
         _check_range_ack(message)  # type: ignore[arg-type]
     return message  # type: ignore[return-value]
+
+
+def _check_subscribe(message: Subscribe, ref: Any) -> None:
+    """The option pairs the field table cannot express."""
+    problem = None
+    if message.linger_ms is not None and message.max_batch is None:
+        problem = "'linger_ms' needs 'max_batch' (it only applies to batches)"
+    elif message.credit is not None and message.max_batch is None:
+        problem = "'credit' needs 'max_batch' (credit applies to batched deliveries)"
+    elif message.credit_bytes is not None and message.credit is None:
+        problem = "'credit_bytes' needs 'credit'"
+    if problem is not None:
+        refusal = BadRequest(problem)
+        refusal.ref = _safe_ref(ref)
+        raise refusal
 
 
 def _safe_ref(ref: Any) -> Ref:

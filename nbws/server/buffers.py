@@ -258,11 +258,13 @@ class SubscriberBuffer:
             return item.start if isinstance(item, Gap) else item[0]
         return None
 
-    def take(self, max_bytes: int) -> list[Delivery | Gap]:
+    def take(self, max_bytes: int, limit: int | None = None) -> list[Delivery | Gap]:
         """Remove and return the next batch (at least one item, about ``max_bytes``).
 
         Gap notices come first where they belong: dropped-head and conflation gaps before
         the batch, dropped-tail gaps where the next accepted message follows them.
+        ``limit``: at most this many messages (a subscriber's credit); with 0 only the
+        gap notices due before the head are returned (possibly nothing).
         """
         out: list[Delivery | Gap] = []
         if self._conflated_gap is not None:
@@ -278,12 +280,13 @@ class SubscriberBuffer:
         messages = 0
         if self._keyed:
             keyed = self._keyed
-            while keyed and (taken < max_bytes or not out):
+            most = self.messages if limit is None else limit
+            while keyed and messages < most and (taken < max_bytes or not out):
                 _, delivery = keyed.popitem(last=False)
                 taken += len(delivery[1])
                 messages += 1
                 out.append(delivery)
-        else:
+        elif limit is None:
             queue = self._queue
             while queue and (taken < max_bytes or not out):
                 item = queue.popleft()
@@ -291,6 +294,21 @@ class SubscriberBuffer:
                     self._queued_gaps -= 1
                     out.append(item)
                     continue
+                taken += len(item[1])
+                messages += 1
+                out.append(item)
+        else:  # a credit window: stop before the message past the limit
+            queue = self._queue
+            while queue and (taken < max_bytes or not out):
+                item = queue[0]
+                if type(item) is not tuple:
+                    queue.popleft()
+                    self._queued_gaps -= 1
+                    out.append(item)
+                    continue
+                if messages >= limit:
+                    break
+                queue.popleft()
                 taken += len(item[1])
                 messages += 1
                 out.append(item)

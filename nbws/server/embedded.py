@@ -10,10 +10,12 @@ the caller's loop (ipykernel runs one in the main thread) is never blocked by it
 Security: it listens on 127.0.0.1 only, on a random free port, and requires a random
 token (``secrets.token_urlsafe``); the ``Host`` check of ``nbws serve`` applies, and a
 browser may connect only from the server's own origin, the origins passed in (the
-Jupyter page's, when known), ``vscode-webview://*`` (VS Code's notebook webviews) and
-``c.Nbws.allow_origins``. Settings are the ``c.Nbws.*`` of ``jupyter_nbws_config.*``,
-read by the same code as ``nbws serve``. :func:`embedded_server` is the one per process,
-started on first use and stopped at interpreter exit.
+Jupyter page's, when known), ``vscode-webview://*`` (VS Code's notebook webviews), the
+origins of pages whose widget views asked the kernel for the endpoint
+(:meth:`EmbeddedServer.allow_origin`) and ``c.Nbws.allow_origins``. Settings are the
+``c.Nbws.*`` of ``jupyter_nbws_config.*``, read by the same code as ``nbws serve``.
+:func:`embedded_server` is the one per process, started on first use and stopped at
+interpreter exit.
 """
 
 from __future__ import annotations
@@ -112,6 +114,16 @@ class EmbeddedServer:
     @property
     def running(self) -> bool:
         return self._server is not None and self._thread is not None and self._thread.is_alive()
+
+    def allow_origin(self, origin: str) -> None:
+        """Let pages of ``origin`` connect from now on (a view on a page the kernel learnt of
+        through its widget comm, e.g. Voila's or marimo's; the token is still required)."""
+        origin = origin.rstrip("/")
+        if origin in self.origins:
+            return
+        self.origins = (*self.origins, origin)
+        if self._config is not None:
+            self._config.allow_origins = [*self._config.allow_origins, origin]
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start the thread and wait until the server listens (a no-op when it does).

@@ -152,6 +152,7 @@ class Subscriber:
         self.dirty = False
         self._waiting_writable = False
         self._task: asyncio.Task[None] | None = None
+        self._credit: asyncio.Event | None = None  # set by `consumed` (catch-up waits on it)
 
     @property
     def state(self) -> State:
@@ -193,12 +194,15 @@ class Subscriber:
                     if not await sink.wait_writable():
                         return
                     continue
+                size = REPLAY_PAGE if core.max_batch is None else self._batched_page
+                window = core.window
+                if window is not None:  # credit: read no more than may be sent
+                    if window == 0:
+                        await self._credit_reopened()
+                        continue
+                    size = min(size, window)
                 try:
-                    page = await self.hub.broker.read(
-                        self.stream,
-                        core.cursor,
-                        REPLAY_PAGE if core.max_batch is None else self._batched_page,
-                    )
+                    page = await self.hub.broker.read(self.stream, core.cursor, size)
                 except UnknownStream:
                     page = None
                 if core.state is not State.CATCHING_UP:
@@ -220,7 +224,9 @@ class Subscriber:
                         frames, count = core.page_frames(messages, self.live.shared)
                         for frame in frames:
                             self.client.send_frame(frame)
-                        self.live.stats.delivered(count, sum(map(len, frames)))
+                        written = sum(map(len, frames))
+                        self.live.stats.delivered(count, written)
+                        core.sent(messages[-1].offset, count, written)
                     if self.live.held_acks:
                         self.hub.release_acks(self.live)
                 if step is Step.END:
@@ -236,6 +242,31 @@ class Subscriber:
         except Exception:  # pragma: no cover - logged, the connection is failed
             log.exception("replay failed for %s", self.stream)
             sink.fail_with(InternalError("replay failed"))
+
+    async def _credit_reopened(self) -> None:
+        """Wait for a ``consumed`` that frees credit (catch-up out of credit)."""
+        event = self._credit
+        if event is None:
+            event = self._credit = asyncio.Event()
+        event.clear()
+        if self.core.window == 0:
+            await event.wait()
+
+    def consumed(self, offset: int) -> None:
+        """The client applied everything up to ``offset``: spend the credit it freed
+        (the buffer first, then live; or the next history page).
+
+        Raises:
+            BadRequest: no credit, or an offset beyond what was sent.
+        """
+        core = self.core
+        if not core.consume(offset):
+            return
+        if self._credit is not None:
+            self._credit.set()
+        if core.live and self.buffer.pending and not self.dirty:
+            self.dirty = True
+            self.hub.mark_dirty(self)
 
     # --- live ---------------------------------------------------------------------------
 
@@ -285,7 +316,21 @@ class Subscriber:
                     self._waiting_writable = True
                     sink.when_writable(self._writable_again)
                 break
-            items = buffer.take(sink.write_high_water)
+            window = core.window
+            if window is None:
+                items = buffer.take(sink.write_high_water)
+            else:  # credit: at most the window; out of it, only a first gap notice
+                if window == 0:
+                    if core.gap_told or not buffer.gap_pending:
+                        break
+                    core.gap_told = True
+                bytes_window = core.bytes_window
+                limit = sink.write_high_water
+                items = buffer.take(
+                    limit if bytes_window is None else min(limit, bytes_window), window
+                )
+                if not items:
+                    break
             if core.max_batch is not None:
                 # Each batch frame is written as the shared object itself (the transport
                 # corks them into one write): no per-subscriber copy, not even a join.
@@ -303,6 +348,10 @@ class Subscriber:
                         self.client.send_frame(frame)  # after the fragmented send
                 stats.delivered(delivered, size)
                 room = core.taken(delivered) or room
+                if window is not None:
+                    last = items[-1]
+                    reached = last.end - 1 if isinstance(last, Gap) else last[0]
+                    core.sent(reached, delivered, size)
                 if not sent:
                     break
                 continue
@@ -358,6 +407,8 @@ class Subscriber:
             "conflated": buffer.conflated,
             "gaps": core.gaps,
             "blocked": core.state is State.BLOCKED,
+            "credit": core.credit,
+            "in_flight": core.in_flight,
         }
 
 
@@ -596,12 +647,16 @@ class StreamHub:
         max_bytes: int,
         max_batch: int | None = None,
         linger_ms: int | None = None,
+        credit: int | None = None,
+        credit_bytes: int | None = None,
         ref: Any = None,
     ) -> Subscriber | None:
         """Subscribe ``client`` to ``stream``; sends ``subscribed`` then replays from ``since``.
 
         With ``max_batch`` the subscriber gets ``batch`` events; ``linger_ms`` lets a
-        partial live batch wait that long to fill.
+        partial live batch wait that long to fill. With ``credit`` (and optionally
+        ``credit_bytes``) at most that much is in flight until the client reports
+        ``consumed`` (:meth:`Subscriber.consumed`).
         """
         self.clients.add(client)
         old = client.subscriptions.get(stream)
@@ -627,6 +682,8 @@ class StreamHub:
             buffer=buffer,
             max_batch=max_batch,
             linger=(linger_ms or 0) / 1000,
+            credit=credit,
+            credit_bytes=credit_bytes,
         )
         sub = Subscriber(self, client, live, core)
         if max_batch is not None:
@@ -654,6 +711,8 @@ class StreamHub:
                 ref,
                 max_batch,
                 None if max_batch is None else (linger_ms or 0),
+                core.credit,
+                core.credit_bytes,
             )
         )
         sub.start_catch_up()

@@ -2,7 +2,8 @@
 
 Decodes each message with :func:`nbws.protocol.messages.decode_request` (its shortcut
 for a well-formed publish) and turns it into a hub call (a ``publish_batch`` into one
-:meth:`StreamHub.publish_batch`: one broker call, answered with range acks). Refused
+:meth:`StreamHub.publish_batch`: one broker call, answered with range acks; a
+``consumed`` into :meth:`Subscriber.consumed`, answered only when refused). Refused
 requests are answered with an ``error`` (or, for an acked publish or batch whose
 ``producer``/``seq`` were valid, a ``nack`` for that seq or range) — never a crash, never
 an effect on other connections. Text that is not JSON closes with 1007; JSON that is not
@@ -31,6 +32,7 @@ from ..errors import (
 )
 from ..protocol.messages import (
     PROTOCOL,
+    Consumed,
     Info,
     InfoRequest,
     Policy,
@@ -164,7 +166,12 @@ class StreamsEndpoint:
         if client.in_flight:  # a request sees the effect of the publishes sent before it
             await asyncio.gather(*client.in_flight, return_exceptions=True)
         try:
-            if isinstance(request, Subscribe):
+            if kind is Consumed:  # a page's report, once per animation frame per stream
+                sub = client.subscriptions.get(request.stream)
+                if sub is None:
+                    raise NotSubscribed(f"not subscribed to {request.stream!r}")
+                sub.consumed(request.offset)  # type: ignore[union-attr]
+            elif isinstance(request, Subscribe):
                 await self._subscribe(client, request)
             elif isinstance(request, Unsubscribe):
                 sub = client.subscriptions.get(request.stream)
@@ -248,6 +255,8 @@ class StreamsEndpoint:
             max_bytes=min(request.max_bytes or limit_bytes, limit_bytes),
             max_batch=request.max_batch,
             linger_ms=request.linger_ms,
+            credit=request.credit,
+            credit_bytes=request.credit_bytes,
             ref=request.id,
         )
 

@@ -23,19 +23,31 @@ and binary (:func:`cut_runs`). A frame is looked up in the stream's :class:`Shar
 first, so subscribers with the same run get the same bytes object; each message's batch
 element was encoded once for the stream. With ``linger_ms`` a partial live batch may
 wait (:meth:`Subscription.flush_due`); the hub keeps one timer for all of them.
+
+Credit (``credit``, with ``max_batch``): the client reports how far it has applied the
+stream (``consumed``), so what is in flight to it is bounded by messages (and bytes), not
+by TCP buffers. *In flight* is what was written (:meth:`Subscription.sent`) with an
+offset above the last ``consumed``; a live subscription whose in-flight count reaches the
+credit is ``WAITING``: nothing more is written, live messages wait in its buffer where its
+policy acts as for a slow reader (drops and gap notices, conflation, 1013, held acks), and
+a ``consumed`` that frees credit (:meth:`Subscription.consume`) makes it ``LIVE`` again.
+The arithmetic keeps one mark per write (offset reached, messages, bytes), at most
+:data:`MAX_MARKS` of them (the newest merged), so a report inside a merged write frees
+only what is surely at or below it: never more than was sent.
 """
 
 from __future__ import annotations
 
 import enum
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Mapping
 from itertools import accumulate
 
 from orjson import dumps as _dumps
 
 from ..broker.base import ReadResult, StoredMessage
-from ..errors import InvalidState
+from ..errors import BadRequest, InvalidState
 from ..protocol.framing import encode_message
 from ..protocol.messages import (
     BATCH_BYTES,
@@ -50,6 +62,7 @@ from ..protocol.messages import Gap as GapNotice
 from .buffers import Delivery, Gap, Offer, SubscriberBuffer
 
 __all__ = [
+    "MAX_MARKS",
     "TRANSITIONS",
     "Live",
     "Move",
@@ -69,6 +82,7 @@ class State(str, enum.Enum):
     CATCHING_UP = "catching-up"
     LIVE = "live"
     BLOCKED = "blocked"
+    WAITING = "waiting"
     STALLED = "stalled"
     CLOSED = "closed"
 
@@ -83,6 +97,8 @@ class Move(enum.Enum):
     FELL_BEHIND = "fell-behind"  # a live message ahead of the cursor, or a new epoch
     FULL = "full"  # a block buffer is at its bound
     ROOM = "room"  # a blocked buffer drained below half its bound
+    SPENT = "spent"  # what is in flight reached the credit
+    CONSUMED = "consumed"  # a `consumed` report freed credit
     BROKER_DOWN = "broker-down"  # history could not be read
     BROKER_BACK = "broker-back"  # the broker is healthy again
     CLOSE = "close"  # unsubscribed, ended (until), overflowed, or the connection left
@@ -98,6 +114,13 @@ TRANSITIONS: Mapping[State, Mapping[Move, State]] = {
     State.LIVE: {
         Move.FELL_BEHIND: State.CATCHING_UP,
         Move.FULL: State.BLOCKED,
+        Move.SPENT: State.WAITING,
+        Move.CLOSE: State.CLOSED,
+    },
+    State.WAITING: {
+        Move.CONSUMED: State.LIVE,
+        Move.FULL: State.BLOCKED,  # a block buffer filled meanwhile: acks are held
+        Move.FELL_BEHIND: State.CATCHING_UP,
         Move.CLOSE: State.CLOSED,
     },
     State.BLOCKED: {
@@ -114,6 +137,10 @@ TRANSITIONS: Mapping[State, Mapping[Move, State]] = {
     State.CLOSED: {Move.CLOSE: State.CLOSED},
 }
 """state → move → next state. The only place subscription states change."""
+
+
+MAX_MARKS = 256
+"""Writes a credit subscription remembers individually until they are consumed."""
 
 
 class Step(enum.Enum):
@@ -145,19 +172,30 @@ class Subscription:
         max_batch: deliver ``batch`` frames of at most this many messages (None:
             one ``message`` frame each).
         linger: seconds a partial live batch may wait to fill (0: none).
+        credit: messages that may be in flight (written, not yet ``consumed``), with
+            ``max_batch``; None: no credit, the transport alone paces the subscriber.
+        credit_bytes: bytes that may be in flight (with ``credit``).
     """
 
     __slots__ = (
         "buffer",
         "buffer_epoch",
+        "consumed",
+        "credit",
+        "credit_bytes",
         "cursor",
         "delivered",
         "end_at",
         "epoch",
+        "gap_told",
         "gaps",
+        "in_flight",
+        "in_flight_bytes",
+        "last_sent",
         "linger",
         "linger_since",
         "live_hint",
+        "marks",
         "max_batch",
         "notices",
         "state",
@@ -175,8 +213,18 @@ class Subscription:
         buffer: SubscriberBuffer,
         max_batch: int | None = None,
         linger: float = 0.0,
+        credit: int | None = None,
+        credit_bytes: int | None = None,
     ) -> None:
         self.stream = stream
+        self.credit = credit if max_batch is not None else None  # (batches only)
+        self.credit_bytes = credit_bytes if self.credit is not None else None
+        self.in_flight = 0  # messages written above `consumed`
+        self.in_flight_bytes = 0
+        self.last_sent = -1  # highest offset written (a message or a gap notice's end)
+        self.consumed = -1  # highest offset reported consumed
+        self.marks: deque[list[int]] = deque()  # [last offset, messages, bytes] per write
+        self.gap_told = False  # a gap notice went out since the window closed
         self.max_batch = max_batch
         self.linger = linger if max_batch is not None else 0.0
         self.linger_since: float | None = None  # when the lingering batch began to wait
@@ -198,8 +246,9 @@ class Subscription:
 
     @property
     def live(self) -> bool:
-        """Fed by live deliveries (LIVE or BLOCKED)."""
-        return self.state is State.LIVE or self.state is State.BLOCKED
+        """Fed by live deliveries (LIVE, BLOCKED or WAITING)."""
+        state = self.state
+        return state is State.LIVE or state is State.BLOCKED or state is State.WAITING
 
     def move(self, event: Move) -> State:
         """Apply ``event``.
@@ -230,6 +279,107 @@ class Subscription:
         """The notice of a gap the buffer hands out (drops, conflation)."""
         return self._notice(gap.start, gap.end, gap.count, gap.reason, self.epoch)
 
+    # --- credit --------------------------------------------------------------------
+
+    @property
+    def window(self) -> int | None:
+        """Messages that may be written now (None: no credit, no limit)."""
+        credit = self.credit
+        if credit is None:
+            return None
+        if self.credit_bytes is not None and self.in_flight_bytes >= self.credit_bytes:
+            return 0
+        return max(0, credit - self.in_flight)
+
+    @property
+    def bytes_window(self) -> int | None:
+        """Bytes that may be written now (None: no byte credit). A write stops once it
+        reaches this, so in flight may exceed ``credit_bytes`` by one message."""
+        if self.credit_bytes is None:
+            return None
+        return max(0, self.credit_bytes - self.in_flight_bytes)
+
+    def sent(self, last: int, count: int, size: int) -> None:
+        """``count`` messages (``size`` bytes), up to offset ``last``, were written."""
+        if self.credit is None:
+            return
+        self.last_sent = max(self.last_sent, last)
+        if count:
+            marks = self.marks
+            if len(marks) >= MAX_MARKS:  # merge into the newest: bounded, still safe
+                mark = marks[-1]
+                mark[0] = last
+                mark[1] += count
+                mark[2] += size
+            else:
+                marks.append([last, count, size])
+            self.in_flight += count
+            self.in_flight_bytes += size
+        self._settle()
+
+    def consume(self, offset: int) -> bool:
+        """The client applied everything up to ``offset``; True when that freed credit
+        and some may be spent now.
+
+        Raises:
+            BadRequest: no credit, or ``offset`` beyond what was written (answered with
+                an ``error``; nothing changes).
+        """
+        if self.credit is None:
+            raise BadRequest(
+                f"the subscription to {self.stream!r} has no credit (subscribe with 'credit')"
+            )
+        if offset > self.last_sent:
+            if self.last_sent < 0:
+                raise BadRequest(
+                    f"consumed offset {offset} of {self.stream!r}: nothing was sent yet"
+                )
+            raise BadRequest(
+                f"consumed offset {offset} of {self.stream!r} is beyond the last offset "
+                f"sent, {self.last_sent}"
+            )
+        if offset <= self.consumed:
+            return False  # an old report: already counted
+        self.consumed = offset
+        marks = self.marks
+        freed = 0
+        while marks and marks[0][0] <= offset:
+            _, count, size = marks.popleft()
+            freed += count
+            self.in_flight -= count
+            self.in_flight_bytes -= size
+        if marks:  # a write reaching past `offset`: its messages above it are at most
+            mark = marks[0]  # (its last offset - offset), so the rest are consumed
+            surely = mark[1] - (mark[0] - offset)
+            if surely > 0:
+                share = mark[2] * surely // mark[1]  # their bytes, pro rata
+                mark[1] -= surely
+                mark[2] -= share
+                self.in_flight -= surely
+                self.in_flight_bytes -= share
+                freed += surely
+        if not freed:
+            return False
+        self.gap_told = False
+        window = self.window
+        if window and self.state is State.WAITING:
+            self.move(Move.CONSUMED)
+        return bool(window)
+
+    def _settle(self) -> None:
+        """Out of credit while live: wait (the table's SPENT move)."""
+        if self.state is State.LIVE and self.window == 0:
+            self.move(Move.SPENT)
+
+    def _forget_in_flight(self) -> None:
+        """A new epoch: the old epoch's offsets (written or consumed) mean nothing now."""
+        if self.credit is None:
+            return
+        self.marks.clear()
+        self.in_flight = self.in_flight_bytes = 0
+        self.last_sent = self.consumed = -1
+        self.gap_told = False
+
     # --- catching up ---------------------------------------------------------------
 
     def receive_page(self, page: ReadResult) -> tuple[list[StoredMessage], Step]:
@@ -244,6 +394,7 @@ class Subscription:
             self.notices.append(self._notice(self.cursor, None, None, GapReason.EPOCH, page.epoch))
             self.epoch = page.epoch
             self.cursor = page.first
+            self._forget_in_flight()
             return [], Step.READ_MORE  # the page was read with the old epoch's cursor
         if self.cursor < page.first:
             self.notices.append(
@@ -275,6 +426,16 @@ class Subscription:
                 if message.offset >= self.cursor:
                     out.append(message)
                     self.cursor = message.offset + 1
+        budget = self.bytes_window
+        if budget is not None and len(out) > 1:  # byte credit: the prefix it covers
+            total = 0
+            for i, message in enumerate(out):
+                total += len(message.payload)
+                if total >= budget and i + 1 < len(out):
+                    out = out[: i + 1]
+                    self.cursor = message.offset + 1
+                    self.delivered += len(out)
+                    return out, Step.READ_MORE
         self.delivered += len(out)
         if self.cursor < limit and page.messages:
             return out, Step.READ_MORE
@@ -284,6 +445,7 @@ class Subscription:
         if self.live_hint >= self.cursor:  # a live message already went past: read on
             return out, Step.READ_MORE
         self.move(Move.CAUGHT_UP)
+        self._settle()
         return out, Step.LIVE
 
     def stream_missing(self) -> Step:
@@ -292,6 +454,7 @@ class Subscription:
             self.end_at = self.cursor
             return Step.END
         self.move(Move.CAUGHT_UP)
+        self._settle()
         return Step.LIVE
 
     def broker_down(self) -> None:
@@ -321,6 +484,7 @@ class Subscription:
             self.notices.append(self._notice(self.cursor, None, None, GapReason.EPOCH, epoch))
             self.epoch = epoch
             self.cursor = 0
+            self._forget_in_flight()
             self.move(Move.FELL_BEHIND)
             return Live.CATCH_UP
         self.buffer_epoch = epoch
@@ -357,6 +521,7 @@ class Subscription:
             self.linger_since = None
         if self.state is State.BLOCKED and self.buffer.has_room:
             self.move(Move.ROOM)
+            self._settle()
             return True
         return False
 
@@ -381,6 +546,7 @@ class Subscription:
             or not self.live
             or not buffer.pending
             or buffer.messages >= self.max_batch  # type: ignore[operator]
+            or (self.credit is not None and buffer.messages >= (self.window or 0))
             or buffer.gap_pending
             or buffer.full
         ):

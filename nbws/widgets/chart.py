@@ -25,8 +25,7 @@ class LiveChart(StreamWidget):
         window: points kept (the newest); a view displayed again replays this many.
     """
 
-    _model_name = Unicode("LiveChartModel").tag(sync=True)
-    _view_name = Unicode("LiveChartView").tag(sync=True)
+    _view = Unicode("chart").tag(sync=True)
 
     x = Unicode("time", help="Field on the x axis.").tag(sync=True)
     y = List(Unicode(), help="Fields drawn as lines.").tag(sync=True)

@@ -62,8 +62,7 @@ class FrameInspector(NbwsWidget):
         label: tap label (a random one by default; each view adds its own suffix).
     """
 
-    _model_name = Unicode("FrameInspectorModel").tag(sync=True)
-    _view_name = Unicode("FrameInspectorView").tag(sync=True)
+    _view = Unicode("inspector").tag(sync=True)
 
     endpoint = Unicode("echo", help="Endpoint under nbws/ the browser connects to.").tag(sync=True)
     label = Unicode(help="Tap label for the browser's connection.").tag(sync=True)
@@ -274,6 +273,8 @@ class KernelFeed:
 
     def _on_view_message(self, _widget: Any, content: dict[str, Any], buffers: list[Any]) -> None:
         action = content.get("action")
+        if action is None:
+            return  # not a control (e.g. the view's transport handshake)
         try:
             self.handle(str(action), content, buffers)
         except Exception as exc:  # shown in the view: the user's experiment, not our crash

@@ -13,5 +13,4 @@ class StreamMonitor(StreamWidget):
     """Health of ``stream``: its own subscription's rate and gap notices, plus the server's
     view (``GET nbws/api/streams/{name}``: offsets, subscribers, policies, lag, drops)."""
 
-    _model_name = Unicode("StreamMonitorModel").tag(sync=True)
-    _view_name = Unicode("StreamMonitorView").tag(sync=True)
+    _view = Unicode("monitor").tag(sync=True)

@@ -24,8 +24,7 @@ class LiveTable(StreamWidget):
             many from the stream's history.
     """
 
-    _model_name = Unicode("LiveTableModel").tag(sync=True)
-    _view_name = Unicode("LiveTableView").tag(sync=True)
+    _view = Unicode("table").tag(sync=True)
 
     columns = List(
         Unicode(),

@@ -24,9 +24,12 @@ MISSING = "errors-missing"
 
 @pytest.fixture
 def strict_lab(tmp_path: Path) -> Iterator[LabServer]:
-    """A lab whose unknown streams are refused (no auto-creation)."""
+    """A lab whose unknown streams are refused (no auto-creation), and which drops a page's
+    connection after 2 s without a data message from it, so the page has to connect again."""
     server = start_lab(
-        tmp_path, token=secrets.token_hex(16), args=("--Nbws.auto_create_streams=False",)
+        tmp_path,
+        token=secrets.token_hex(16),
+        args=("--Nbws.auto_create_streams=False", "--Nbws.idle_timeout=2"),
     )
     yield server
     server.stop()
@@ -73,10 +76,14 @@ def test_views_explain_why_they_cannot_receive(page: Page, strict_lab: LabServer
     expect(missing).to_contain_text(f'stream "{MISSING}" does not exist')
     expect(missing).to_have_class(re.compile("nbws-mod-problem"))
 
+    # The views share the page's connection: a new view joins it; once the server drops
+    # it (idle), connecting again without the cookie is refused, and every view says so.
     page.context.clear_cookies()
     run_cell(page, 2)
+    expect(tables.nth(2).locator(".nbws-row", has_text="before-errors")).to_be_visible()
     refused = tables.nth(2).locator(".nbws-status")
     expect(refused).to_contain_text("not authorised (403)", timeout=20_000)
+    expect(tables.nth(0).locator(".nbws-status")).to_contain_text("not authorised (403)")
     screenshot(page.locator(".jp-NotebookPanel"), "connection-errors")
 
     lab.stop()

@@ -39,6 +39,7 @@ FULL: list[m.AnyMessage] = [
     m.Welcome("nbws.v1", "nbws 0.1.0", "c0ffee", 16777216, 30.0, 4096),
     m.Subscribed("prices", E, 100, 130, m.Policy.BLOCK, 1000, 1 << 20, since=120, ref=1),
     m.Unsubscribed("prices", ref="u1"),
+    m.Consumed("prices", 129, id=7),
     m.Message("prices", 121, E, 1764050400.125, {"x": 1}, producer="p", seq=3, key="k"),
     m.End("prices", 130),
     m.Ack("prices", "p", 3, E, False, offset=121),

@@ -28,12 +28,14 @@ def test_a_restore_from_the_cache_says_so(
     build = build_script()
     key = build.input_key()
     entry = tmp_path / "cache" / key
-    (entry / "static").mkdir(parents=True)
-    (entry / "package.json").write_text("{}")
-    (entry / "static" / "style.js").write_text("")
+    (entry / "labextension" / "static").mkdir(parents=True)
+    (entry / "labextension" / "package.json").write_text("{}")
+    (entry / "labextension" / "static" / "style.js").write_text("")
+    (entry / "views.js").write_text("")
     output = tmp_path / "out" / "labextension"
     output.parent.mkdir()
-    result = build.ensure_built(cache=tmp_path / "cache", output=output)
+    views = tmp_path / "out" / "views.js"
+    result = build.ensure_built(cache=tmp_path / "cache", output=output, esm_output=views)
     shown = capsys.readouterr().out
     assert f"restoring the labextension from the cache ({key})" in shown
     assert result.startswith(f"labextension restored from cache {key} in ")
@@ -45,21 +47,26 @@ def test_a_cache_miss_says_it_builds_with_npm_and_how_long_that_takes(
 ) -> None:
     build = build_script()
     built = tmp_path / "built"  # where npm would write (nbws/labextension)
+    built_views = tmp_path / "built-views.js"  # and nbws/widgets/static/views.js
 
     def fake_build(cache: Path | None = None, root: Path | None = None) -> None:
         (built / "static").mkdir(parents=True)
         (built / "package.json").write_text("{}")
         (built / "static" / "style.js").write_text("")
+        built_views.write_text("export function render() {}")
 
     monkeypatch.setattr(build, "OUTPUT", built)
+    monkeypatch.setattr(build, "ESM_OUTPUT", built_views)
     monkeypatch.setattr(build, "build", fake_build)
     output = tmp_path / "out"
-    result = build.ensure_built(cache=tmp_path / "cache", output=output)
+    views = tmp_path / "views.js"
+    result = build.ensure_built(cache=tmp_path / "cache", output=output, esm_output=views)
     shown = capsys.readouterr().out
     assert "no cached build" in shown and "npm ci" in shown and "npm run build:prod" in shown
     assert "minutes" in shown
     assert result.startswith("labextension built and cached as ")
     assert (output / "static" / "style.js").is_file()
+    assert views.read_text() == "export function render() {}"
 
 
 def test_a_long_step_streams_its_output_with_a_heartbeat_and_its_elapsed_time(

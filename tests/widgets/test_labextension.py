@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -17,6 +18,7 @@ import nbws
 ROOT = Path(__file__).resolve().parents[2]
 LABEXTENSION = ROOT / "labextension"
 BUILT = ROOT / "nbws" / "labextension"
+VIEWS = ROOT / "nbws" / "widgets" / "static" / "views.js"
 
 
 def _build_script() -> ModuleType:
@@ -75,20 +77,38 @@ def test_input_key_changes_with_sources_but_not_with_unit_tests(tmp_path: Path) 
 def test_cache_restores_exactly_what_was_stored(tmp_path: Path) -> None:
     build = _build_script()
     output = tmp_path / "out"
+    views = tmp_path / "widgets" / "static" / "views.js"
     (output / "static").mkdir(parents=True)
+    views.parent.mkdir(parents=True)
     (output / "package.json").write_text('{"name": "nbws"}')
     (output / "static" / "style.js").write_text("// style")
+    views.write_text("export function render() {}")
     cache = tmp_path / "cache"
-    assert not build.restore("k1", cache, output)
-    entry = build.store("k1", cache, output)
+    assert not build.restore("k1", cache, output, views)
+    entry = build.store("k1", cache, output, views)
     assert entry == cache / "k1"
     (output / "static" / "style.js").write_text("// changed")
     (output / "static" / "extra.js").write_text("")
-    assert build.restore("k1", cache, output)
+    views.unlink()
+    assert build.restore("k1", cache, output, views)
     assert (output / "static" / "style.js").read_text() == "// style"
     assert not (output / "static" / "extra.js").exists()
+    # The widgets' views come back with the labextension (one key for both).
+    assert views.read_text() == "export function render() {}"
     # Restored files are newer than any source, so the editable build hook sees no staleness.
-    assert os.stat(output / "package.json").st_mtime >= os.stat(entry / "package.json").st_mtime
+    stored = entry / "labextension" / "package.json"
+    assert os.stat(output / "package.json").st_mtime >= os.stat(stored).st_mtime
+
+
+def test_a_cache_entry_without_the_views_is_not_a_hit(tmp_path: Path) -> None:
+    build = _build_script()
+    entry = tmp_path / "cache" / "k1" / "labextension"
+    (entry / "static").mkdir(parents=True)
+    (entry / "package.json").write_text("{}")
+    (entry / "static" / "style.js").write_text("")
+    views = tmp_path / "views.js"
+    assert not build.restore("k1", tmp_path / "cache", tmp_path / "out", views)
+    assert not views.exists()
 
 
 def test_cache_keeps_only_the_newest_entries(tmp_path: Path) -> None:
@@ -97,11 +117,13 @@ def test_cache_keeps_only_the_newest_entries(tmp_path: Path) -> None:
     (output / "static").mkdir(parents=True)
     (output / "package.json").write_text("{}")
     (output / "static" / "style.js").write_text("")
+    views = tmp_path / "views.js"
+    views.write_text("")
     cache = tmp_path / "cache"
     for i in range(build.KEEP_ENTRIES + 2):
-        entry = build.store(f"k{i}", cache, output)
+        entry = build.store(f"k{i}", cache, output, views)
         os.utime(entry, (1000 + i, 1000 + i))
-    build.store("newest", cache, output)
+    build.store("newest", cache, output, views)
     kept = sorted(p.name for p in cache.iterdir())
     assert len(kept) == build.KEEP_ENTRIES
     assert "newest" in kept and "k0" not in kept
@@ -110,3 +132,10 @@ def test_cache_keeps_only_the_newest_entries(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["static/style.js", "package.json"])
 def test_build_output_has_what_the_wheel_hook_ensures(name: str) -> None:
     assert (BUILT / name).is_file()
+
+
+def test_the_widgets_views_are_built_and_are_one_es_module() -> None:
+    text = VIEWS.read_text()
+    assert "export" in text and "render" in text
+    # Self-contained: anywidget loads it from a string, with nothing to resolve imports.
+    assert not re.search(r"^import\b|\}\s*from\s*[\"'][^\"']+[\"']|\bimport\s*[\"']", text, re.M)

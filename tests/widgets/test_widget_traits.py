@@ -1,4 +1,4 @@
-"""The widget models the kernel syncs: names, versions, defaults and validation."""
+"""The widget models the kernel syncs: the views module, defaults and validation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ipywidgets import DOMWidget
+from anywidget import AnyWidget
 from traitlets import TraitError
 
 import nbws
@@ -20,9 +20,10 @@ from nbws.widgets import (
     LiveTable,
     StreamMonitor,
 )
+from nbws.widgets._base import ESM_PATH
 
 LABEXTENSION = Path(__file__).resolve().parents[2] / "labextension"
-WIDGETS_TS = (LABEXTENSION / "src" / "widgets.ts").read_text()
+ANYWIDGET_TS = (LABEXTENSION / "src" / "anywidget.ts").read_text()
 
 
 def synced(widget: Any) -> dict[str, Any]:
@@ -40,26 +41,27 @@ def test_module_and_version_match_the_labextension() -> None:
 
 
 @pytest.mark.parametrize(
-    ("widget", "model", "view"),
+    ("widget", "view"),
     [
-        (LiveTable("s"), "LiveTableModel", "LiveTableView"),
-        (LiveChart("s", y="v"), "LiveChartModel", "LiveChartView"),
-        (StreamMonitor("s"), "StreamMonitorModel", "StreamMonitorView"),
-        (FrameInspector(), "FrameInspectorModel", "FrameInspectorView"),
+        (LiveTable("s"), "table"),
+        (LiveChart("s", y="v"), "chart"),
+        (StreamMonitor("s"), "monitor"),
+        (FrameInspector(), "inspector"),
     ],
 )
-def test_models_and_views_are_the_ones_the_labextension_registers(
-    widget: Any, model: str, view: str
-) -> None:
+def test_widgets_are_anywidgets_rendered_by_the_views_module(widget: Any, view: str) -> None:
     state = synced(widget)
-    assert (state["_model_name"], state["_view_name"]) == (model, view)
-    assert state["_model_module"] == state["_view_module"] == "nbws"
-    assert state["_model_module_version"] == state["_view_module_version"] == MODULE_VERSION
-    assert re.search(rf"export class {model} extends DOMWidgetModel", WIDGETS_TS)
-    assert re.search(rf"export class {view} extends DOMWidgetView", WIDGETS_TS)
-    own = set(widget.trait_names(sync=True)) - set(DOMWidget().trait_names(sync=True))
-    for name in own - {"_model_name", "_view_name"}:
-        assert re.search(rf"\b{name}: ", WIDGETS_TS), f"{model} default for {name} missing in TS"
+    # anywidget's own model and view: no labextension has to register anything.
+    assert (state["_model_module"], state["_model_name"]) == ("anywidget", "AnyModel")
+    assert (state["_view_module"], state["_view_name"]) == ("anywidget", "AnyView")
+    assert state["_view"] == view
+    assert re.search(rf"\b{view}: ", ANYWIDGET_TS), f"anywidget.ts renders no {view!r} view"
+    if ESM_PATH.is_file():
+        assert state["_esm"] == ESM_PATH.read_text()
+    assert state["transport"] == ""
+    own = set(widget.trait_names(sync=True)) - set(AnyWidget().trait_names(sync=True))
+    for name in own - {"_view", "_esm", "_anywidget_id", "transport"}:
+        assert re.search(rf"['\"]{name}['\"]", ANYWIDGET_TS), f"anywidget.ts never reads {name}"
 
 
 def test_live_table_defaults_and_limits() -> None:

@@ -1,235 +1,104 @@
-import type { ServerConnection } from '@jupyterlab/services';
-
+/**
+ * One stream's shared state (subscription.ts `StreamShare`) as views see it through a page
+ * connection: replay status texts, batches, resuming across gaps and epochs.
+ */
+import { PageConnection } from '../page';
+import { Backoff } from '../resume';
+import { HistoryRing } from '../subscription';
 import type { StreamMessage } from '../protocol';
-import { StreamSubscription, SubscriptionStatus } from '../subscription';
+import {
+  batch,
+  FakeEndpoint,
+  FakeLink,
+  flushMicrotasks,
+  Frames,
+  Recorder,
+  subscribed
+} from './pagefakes';
 
-/** Just enough of a browser WebSocket: the test plays the server. */
-class FakeSocket {
-  static last: FakeSocket | null = null;
-  binaryType = 'blob';
-  readyState = 0;
-  sent: string[] = [];
-  onopen: (() => void) | null = null;
-  onmessage: ((event: { data: unknown }) => void) | null = null;
-  onclose: ((event: { code: number; reason: string }) => void) | null = null;
-
-  constructor(
-    readonly url: string,
-    readonly protocol?: string
-  ) {
-    FakeSocket.last = this;
-  }
-
-  send(data: string): void {
-    this.sent.push(data);
-  }
-
-  close(): void {
-    this.readyState = 3;
-  }
-
-  open(): void {
-    this.readyState = 1;
-    this.onopen?.();
-  }
-
-  receive(message: Record<string, unknown>): void {
-    this.onmessage?.({ data: JSON.stringify(message) });
-  }
-}
-
-const settings = {
-  wsUrl: 'ws://lab.invalid/',
-  baseUrl: 'http://lab.invalid/',
-  token: ''
-} as unknown as ServerConnection.ISettings;
-
-function subscribed(first: number, next: number): Record<string, unknown> {
-  return {
-    type: 'subscribed',
-    id: 1,
-    stream: 's',
-    epoch: 'e1',
-    first,
-    next,
-    since: null,
-    policy: 'drop-oldest',
-    max_messages: 1000,
-    max_bytes: 1 << 20
-  };
-}
-
-function message(offset: number): Record<string, unknown> {
-  return { type: 'message', stream: 's', offset, epoch: 'e1', time: 1, payload: { offset } };
-}
-
-describe('StreamSubscription status', () => {
-  const original = (globalThis as { WebSocket?: unknown }).WebSocket;
-  let statuses: SubscriptionStatus[];
-  let subscription: StreamSubscription;
+describe('StreamShare through a page connection', () => {
+  let endpoint: FakeEndpoint;
+  let page: PageConnection;
+  let view: Recorder;
 
   beforeEach(() => {
-    (globalThis as { WebSocket?: unknown }).WebSocket = FakeSocket;
-    statuses = [];
+    jest.useFakeTimers({ doNotFake: ['queueMicrotask', 'setImmediate'] });
+    endpoint = new FakeEndpoint();
+    page = new PageConnection(endpoint, {
+      backoff: new Backoff(250, 10000, () => 1),
+      frame: new Frames().schedule
+    });
+    view = new Recorder();
   });
 
   afterEach(() => {
-    subscription.dispose();
-    (globalThis as { WebSocket?: unknown }).WebSocket = original;
-  });
-
-  function start(since: number | null): FakeSocket {
-    subscription = new StreamSubscription(
-      's',
-      { since, settings },
-      { message: () => undefined, status: s => statuses.push(s) }
-    );
-    subscription.start();
-    const socket = FakeSocket.last!;
-    socket.open();
-    return socket;
-  }
-
-  it('says "replaying N messages" only until the replay has arrived', () => {
-    const socket = start(-3);
-    socket.receive(subscribed(0, 10));
-    expect(subscription.status.detail).toBe('live, replaying 3 messages of history');
-    socket.receive(message(7));
-    socket.receive(message(8));
-    expect(subscription.status.detail).toBe('live, replaying 3 messages of history');
-    socket.receive(message(9));
-    expect(subscription.status).toEqual({ state: 'live', detail: 'live', problem: false });
-    socket.receive(message(10));
-    expect(statuses.filter(s => s.detail === 'live')).toHaveLength(1);
-  });
-
-  it('ends the replay when a gap notice covers the rest of it', () => {
-    const socket = start(0);
-    socket.receive(subscribed(0, 100));
-    expect(subscription.status.detail).toBe('live, replaying 100 messages of history');
-    socket.receive(message(0));
-    socket.receive({ type: 'gap', stream: 's', from: 1, to: 100, count: 99, reason: 'dropped' });
-    expect(subscription.status.detail).toBe('live');
-  });
-
-  it('says nothing about a replay when there is none', () => {
-    const socket = start(null);
-    socket.receive(subscribed(0, 10));
-    expect(subscription.status.detail).toBe('live');
-    socket.receive(message(10));
-    expect(statuses.map(s => s.detail)).toEqual(['connecting to nbws/ws for "s"', 'live']);
-  });
-});
-
-describe('StreamSubscription errors', () => {
-  const original = (globalThis as { WebSocket?: unknown }).WebSocket;
-
-  afterEach(() => {
-    (globalThis as { WebSocket?: unknown }).WebSocket = original;
-  });
-
-  it('never shows the token a browser error quotes', () => {
-    (globalThis as { WebSocket?: unknown }).WebSocket = class {
-      constructor(url: string) {
-        throw new Error(`Failed to construct 'WebSocket': The URL '${url}' is invalid.`);
-      }
-    };
-    const withToken = {
-      ...settings,
-      token: 'page-token-123',
-      appendToken: true // a server on another host: the token goes into the URL
-    } as unknown as ServerConnection.ISettings;
-    const subscription = new StreamSubscription(
-      's',
-      { since: null, settings: withToken },
-      { message: () => undefined }
-    );
-    subscription.start();
-    expect(subscription.status.state).toBe('retrying');
-    expect(subscription.status.detail).toContain(
-      "The URL 'ws://lab.invalid/nbws/ws?token=…' is invalid"
-    );
-    expect(subscription.status.detail).not.toContain('page-token-123');
-    subscription.dispose();
-  });
-});
-
-describe('StreamSubscription batches', () => {
-  const original = (globalThis as { WebSocket?: unknown }).WebSocket;
-  let subscription: StreamSubscription;
-  let got: StreamMessage[];
-
-  beforeEach(() => {
-    jest.useFakeTimers();
-    (globalThis as { WebSocket?: unknown }).WebSocket = FakeSocket;
-    got = [];
-  });
-
-  afterEach(() => {
-    subscription.dispose();
-    (globalThis as { WebSocket?: unknown }).WebSocket = original;
+    page.close();
     jest.useRealTimers();
   });
 
-  function start(since: number | null, extra: Record<string, unknown> = {}): FakeSocket {
-    subscription = new StreamSubscription(
-      's',
-      { since, settings, ...extra },
-      { message: m => got.push(m) }
-    );
-    subscription.start();
-    const socket = FakeSocket.last!;
-    socket.open();
-    return socket;
+  async function start(history: number, first: number, next: number): Promise<FakeLink> {
+    page.subscribe('s', { history }, view.handlers);
+    await flushMicrotasks();
+    const link = endpoint.last;
+    link.open();
+    link.receive(subscribed('s', link.of('subscribe')[0].id, first, next));
+    return link;
   }
 
-  function batch(offsets: number[], epoch = 'e1'): Record<string, unknown> {
-    return {
-      type: 'batch',
-      stream: 's',
-      epoch,
-      messages: offsets.map(offset => ({ offset, time: 1, payload: { offset } }))
-    };
-  }
-
-  it('asks for batches by default, and not when told', () => {
-    const socket = start(0);
-    expect(JSON.parse(socket.sent[0])).toMatchObject({ max_batch: 1000, linger_ms: 10 });
-    subscription.dispose();
-    const plain = start(0, { maxBatch: null });
-    expect(JSON.parse(plain.sent[0])).not.toHaveProperty('max_batch');
-    expect(JSON.parse(plain.sent[0])).not.toHaveProperty('linger_ms');
+  it('says "replaying N messages" only until the replay has arrived', async () => {
+    const link = await start(3, 0, 10);
+    expect(view.detail).toBe('live, replaying 3 messages of history');
+    link.receive(batch('s', [7, 8]));
+    expect(view.detail).toBe('live, replaying 3 messages of history');
+    link.receive(batch('s', [9]));
+    expect(view.statuses[view.statuses.length - 1]).toEqual({
+      state: 'live',
+      detail: 'live',
+      problem: false
+    });
+    link.receive(batch('s', [10]));
+    expect(view.statuses.filter(s => s.detail === 'live')).toHaveLength(1);
   });
 
-  it('hands over each message of a batch once, in order, and ends the replay', () => {
-    const socket = start(0);
-    socket.receive(subscribed(0, 5));
-    socket.receive(batch([0, 1, 2]));
-    expect(subscription.status.detail).toBe('live, replaying 5 messages of history');
-    socket.receive(batch([2, 3, 4])); // 2 again (a resent run): skipped
-    expect(got.map(m => [m.offset, m.epoch, m.stream, m.type])).toEqual([
-      [0, 'e1', 's', 'message'],
-      [1, 'e1', 's', 'message'],
-      [2, 'e1', 's', 'message'],
-      [3, 'e1', 's', 'message'],
-      [4, 'e1', 's', 'message']
+  it('ends the replay when a gap notice covers the rest of it', async () => {
+    const link = await start(100, 0, 100);
+    expect(view.detail).toBe('live, replaying 100 messages of history');
+    link.receive(batch('s', [0]));
+    link.receive({ type: 'gap', stream: 's', from: 1, to: 100, count: 99, reason: 'dropped' });
+    expect(view.detail).toBe('live');
+    expect(view.gaps).toBe(1);
+  });
+
+  it('says nothing about a replay when there is none', async () => {
+    const link = await start(0, 0, 10);
+    link.receive(batch('s', [10]));
+    expect(view.statuses.map(s => s.detail)).toEqual([
+      'connecting to the fake server for "s"',
+      'live'
     ]);
-    expect(got[4].payload).toEqual({ offset: 4 });
-    expect(subscription.status.detail).toBe('live');
   });
 
-  it('resumes after the last batch, across gaps and a new epoch', () => {
-    const socket = start(0);
-    socket.receive(subscribed(0, 0));
-    socket.receive(batch([0, 1]));
-    socket.receive({ type: 'gap', stream: 's', from: 2, to: 5, count: 3, reason: 'dropped' });
-    socket.receive(batch([5, 6]));
-    socket.onclose?.({ code: 1006, reason: '' });
+  it('hands over each message once, in order, even when a run is sent again', async () => {
+    const link = await start(5, 0, 5);
+    link.receive(batch('s', [0, 1, 2]));
+    link.receive(batch('s', [2, 3, 4]));
+    expect(view.got).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('resumes after the last batch, across gaps and a new epoch', async () => {
+    const got: string[] = [];
+    view.handlers.message = (m: StreamMessage) => got.push(`${m.epoch}:${m.offset}`);
+    const link = await start(1000, 0, 0);
+    link.receive(batch('s', [0, 1]));
+    link.receive({ type: 'gap', stream: 's', from: 2, to: 5, count: 3, reason: 'dropped' });
+    link.receive(batch('s', [5, 6]));
+    link.drop(1006);
     jest.runOnlyPendingTimers();
-    const again = FakeSocket.last!;
+    const again = endpoint.last;
     again.open();
-    expect(JSON.parse(again.sent[0])).toMatchObject({ since: 7, epoch: 'e1', max_batch: 1000 });
-    again.receive({ ...subscribed(0, 2), epoch: 'e2' });
+    const request = again.of('subscribe')[0];
+    expect(request).toMatchObject({ since: 7, epoch: 'e1', max_batch: 1000 });
+    again.receive(subscribed('s', request.id, 0, 2, 'e2'));
     again.receive({
       type: 'gap',
       stream: 's',
@@ -239,25 +108,19 @@ describe('StreamSubscription batches', () => {
       reason: 'epoch',
       epoch: 'e2'
     });
-    again.receive(batch([0, 1], 'e2'));
-    expect(got.map(m => `${m.epoch}:${m.offset}`)).toEqual([
-      'e1:0',
-      'e1:1',
-      'e1:5',
-      'e1:6',
-      'e2:0',
-      'e2:1'
-    ]);
-    again.onclose?.({ code: 1006, reason: '' });
+    again.receive(batch('s', [0, 1], 'e2'));
+    expect(got).toEqual(['e1:0', 'e1:1', 'e1:5', 'e1:6', 'e2:0', 'e2:1']);
+    again.drop(1006);
     jest.runOnlyPendingTimers();
-    const third = FakeSocket.last!;
+    const third = endpoint.last;
     third.open();
-    expect(JSON.parse(third.sent[0])).toMatchObject({ since: 2, epoch: 'e2' });
+    expect(third.of('subscribe')[0]).toMatchObject({ since: 2, epoch: 'e2' });
   });
 
-  it('unpacks a binary batch into binary messages', () => {
-    const socket = start(0);
-    socket.receive(subscribed(0, 0));
+  it('unpacks a binary batch into binary messages', async () => {
+    const messages: StreamMessage[] = [];
+    view.handlers.message = (m: StreamMessage) => messages.push(m);
+    const link = await start(0, 0, 0);
     const header = JSON.stringify({
       type: 'batch',
       stream: 's',
@@ -274,24 +137,61 @@ describe('StreamSubscription batches', () => {
     new DataView(bytes.buffer).setUint32(0, head.byteLength, false);
     bytes.set(head, 4);
     bytes.set([7, 8, 9], 4 + head.byteLength);
-    socket.onmessage?.({ data: bytes.buffer });
+    link.receiveBinary(bytes.buffer);
     expect(
-      got.map(m => [m.offset, m.binary, Array.from(m.data as Uint8Array), m.content_type])
+      messages.map(m => [m.offset, m.binary, Array.from(m.data as Uint8Array), m.content_type])
     ).toEqual([
       [0, true, [7, 8], 'a/b'],
       [1, true, [9], undefined]
     ]);
   });
 
-  it('drops the connection on a malformed batch and says why', () => {
-    const socket = start(0);
-    socket.receive(subscribed(0, 0));
-    socket.receive({ type: 'batch', stream: 's', epoch: 'e1', messages: [] });
-    expect(socket.readyState).toBe(3);
-    socket.onclose?.({ code: 1000, reason: 'invalid batch' });
-    expect(subscription.status.detail).toContain(
-      "the server sent an invalid batch (batch needs a non-empty list 'messages')"
+  it('drops the link on a malformed batch, says why, and resumes', async () => {
+    const link = await start(0, 0, 0);
+    link.receive({ type: 'batch', stream: 's', epoch: 'e1', messages: [] });
+    expect(link.closedWith).toEqual([1000, 'invalid message']);
+    expect(view.detail).toBe(
+      "the server sent an invalid batch (batch needs a non-empty list 'messages'); reconnecting in 0.3 s (resuming from offset 0)"
     );
-    expect(got).toEqual([]);
+    expect(view.got).toEqual([]);
+    jest.runOnlyPendingTimers();
+    expect(endpoint.links).toHaveLength(2);
+  });
+
+  it('batch handlers get a batch at once instead of one call each', async () => {
+    const batches: number[][] = [];
+    view.handlers.batch = (messages: StreamMessage[]) => batches.push(messages.map(m => m.offset));
+    const link = await start(0, 0, 0);
+    link.receive(batch('s', [0, 1, 2]));
+    expect(batches).toEqual([[0, 1, 2]]);
+    expect(view.got).toEqual([]);
+  });
+});
+
+describe('HistoryRing', () => {
+  const message = (offset: number): StreamMessage => ({
+    type: 'message',
+    stream: 's',
+    offset,
+    epoch: 'e',
+    time: 0
+  });
+
+  it('keeps the newest `capacity` messages in order', () => {
+    const ring = new HistoryRing(3);
+    for (let offset = 0; offset < 10; offset++) {
+      ring.push(message(offset));
+    }
+    expect(ring.length).toBe(3);
+    expect(ring.tail(2).map(m => m.offset)).toEqual([8, 9]);
+    expect(ring.tail(5).map(m => m.offset)).toEqual([7, 8, 9]);
+    expect([ring.firstOffset, ring.lastOffset]).toEqual([7, 9]);
+  });
+
+  it('keeps nothing at capacity 0', () => {
+    const ring = new HistoryRing(0);
+    ring.push(message(0));
+    expect(ring.length).toBe(0);
+    expect(ring.firstOffset).toBeNull();
   });
 });
