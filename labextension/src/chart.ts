@@ -186,6 +186,7 @@ export class LiveChart {
       { history: this.options.window },
       {
         message: m => this.coalescer.push(m),
+        batch: messages => this.coalescer.pushAll(messages),
         gap: g => {
           this.gaps.add(g);
           this.notice.hidden = false;

@@ -199,6 +199,7 @@ export class StreamMonitor {
       { history: 0 },
       {
         message: m => this.coalescer.push(m),
+        batch: messages => this.coalescer.pushAll(messages),
         gap: g => this.onGap(g),
         subscribed: reply => this.onSubscribed(reply),
         control: message => {

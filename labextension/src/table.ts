@@ -218,6 +218,7 @@ export class LiveTable {
       { history: this.options.maxRows },
       {
         message: m => this.coalescer.push(m),
+        batch: messages => this.coalescer.pushAll(messages),
         gap: g => this.onGap(g),
         status: s => this.statusLine.set(s)
       }
