@@ -7,6 +7,10 @@
  * frame. Items pushed out of the ring before they were ever rendered are counted as
  * skipped, so a view can say how far behind it fell. Pure: the scheduler is injected
  * (requestAnimationFrame in the browser, a manual queue in tests).
+ *
+ * This is where a view drops early: what falls out of the ring was never formatted,
+ * drawn or kept, and `skip(n)` counts messages a caller dropped before even decoding
+ * them. `GapTally` keeps a view's totals of the server's gap notices.
  */
 
 /** Runs `callback` later, once (e.g. `requestAnimationFrame`). */
@@ -92,6 +96,35 @@ export class Coalescer<T> {
     }
   }
 
+  /** Add many, oldest first: only the newest `capacity` are kept, the rest counted. */
+  pushAll(items: readonly T[]): void {
+    const from = Math.max(0, items.length - this.ring.length);
+    if (from > 0) {
+      this.skip(from);
+    }
+    for (let i = from; i < items.length; i++) {
+      this.push(items[i]);
+    }
+  }
+
+  /**
+   * Count `n` items received and dropped unseen without being pushed (e.g. the older
+   * part of a batch that was never decoded); they count as skipped since the last render.
+   */
+  skip(n: number): void {
+    if (this.disposed || !(n > 0)) {
+      return;
+    }
+    this.received += n;
+    this.totalReceived += n;
+    this.skipped += n;
+    this.totalSkipped += n;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.schedule(() => this.flush());
+    }
+  }
+
   /** Render what is pending now (the scheduler calls this; safe to call any time). */
   flush(): void {
     this.scheduled = false;
@@ -137,66 +170,61 @@ export function animationFrameScheduler(): Scheduler {
   };
 }
 
+/** What a gap notice says (a `GapMessage` has these fields). */
+export interface GapNotice {
+  count: number | null;
+  reason: string;
+}
+
 /**
- * Bounded FIFO of the newest `capacity` items (what a table or chart shows).
- * Appending is O(1); `toArray()` is oldest first.
+ * A view's totals of the server's gap notices: messages its policy dropped or
+ * conflated, and those missing for other reasons (history trimmed, epoch changed).
+ * `changed` is called with the dropped/conflated totals whenever one of them grows.
  */
-export class Window<T> {
-  private readonly ring: (T | undefined)[];
-  private start = 0;
-  private count = 0;
+export class GapTally {
+  /** Gap notices received. */
+  notices = 0;
+  /** Messages all notices together say were not delivered. */
+  missed = 0;
+  dropped = 0;
+  conflated = 0;
+  /** Not delivered for another reason (history, epoch). */
+  other = 0;
 
-  constructor(capacity: number) {
-    if (!(capacity >= 1)) {
-      throw new RangeError('capacity must be at least 1');
+  constructor(private readonly changed: (dropped: number, conflated: number) => void) {}
+
+  add(gap: GapNotice): void {
+    const n = gap.count ?? 0;
+    this.notices += 1;
+    this.missed += n;
+    if (gap.reason === 'dropped') {
+      this.dropped += n;
+    } else if (gap.reason === 'conflated') {
+      this.conflated += n;
+    } else {
+      this.other += n;
     }
-    this.ring = new Array(Math.floor(capacity));
-  }
-
-  get capacity(): number {
-    return this.ring.length;
-  }
-
-  get length(): number {
-    return this.count;
-  }
-
-  /** Append items; returns how many old items were evicted. */
-  extend(items: T[]): number {
-    let evicted = 0;
-    const capacity = this.ring.length;
-    for (const item of items) {
-      if (this.count === capacity) {
-        this.ring[this.start] = item;
-        this.start = (this.start + 1) % capacity;
-        evicted += 1;
-      } else {
-        this.ring[(this.start + this.count) % capacity] = item;
-        this.count += 1;
-      }
+    if (n > 0 && (gap.reason === 'dropped' || gap.reason === 'conflated')) {
+      this.changed(this.dropped, this.conflated);
     }
-    return evicted;
   }
 
-  /** Item `i` (0 = oldest kept). */
-  at(i: number): T {
-    if (i < 0 || i >= this.count) {
-      throw new RangeError(`index ${i} out of range`);
+  /** Footer text, e.g. "2 gaps: 120 dropped, 4 conflated" ('' before the first gap). */
+  summary(): string {
+    if (this.notices === 0) {
+      return '';
     }
-    return this.ring[(this.start + i) % this.ring.length] as T;
-  }
-
-  toArray(): T[] {
-    const out: T[] = new Array(this.count);
-    for (let i = 0; i < this.count; i++) {
-      out[i] = this.at(i);
+    const parts: string[] = [];
+    if (this.dropped) {
+      parts.push(`${this.dropped.toLocaleString('en-US')} dropped`);
     }
-    return out;
-  }
-
-  clear(): void {
-    this.ring.fill(undefined);
-    this.start = 0;
-    this.count = 0;
+    if (this.conflated) {
+      parts.push(`${this.conflated.toLocaleString('en-US')} conflated`);
+    }
+    if (this.other || parts.length === 0) {
+      parts.push(`${this.other.toLocaleString('en-US')} not delivered`);
+    }
+    const gaps = `${this.notices.toLocaleString('en-US')} gap${this.notices === 1 ? '' : 's'}`;
+    return `${gaps}: ${parts.join(', ')} (${this.missed.toLocaleString('en-US')} messages)`;
   }
 }

@@ -2,11 +2,16 @@
  * Live health of one stream: rate, offsets, lag, gap/drop notices, subscribers and
  * their policies. Rate and notices come from this view's own subscription; the
  * server-side numbers from `GET nbws/api/streams/{name}`, polled once a second.
+ *
+ * The render budget: the monitor keeps counters and figures, not messages. Of what
+ * arrives between two frames it holds the newest message only (the one it shows), and
+ * of the gap notices the newest `MAX_NOTICES`; both are formatted once per frame.
  */
 
-import { animationFrameScheduler, Coalescer } from './coalesce';
+import { animationFrameScheduler, Coalescer, GapTally } from './coalesce';
 import { jupyterPageEndpoint, requestJson, streamPath } from './connection';
 import { count, el, StatusLine } from './dom';
+import { recordDrops, recordRender } from './pagestats';
 import { formatRate, formatValue, GapMessage, StreamMessage, SubscribedReply } from './protocol';
 import type { Endpoint } from './link';
 import { pageConnection, ViewSubscription } from './page';
@@ -100,13 +105,15 @@ export class StreamMonitor {
   private readonly lastMessage: HTMLDivElement;
   private subscription: ViewSubscription | null = null;
   private coalescer: Coalescer<StreamMessage>;
+  /** Gap notices not shown yet (the newest `MAX_NOTICES`), listed once per frame. */
+  private pendingNotices: Coalescer<GapMessage>;
+  private gaps: GapTally;
   private timer: ReturnType<typeof setInterval> | null = null;
   private lastTick = 0;
   private lastReceived = 0;
   private policy = '';
   private info: StreamInfo | null = null;
   private infoError = '';
-  private noticeCount = 0;
   private connection = '';
   private fetching = false;
   private fetchedAt = -Infinity;
@@ -164,6 +171,10 @@ export class StreamMonitor {
       schedule: animationFrameScheduler(),
       render: batch => {
         const last = batch.items[batch.items.length - 1];
+        if (last === undefined) {
+          return; // only skipped (never decoded) messages since the last frame
+        }
+        recordRender('monitor', this.stream, { offset: last.offset, time: last.time });
         this.lastMessage.textContent = `last message: offset ${last.offset} · ${formatValue(
           last.binary ? last.data : last.payload,
           300
@@ -176,6 +187,8 @@ export class StreamMonitor {
         }
       }
     });
+    this.pendingNotices = this.makeNotices();
+    this.gaps = this.makeTally();
   }
 
   start(): void {
@@ -186,6 +199,7 @@ export class StreamMonitor {
       { history: 0 },
       {
         message: m => this.coalescer.push(m),
+        batch: messages => this.coalescer.pushAll(messages),
         gap: g => this.onGap(g),
         subscribed: reply => this.onSubscribed(reply),
         control: message => {
@@ -210,7 +224,10 @@ export class StreamMonitor {
       this.stream = stream;
       this.statusLine.node.firstChild!.textContent = `StreamMonitor · ${stream}`;
       this.notices.replaceChildren();
-      this.noticeCount = 0;
+      this.pendingNotices.dispose();
+      this.pendingNotices = this.makeNotices();
+      this.gaps = this.makeTally();
+      this.set('gaps', '–');
       this.start();
     }
   }
@@ -219,6 +236,7 @@ export class StreamMonitor {
     this.disposed = true;
     this.subscription?.dispose();
     this.coalescer.dispose();
+    this.pendingNotices.dispose();
     if (this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
@@ -238,19 +256,50 @@ export class StreamMonitor {
     this.set('epoch', reply.epoch);
   }
 
-  private onGap(gap: GapMessage): void {
-    this.noticeCount += 1;
-    const range = gap.to === null ? `from ${gap.from}` : `${gap.from}-${gap.to - 1}`;
-    const item = el(
-      'li',
-      undefined,
-      `${new Date().toLocaleTimeString()} gap (${gap.reason}): offsets ${range}, ${gap.count ?? '?'} messages`
+  private makeNotices(): Coalescer<GapMessage> {
+    return new Coalescer<GapMessage>({
+      capacity: MAX_NOTICES,
+      schedule: animationFrameScheduler(),
+      render: batch => this.showNotices(batch.items)
+    });
+  }
+
+  private makeTally(): GapTally {
+    return new GapTally((dropped, conflated) =>
+      recordDrops('monitor', this.stream, dropped, conflated)
     );
-    this.notices.prepend(item);
+  }
+
+  private onGap(gap: GapMessage): void {
+    this.gaps.add(gap);
+    this.pendingNotices.push(gap);
+  }
+
+  /** The newest notices first, at most `MAX_NOTICES` in the list. */
+  private showNotices(gaps: readonly GapMessage[]): void {
+    const time = new Date().toLocaleTimeString();
+    const items = gaps.map(gap => {
+      const range = gap.to === null ? `from ${gap.from}` : `${gap.from}-${gap.to - 1}`;
+      return el(
+        'li',
+        undefined,
+        `${time} gap (${gap.reason}): offsets ${range}, ${gap.count ?? '?'} messages`
+      );
+    });
+    this.notices.prepend(...items.reverse());
     while (this.notices.childElementCount > MAX_NOTICES) {
       this.notices.lastElementChild?.remove();
     }
-    this.set('gaps', count(this.noticeCount));
+    const tally = this.gaps;
+    const parts = [`${count(tally.dropped)} dropped`, `${count(tally.conflated)} conflated`];
+    if (tally.other) {
+      parts.push(`${count(tally.other)} other`);
+    }
+    this.set('gaps', `${count(tally.notices)} (${parts.join(', ')})`);
+    const data = this.node.dataset;
+    data.gaps = String(tally.notices);
+    data.dropped = String(tally.dropped);
+    data.conflated = String(tally.conflated);
   }
 
   private async tick(): Promise<void> {

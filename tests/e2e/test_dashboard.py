@@ -195,6 +195,15 @@ def test_a_burst_is_coalesced_into_bounded_views(page: Page, lab: LabServer) -> 
         )
     assert table.get_attribute("data-rows") == "100"
     assert table.locator(".nbws-row").count() <= 100  # virtualised: only rows in view exist
+    # Pooled rows: the displayed ones, top to bottom, are consecutive offsets ending with
+    # the newest (a row that left the view is not displayed, however its element is reused).
+    shown = table.evaluate(
+        """node => [...node.querySelectorAll('.nbws-row')]
+            .filter(row => getComputedStyle(row).display !== 'none')
+            .map(row => [row.getBoundingClientRect().top, Number(row.dataset.offset)])
+            .sort((a, b) => a[0] - b[0]).map(([, offset]) => offset)"""
+    )
+    assert shown == list(range(shown[0], BURST)), shown
     print(
         f"table: received {table.get_attribute('data-received')}, "
         f"skipped unseen {table.get_attribute('data-skipped')}, "

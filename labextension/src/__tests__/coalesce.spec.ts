@@ -1,4 +1,4 @@
-import { Batch, Coalescer, Window } from '../coalesce';
+import { Batch, Coalescer, GapTally } from '../coalesce';
 
 /** A scheduler that runs callbacks only when the test says a frame happened. */
 function manualFrames(): {
@@ -129,31 +129,66 @@ describe('Coalescer', () => {
   });
 });
 
-describe('Window', () => {
-  it('keeps the newest capacity items, oldest first, and reports evictions', () => {
-    const w = new Window<number>(3);
-    expect(w.extend([1, 2])).toBe(0);
-    expect(w.toArray()).toEqual([1, 2]);
-    expect(w.extend([3, 4, 5])).toBe(2);
-    expect(w.toArray()).toEqual([3, 4, 5]);
-    expect(w.at(0)).toBe(3);
-    expect(w.at(2)).toBe(5);
-    expect(w.length).toBe(3);
+describe('Coalescer: dropping early', () => {
+  it('keeps only the newest capacity items of pushAll and counts the rest as skipped', () => {
+    const frames = manualFrames();
+    const batches: Batch<number>[] = [];
+    const c = new Coalescer<number>({
+      capacity: 3,
+      schedule: frames.schedule,
+      render: b => batches.push(b)
+    });
+    c.push(-1);
+    c.pushAll(Array.from({ length: 1000 }, (_, i) => i));
+    expect(frames.queued()).toBe(1);
+    frames.frame();
+    expect(batches).toEqual([{ items: [997, 998, 999], skipped: 998, received: 1001 }]);
+    expect(c.totalSkipped + c.capacity).toBe(c.totalReceived);
   });
 
-  it('throws for an index outside what it holds', () => {
-    const w = new Window<number>(2);
-    w.extend([1]);
-    expect(() => w.at(1)).toThrow(RangeError);
-    expect(() => w.at(-1)).toThrow(RangeError);
+  it('counts skipped items that were never pushed, and renders for them', () => {
+    const frames = manualFrames();
+    const batches: Batch<string>[] = [];
+    const c = new Coalescer<string>({
+      capacity: 2,
+      schedule: frames.schedule,
+      render: b => batches.push(b)
+    });
+    c.skip(40);
+    c.push('newest');
+    frames.frame();
+    expect(batches).toEqual([{ items: ['newest'], skipped: 40, received: 41 }]);
+    c.skip(0);
+    expect(frames.queued()).toBe(0);
+  });
+});
+
+describe('GapTally', () => {
+  it('adds up dropped, conflated and other gaps, reporting drop totals as they grow', () => {
+    const reports: [number, number][] = [];
+    const tally = new GapTally((d, c) => reports.push([d, c]));
+    expect(tally.summary()).toBe('');
+    tally.add({ count: 100, reason: 'dropped' });
+    tally.add({ count: 5, reason: 'conflated' });
+    tally.add({ count: 7, reason: 'history' });
+    tally.add({ count: null, reason: 'epoch' });
+    tally.add({ count: 1_000, reason: 'dropped' });
+    expect([tally.notices, tally.missed, tally.dropped, tally.conflated, tally.other]).toEqual([
+      5, 1112, 1100, 5, 7
+    ]);
+    expect(reports).toEqual([
+      [100, 0],
+      [100, 5],
+      [1100, 5]
+    ]);
+    expect(tally.summary()).toBe(
+      '5 gaps: 1,100 dropped, 5 conflated, 7 not delivered (1,112 messages)'
+    );
   });
 
-  it('empties on clear', () => {
-    const w = new Window<number>(2);
-    w.extend([1, 2, 3]);
-    w.clear();
-    expect(w.length).toBe(0);
-    w.extend([9]);
-    expect(w.toArray()).toEqual([9]);
+  it('says what one gap of unknown size was', () => {
+    const tally = new GapTally(() => undefined);
+    tally.add({ count: null, reason: 'epoch' });
+    expect(tally.summary()).toBe('1 gap: 0 not delivered (0 messages)');
   });
 });
