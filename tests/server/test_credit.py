@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from nbws.broker import MemoryBroker
 from nbws.errors import BadRequest
-from nbws.protocol.messages import Ack, End, Gap, GapReason, Message, Policy, Subscribed
+from nbws.protocol.messages import Ack, End, Gap, GapReason, Message, Policy, Publish, Subscribed
 from nbws.server.hub import Client, StreamHub
 from nbws.server.subscriber import State
 
@@ -171,7 +171,7 @@ async def test_a_bounded_replay_with_credit_goes_in_credit_steps_then_ends(
 async def test_credit_bytes_bounds_a_history_replay_too(hub: StreamHub) -> None:
     producer = Client(FakeSink("producer"))
     for _ in range(100):
-        await hub.publish(producer, "s", b'"%s"' % (b"x" * 98))  # 100-byte payloads
+        await hub.publish(producer, Publish("s"), b'"%s"' % (b"x" * 98))  # 100-byte payloads
     sink = EventSink()
     sub = await subscribe(hub, sink, credit=1000, credit_bytes=1000, since=0, bound=1000)
     await settle()
@@ -196,7 +196,7 @@ async def test_a_block_subscriber_out_of_credit_holds_acks_until_consumed(hub: S
         return sum(isinstance(e, Ack) for e in producer.log)
 
     for seq in range(40):
-        await hub.publish(client, "s", b"%d" % seq, producer="p", seq=seq)
+        await hub.publish(client, Publish("s", producer="p", seq=seq), b"%d" % seq)
     await settle()
     assert sink.offsets() == list(range(10))
     assert sub.state is State.BLOCKED and hub.streams["s"].held_acks
@@ -257,7 +257,7 @@ async def test_a_conflating_subscriber_out_of_credit_gets_the_newest_per_key(
     await settle()
     producer = Client(FakeSink("producer"))
     for i in range(60):
-        await hub.publish(producer, "s", b"%d" % i, key=f"k{i % 3}")
+        await hub.publish(producer, Publish("s", key=f"k{i % 3}"), b"%d" % i)
         await settle()
     assert sink.offsets() == list(range(5))
     assert sub.buffer.messages == 3  # one per key waits
