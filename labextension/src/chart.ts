@@ -187,6 +187,7 @@ export class LiveChart {
       {
         message: m => this.coalescer.push(m),
         batch: messages => this.coalescer.pushAll(messages),
+        skipped: n => this.coalescer.skip(n),
         gap: g => {
           this.gaps.add(g);
           this.notice.hidden = false;

@@ -200,6 +200,7 @@ export class StreamMonitor {
       {
         message: m => this.coalescer.push(m),
         batch: messages => this.coalescer.pushAll(messages),
+        skipped: n => this.coalescer.skip(n),
         gap: g => this.onGap(g),
         subscribed: reply => this.onSubscribed(reply),
         control: message => {

@@ -15,8 +15,12 @@
  *   after the views got the messages, at most once per frame per stream, so a page that
  *   cannot render stops consuming and the server's policy acts instead of TCP buffers
  *   filling up.
+ * - Of a JSON `batch` only the newest messages any view of its stream can show are decoded
+ *   (batchtail.ts); the older ones are booked for resuming and counted to the views as
+ *   `skipped`, never parsed.
  */
 
+import { decodeBatchTail } from './batchtail';
 import type { Endpoint, Link } from './link';
 import {
   BatchMessage,
@@ -32,7 +36,8 @@ import {
   StreamMessage,
   SubscribedReply,
   SubscribeRequest,
-  batchOf
+  batchOf,
+  validStreamName
 } from './protocol';
 import { Backoff, ResumeState } from './resume';
 import {
@@ -76,6 +81,8 @@ export interface PageConnectionStats {
   unsubscriptions: number;
   /** Stream messages received (each once, whatever the number of views). */
   messages: number;
+  /** Of those, left undecoded (the older part of a batch that no view shows). */
+  skipped: number;
   /** `consumed` requests sent. */
   consumed: number;
   /** Views and streams now. */
@@ -110,6 +117,7 @@ export class PageConnection {
     subscriptions: 0,
     unsubscriptions: 0,
     messages: 0,
+    skipped: 0,
     consumed: 0,
     views: 0,
     streams: 0
@@ -493,6 +501,9 @@ export class PageConnection {
   // --- receiving -------------------------------------------------------------------------
 
   private receive(data: string | ArrayBuffer): void {
+    if (typeof data === 'string' && data.startsWith(BATCH_PREFIX) && this.receiveTail(data)) {
+      return;
+    }
     const message =
       typeof data === 'string'
         ? parseText(data)
@@ -597,13 +608,45 @@ export class PageConnection {
     }
   }
 
-  private deliver(stream: string, messages: StreamMessage[]): void {
+  /**
+   * A JSON batch of a live stream whose views show fewer messages than it holds: decode
+   * only its newest ones. Returns false when the batch is to be decoded whole.
+   */
+  private receiveTail(text: string): boolean {
+    const stream = batchStream(text);
+    const share = stream === null ? undefined : this.shares.get(stream);
+    if (share === undefined || !share.live) {
+      return false;
+    }
+    const keep = share.keep;
+    if (!Number.isFinite(keep)) {
+      return false;
+    }
+    let tail;
+    try {
+      tail = decodeBatchTail(text, keep);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) {
+        throw error;
+      }
+      this.invalid(`the server sent an invalid batch (${error.message})`);
+      return true;
+    }
+    if (tail === null || tail.batch.stream !== share.stream) {
+      return false;
+    }
+    this.stats.skipped += tail.skipped;
+    this.deliver(share.stream, tail.batch.messages, tail.skipped);
+    return true;
+  }
+
+  private deliver(stream: string, messages: StreamMessage[], skipped = 0): void {
     const share = this.shares.get(stream);
     if (share === undefined || messages.length === 0) {
       return;
     }
-    this.stats.messages += messages.length;
-    share.receive(messages);
+    this.stats.messages += messages.length + skipped;
+    share.receive(messages, skipped);
     this.queueFrame();
   }
 
@@ -659,6 +702,19 @@ export class PageConnection {
       }
     }
   }
+}
+
+const BATCH_PREFIX = '{"type":"batch","stream":"';
+
+/** The stream name of a batch as the server writes it (no escapes), or null. */
+function batchStream(text: string): string | null {
+  const start = BATCH_PREFIX.length;
+  const end = text.indexOf('"', start);
+  if (end < 0) {
+    return null;
+  }
+  const name = text.slice(start, end);
+  return validStreamName(name) ? name : null;
 }
 
 // --- the page-global registry --------------------------------------------------------------

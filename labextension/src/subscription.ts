@@ -36,6 +36,11 @@ export interface SubscriptionHandlers {
   /** Many messages at once, in offset order (when given, used instead of `message`). */
   batch?(messages: StreamMessage[]): void;
   gap?(gap: GapMessage): void;
+  /**
+   * `n` messages arrived but are not handed over: the older part of a batch that no view of
+   * the stream shows, never decoded (only views with this handler are spared decoding).
+   */
+  skipped?(n: number): void;
   subscribed?(reply: SubscribedReply, epochChanged: boolean): void;
   status?(status: SubscriptionStatus): void;
   /** Any other control message (e.g. `welcome`, `status`, `end`). */
@@ -48,6 +53,11 @@ export interface ViewRequest {
   history: number;
   policy?: string;
   maxMessages?: number;
+  /**
+   * The most messages of one delivery this view can show (default: `history`, at least 1).
+   * Only a view with a `skipped` handler is held to it; without one it gets every message.
+   */
+  keep?: number;
 }
 
 /** Close codes a view explains in words (docs/protocol.md, "Close codes nbws sends"). */
@@ -134,6 +144,33 @@ export class ShareView {
   report(state: SubscriptionState, detail: string, problem: boolean): void {
     this.status = { state, detail, problem };
     this.handlers.status?.(this.status);
+  }
+
+  /** How many of a delivery's newest messages this view needs (Infinity: all of them). */
+  get keep(): number {
+    if (!this.handlers.skipped) {
+      return Infinity;
+    }
+    return Math.max(1, this.request.keep ?? this.request.history);
+  }
+
+  /**
+   * Offsets [from, to) of `epoch` arrived undecoded: count the ones this view has not had
+   * (as `fresh` would have handed them over) and move its cursor past them.
+   */
+  skip(from: number, to: number, epoch: string): void {
+    if (this.waitingFor !== null || this.disposed) {
+      return;
+    }
+    if (epoch !== this.epoch) {
+      this.epoch = epoch;
+      this.last = null;
+    }
+    const start = this.last === null ? from : Math.max(from, this.last + 1);
+    if (to > start) {
+      this.last = to - 1;
+      this.handlers.skipped?.(to - start);
+    }
   }
 
   /** Offsets up to `offset` were given (or skipped): the replay may be over. */
@@ -226,6 +263,18 @@ export class StreamShare {
     let most = 0;
     for (const view of this.views) {
       most = Math.max(most, view.request.history);
+    }
+    return most;
+  }
+
+  /**
+   * How many of a batch's newest messages must be decoded: what the views show, and no
+   * fewer than the ring holds (so the ring stays one run of consecutive offsets).
+   */
+  get keep(): number {
+    let most = Math.max(1, this.ring.capacity);
+    for (const view of this.views) {
+      most = Math.max(most, view.keep);
     }
     return most;
   }
@@ -395,13 +444,32 @@ export class StreamShare {
     return starting;
   }
 
-  /** Messages of one epoch arrived, in offset order: book them and hand them to each view. */
-  receive(messages: StreamMessage[]): void {
+  /**
+   * Messages of one epoch arrived, in offset order: book them and hand them to each view.
+   * `skipped` older ones (the offsets just before `messages[0]`) came undecoded: they are
+   * booked (the resume point moves past them) and counted to each view, never handed over.
+   */
+  receive(messages: StreamMessage[], skipped = 0): void {
     const resume = this.resume;
     if (resume === null || !this.live || messages.length === 0) {
       // Not confirmed: what arrives belongs to a subscription whose answer was dropped
       // (the stream was left and joined again), so it must not move the resume books.
       return;
+    }
+    const to = messages[0].offset;
+    const from = to - skipped;
+    if (skipped > 0) {
+      const seen = { offset: from, epoch: messages[0].epoch };
+      for (let offset = from; offset < to; offset++) {
+        if (
+          resume.lastOffset === null ||
+          seen.epoch !== resume.epoch ||
+          offset > resume.lastOffset
+        ) {
+          seen.offset = offset;
+          resume.accept(seen);
+        }
+      }
     }
     for (const message of messages) {
       const isNew =
@@ -414,6 +482,9 @@ export class StreamShare {
     }
     this.received = messages[messages.length - 1].offset;
     for (const view of this.views) {
+      if (skipped > 0) {
+        view.skip(from, to, messages[0].epoch);
+      }
       view.deliver(view.fresh(messages));
     }
   }

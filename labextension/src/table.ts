@@ -219,6 +219,7 @@ export class LiveTable {
       {
         message: m => this.coalescer.push(m),
         batch: messages => this.coalescer.pushAll(messages),
+        skipped: n => this.coalescer.skip(n),
         gap: g => this.onGap(g),
         status: s => this.statusLine.set(s)
       }

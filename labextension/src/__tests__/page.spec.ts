@@ -299,6 +299,145 @@ describe('PageConnection', () => {
   });
 });
 
+describe('PageConnection decodes only what views keep', () => {
+  let endpoint: FakeEndpoint;
+  let page: PageConnection;
+
+  beforeEach(() => {
+    jest.useFakeTimers({ doNotFake: ['queueMicrotask', 'setImmediate'] });
+    endpoint = new FakeEndpoint();
+    page = new PageConnection(endpoint, {
+      backoff: new Backoff(250, 10000, () => 1),
+      frame: new Frames().schedule,
+      idleGraceMs: 1000
+    });
+  });
+
+  afterEach(() => {
+    page.close();
+    jest.useRealTimers();
+  });
+
+  /** A view that also counts what it was told was skipped. */
+  class Counting extends Recorder {
+    skipped = 0;
+    constructor(skips = true) {
+      super();
+      if (skips) {
+        this.handlers.skipped = n => (this.skipped += n);
+      }
+    }
+  }
+
+  async function live(
+    views: [number, Counting][],
+    next = 0
+  ): Promise<{ link: FakeLink; subs: ViewSubscription[] }> {
+    const subs = views.map(([history, view]) => page.subscribe('a', { history }, view.handlers));
+    await flushMicrotasks();
+    const link = endpoint.last;
+    link.open();
+    const request = link.of('subscribe')[0];
+    link.receive(subscribed('a', request.id, 0, next));
+    return { link, subs };
+  }
+
+  /** A batch whose older messages `decodeEvent` would refuse (time is not a number). */
+  function poisoned(offsets: number[], bad: number): Record<string, unknown> {
+    const frame = batch('a', offsets);
+    const messages = frame.messages as Record<string, unknown>[];
+    messages.slice(0, bad).forEach(m => (m.time = 'not a time'));
+    return frame;
+  }
+
+  it('hands over only the newest messages the views show and counts the rest', async () => {
+    const table = new Counting();
+    const monitor = new Counting();
+    const { link, subs } = await live([
+      [3, table],
+      [0, monitor]
+    ]);
+    // The seven older messages are invalid: had they been decoded the link would drop.
+    link.receive(poisoned(range(0, 10), 7));
+    expect(link.closedWith).toBeNull();
+    expect(table.got).toEqual([7, 8, 9]);
+    expect(table.skipped).toBe(7);
+    expect(monitor.got.length + monitor.skipped).toBe(10);
+    expect(page.stats).toMatchObject({ messages: 10, skipped: 7 });
+    // The books moved past the skipped offsets: the next reconnect resumes at 10.
+    expect(subs[0].resume.lastOffset).toBe(9);
+    expect(subs[0].resume.received).toBe(10);
+    link.drop();
+    jest.advanceTimersByTime(300);
+    endpoint.last.open();
+    expect(endpoint.last.of('subscribe')[0].since).toBe(10);
+  });
+
+  it('keeps the counts adding up over many batches, with the keep a view asks for', async () => {
+    const monitor = new Counting();
+    const chart = new Counting();
+    const { link } = await live([[0, monitor]]);
+    page.subscribe('a', { history: 0, keep: 4 }, chart.handlers);
+    link.receive(batch('a', range(0, 50)));
+    link.receive(batch('a', range(50, 51)));
+    link.receive(batch('a', range(51, 130)));
+    expect(chart.got.slice(0, 4)).toEqual([46, 47, 48, 49]);
+    expect(chart.got.slice(4, 5)).toEqual([50]);
+    expect(chart.got.slice(5)).toEqual([126, 127, 128, 129]);
+    for (const view of [monitor, chart]) {
+      expect(view.got.length + view.skipped).toBe(130);
+    }
+    expect(page.stats.skipped).toBe(46 + 75);
+  });
+
+  it('gives a late view consecutive history from the ring after a skip', async () => {
+    const first = new Counting();
+    const { link } = await live([[5, first]]);
+    link.receive(batch('a', range(0, 40)));
+    const late = new Counting();
+    page.subscribe('a', { history: 5 }, late.handlers);
+    await flushMicrotasks();
+    expect(late.got).toEqual([35, 36, 37, 38, 39]);
+    expect(link.of('subscribe')).toHaveLength(1);
+  });
+
+  it('decodes every message for a view that cannot be told about skips', async () => {
+    const skipping = new Counting();
+    const counting = new Counting(false);
+    const { link } = await live([
+      [0, skipping],
+      [0, counting]
+    ]);
+    link.receive(batch('a', range(0, 20)));
+    expect(counting.got).toEqual(range(0, 20));
+    expect(skipping.skipped).toBe(0);
+    expect(page.stats.skipped).toBe(0);
+  });
+
+  it('does not count again what a view already had when the share reaches back', async () => {
+    const first = new Counting();
+    const { link } = await live([[0, first]]);
+    link.receive(batch('a', range(0, 10)));
+    const late = new Counting();
+    page.subscribe('a', { history: 8 }, late.handlers);
+    await flushMicrotasks();
+    const again = link.of('subscribe')[1];
+    link.receive(subscribed('a', again.id, 0, 10));
+    // The server replays from 2 for the late view, then live messages follow.
+    link.receive(batch('a', range(2, 30)));
+    expect(late.got.length + late.skipped).toBe(28);
+    expect(first.got.length + first.skipped).toBe(30);
+  });
+
+  it('still drops the link for an invalid message among the newest', async () => {
+    const view = new Counting();
+    const { link } = await live([[0, view]]);
+    link.receive(poisoned(range(0, 3), 3));
+    expect(link.closedWith).not.toBeNull();
+    expect(view.got).toEqual([]);
+  });
+});
+
 describe('PageConnection credit', () => {
   // The wire names of the credit protocol (`credit` on subscribe, `consumed {stream,
   // offset}`); added to the field tables here when this build's protocol.ts lacks them.
