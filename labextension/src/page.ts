@@ -18,6 +18,9 @@
  * - Of a JSON `batch` only the newest messages any view of its stream can show are decoded
  *   (batchtail.ts); the older ones are booked for resuming and counted to the views as
  *   `skipped`, never parsed.
+ * - `info(stream)` asks the server for a stream's figures over the same link (an nbws.v1
+ *   `info` request answered by an `info` event with its `ref`), so they can be read on
+ *   every transport, not only where the page can reach the server's REST API.
  */
 
 import { decodeBatchTail } from './batchtail';
@@ -26,9 +29,11 @@ import {
   BatchMessage,
   ControlMessage,
   encodeConsumed,
+  encodeRequest,
   encodeSubscribe,
   encodeUnsubscribe,
   GapMessage,
+  InfoMessage,
   parseBinary,
   parseText,
   POLICIES,
@@ -37,6 +42,7 @@ import {
   SubscribedReply,
   SubscribeRequest,
   batchOf,
+  validateMessage,
   validStreamName
 } from './protocol';
 import { Backoff, ResumeState } from './resume';
@@ -59,6 +65,11 @@ export const DEFAULT_CREDIT = 5000;
 export const DEFAULT_CREDIT_BYTES = 4 * 1024 * 1024;
 /** How long (ms) a link without subscriptions stays open (a view re-created soon reuses it). */
 export const DEFAULT_IDLE_GRACE_MS = 3000;
+
+/** Most `info` requests waiting for their reply at once (more are refused at once). */
+export const MAX_PENDING_INFO = 8;
+/** How long (ms) an `info` request waits for its reply. */
+export const DEFAULT_INFO_TIMEOUT_MS = 10000;
 
 /** One view's handle on its stream. */
 export interface ViewSubscription {
@@ -98,6 +109,8 @@ export interface PageConnectionOptions {
   credit?: number;
   creditBytes?: number;
   idleGraceMs?: number;
+  /** How long (ms) an `info` request waits for its reply. */
+  infoTimeoutMs?: number;
   /** Runs a callback at the next animation frame (default `requestAnimationFrame`). */
   frame?: (callback: () => void) => void;
 }
@@ -139,6 +152,8 @@ export class PageConnection {
   private attempt = 0;
   /** The last link dropped (the next one opened is a reconnect). */
   private dropped = false;
+  /** `info` requests by id: sent (or waiting for the link to open), not answered yet. */
+  private readonly infos = new Map<number, PendingInfo>();
 
   constructor(
     readonly endpoint: Endpoint,
@@ -206,6 +221,46 @@ export class PageConnection {
       },
       dispose: () => this.leave(owner, view)
     };
+  }
+
+  /**
+   * The server's figures of `stream`, asked over this page's link (whatever the transport).
+   * Needs a link (a view subscribed on this connection); waits for it to open. Rejects with
+   * a readable `Error` on an error reply, a lost link, no reply in time, or when
+   * `MAX_PENDING_INFO` requests are already waiting.
+   */
+  info(stream: string): Promise<InfoMessage> {
+    const label = this.endpoint.label;
+    if (this.infos.size >= MAX_PENDING_INFO) {
+      return Promise.reject(
+        new Error(`${MAX_PENDING_INFO} info requests to ${label} are still unanswered`)
+      );
+    }
+    if (this.link === null) {
+      return Promise.reject(
+        new Error(`not connected to ${label} (info for "${stream}" needs a view subscribed)`)
+      );
+    }
+    const id = ++this.requestId;
+    let text: string;
+    try {
+      text = encodeRequest('info', { stream, id });
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) {
+        throw error;
+      }
+      return Promise.reject(new Error(`cannot ask for info on "${stream}": ${error.message}`));
+    }
+    return new Promise<InfoMessage>((resolve, reject) => {
+      const timeout = this.options.infoTimeoutMs ?? DEFAULT_INFO_TIMEOUT_MS;
+      const timer = setTimeout(() => {
+        this.settleInfo(id, `no info reply from ${label} for "${stream}" in ${timeout / 1000} s`);
+      }, timeout);
+      this.infos.set(id, { stream, text, sent: this.open, resolve, reject, timer });
+      if (this.open) {
+        this.send(text);
+      }
+    });
   }
 
   /** Close the link now and forget every subscription (views get status `closed`). */
@@ -299,6 +354,7 @@ export class PageConnection {
     this.open = false;
     this.welcome = null;
     this.dropped = false;
+    this.failInfos(`the connection to ${this.endpoint.label} was closed`);
     link?.close(1000, 'no views left');
     this.backoff.reset();
   }
@@ -341,6 +397,12 @@ export class PageConnection {
       this.stats.reconnects += 1;
       this.dropped = false;
     }
+    for (const pending of this.infos.values()) {
+      if (!pending.sent) {
+        pending.sent = true;
+        this.send(pending.text);
+      }
+    }
     this.flush(true);
   }
 
@@ -351,6 +413,8 @@ export class PageConnection {
     this.dropped = true;
     this.refs.clear();
     this.clearRefused();
+    const lost = why ?? (wasOpen || reason ? describeClose(code, reason) : 'could not connect');
+    this.failInfos(`the connection to ${this.endpoint.label} was lost: ${lost}`);
     for (const share of this.shares.values()) {
       share.lost();
     }
@@ -556,11 +620,30 @@ export class PageConnection {
         this.welcome = message;
         this.broadcast(message);
         break;
+      case 'info': {
+        const ref = typeof message.ref === 'number' ? message.ref : null;
+        if (ref !== null && this.infos.has(ref)) {
+          this.infoReply(ref, message);
+        } else {
+          this.toViews(message);
+        }
+        break;
+      }
       case 'error': {
         const ref = typeof message.ref === 'number' ? message.ref : null;
         const share = ref === null ? undefined : this.refs.get(ref);
         const code = String(message.code ?? 'error');
         const text = String(message.message ?? '');
+        const asked = ref === null ? undefined : this.infos.get(ref);
+        if (asked !== undefined && ref !== null) {
+          this.settleInfo(
+            ref,
+            code === 'unknown-stream'
+              ? `stream "${asked.stream}" does not exist (${text})`
+              : `server error ${code}: ${text}`
+          );
+          break;
+        }
         if (share === undefined) {
           this.broadcast(message);
           break;
@@ -596,15 +679,64 @@ export class PageConnection {
         this.broadcast(message);
         break;
       }
-      default: {
-        const stream = typeof message.stream === 'string' ? message.stream : null;
-        const share = stream === null ? undefined : this.shares.get(stream);
-        if (share !== undefined) {
-          share.views.forEach(view => view.handlers.control?.(message));
-        } else if (stream === null) {
-          this.broadcast(message);
-        }
+      default:
+        this.toViews(message);
+    }
+  }
+
+  /** A control message for the views of its stream (or all views when it names none). */
+  private toViews(message: ControlMessage): void {
+    const stream = typeof message.stream === 'string' ? message.stream : null;
+    const share = stream === null ? undefined : this.shares.get(stream);
+    if (share !== undefined) {
+      share.views.forEach(view => view.handlers.control?.(message));
+    } else if (stream === null) {
+      this.broadcast(message);
+    }
+  }
+
+  // --- info requests ---------------------------------------------------------------------
+
+  private infoReply(id: number, message: ControlMessage): void {
+    const pending = this.infos.get(id);
+    if (pending === undefined) {
+      return;
+    }
+    let reply: InfoMessage;
+    try {
+      reply = validateMessage('event', message) as unknown as InfoMessage;
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) {
+        throw error;
       }
+      this.settleInfo(id, `the server sent an invalid info reply (${error.message})`);
+      return;
+    }
+    if (reply.stream !== pending.stream) {
+      this.settleInfo(id, `the info reply is about "${reply.stream}", not "${pending.stream}"`);
+      return;
+    }
+    this.settleInfo(id, null, reply);
+  }
+
+  /** Answer request `id`: with `reply`, or rejected with the sentence `error`. */
+  private settleInfo(id: number, error: string | null, reply?: InfoMessage): void {
+    const pending = this.infos.get(id);
+    if (pending === undefined) {
+      return;
+    }
+    this.infos.delete(id);
+    clearTimeout(pending.timer);
+    if (error === null && reply !== undefined) {
+      pending.resolve(reply);
+    } else {
+      pending.reject(new Error(error ?? 'no reply'));
+    }
+  }
+
+  private failInfos(why: string): void {
+    for (const id of [...this.infos.keys()]) {
+      this.settleInfo(id, why);
     }
   }
 
@@ -702,6 +834,17 @@ export class PageConnection {
       }
     }
   }
+}
+
+/** An `info` request waiting for its reply. */
+interface PendingInfo {
+  readonly stream: string;
+  readonly text: string;
+  /** Sent on the current link (false: it goes out when the link opens). */
+  sent: boolean;
+  readonly resolve: (reply: InfoMessage) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
 }
 
 const BATCH_PREFIX = '{"type":"batch","stream":"';

@@ -3,7 +3,13 @@
  * request the page sends is decoded with protocol.ts `decodeRequest` (so it is valid
  * nbws.v1), and timers and animation frames are driven by hand.
  */
-import { PageConnection, pageConnection, resetPageConnections, ViewSubscription } from '../page';
+import {
+  MAX_PENDING_INFO,
+  PageConnection,
+  pageConnection,
+  resetPageConnections,
+  ViewSubscription
+} from '../page';
 import { FieldSpec, REQUEST_FIELDS } from '../protocol';
 import { Backoff } from '../resume';
 import {
@@ -435,6 +441,143 @@ describe('PageConnection decodes only what views keep', () => {
     link.receive(poisoned(range(0, 3), 3));
     expect(link.closedWith).not.toBeNull();
     expect(view.got).toEqual([]);
+  });
+});
+
+describe('PageConnection info', () => {
+  let endpoint: FakeEndpoint;
+  let page: PageConnection;
+
+  beforeEach(() => {
+    jest.useFakeTimers({ doNotFake: ['queueMicrotask', 'setImmediate'] });
+    endpoint = new FakeEndpoint();
+    page = new PageConnection(endpoint, {
+      backoff: new Backoff(250, 10000, () => 1),
+      frame: new Frames().schedule,
+      idleGraceMs: 1000,
+      infoTimeoutMs: 5000
+    });
+  });
+
+  afterEach(() => {
+    page.close();
+    jest.useRealTimers();
+  });
+
+  function figures(stream: string, ref: unknown, next = 7): Record<string, unknown> {
+    return {
+      type: 'info',
+      stream,
+      epoch: 'e1',
+      first: 0,
+      next,
+      history_messages: next,
+      history_bytes: 10 * next,
+      rate: 2.5,
+      subscribers: 1,
+      drops: 0,
+      held_acks: 0,
+      ref
+    };
+  }
+
+  /** A view on `a` and the link open. */
+  async function connected(): Promise<{ link: FakeLink; view: Recorder }> {
+    const view = new Recorder();
+    page.subscribe('a', { history: 0 }, view.handlers);
+    await flushMicrotasks();
+    endpoint.last.open();
+    return { link: endpoint.last, view };
+  }
+
+  /** The settled outcome of `promise`: the reply, or the rejection's message. */
+  async function outcome<T>(promise: Promise<T>): Promise<T | string> {
+    return promise.then(
+      value => value,
+      (error: Error) => `rejected: ${error.message}`
+    );
+  }
+
+  it('answers each request with the reply carrying its id, in any order', async () => {
+    const { link, view } = await connected();
+    const a = outcome(page.info('a'));
+    const b = outcome(page.info('b'));
+    const [askA, askB] = link.of('info');
+    expect([askA.stream, askB.stream]).toEqual(['a', 'b']);
+    link.receive(figures('b', askB.id, 3));
+    link.receive(figures('a', askA.id, 7));
+    expect(await a).toMatchObject({ stream: 'a', next: 7, rate: 2.5 });
+    expect(await b).toMatchObject({ stream: 'b', next: 3 });
+    // Replies the page asked for are not handed to the views as control messages.
+    expect(view.controls).not.toContain('info');
+  });
+
+  it('waits for the link to open before asking', async () => {
+    const view = new Recorder();
+    page.subscribe('a', { history: 0 }, view.handlers);
+    await flushMicrotasks();
+    const reply = outcome(page.info('a'));
+    const link = endpoint.last;
+    expect(link.of('info')).toHaveLength(0);
+    link.open();
+    const [ask] = link.of('info');
+    link.receive(figures('a', ask.id));
+    expect(await reply).toMatchObject({ stream: 'a', next: 7 });
+  });
+
+  it('rejects with a readable sentence on an error reply', async () => {
+    const { link } = await connected();
+    const reply = outcome(page.info('nope'));
+    const [ask] = link.of('info');
+    link.receive({
+      type: 'error',
+      code: 'unknown-stream',
+      message: "no stream named 'nope'",
+      ref: ask.id
+    });
+    expect(await reply).toBe(`rejected: stream "nope" does not exist (no stream named 'nope')`);
+    expect(link.closedWith).toBeNull();
+  });
+
+  it('rejects what is waiting when the link is lost, and asks again on the new link', async () => {
+    const { link } = await connected();
+    const reply = outcome(page.info('a'));
+    link.drop(1006);
+    expect(await reply).toMatch(
+      /^rejected: the connection to the fake server was lost: connection lost/
+    );
+    jest.advanceTimersByTime(300);
+    endpoint.last.open();
+    const again = outcome(page.info('a'));
+    const [ask] = endpoint.last.of('info');
+    endpoint.last.receive(figures('a', ask.id, 9));
+    expect(await again).toMatchObject({ next: 9 });
+  });
+
+  it('bounds the requests waiting for a reply, and gives up on one after a timeout', async () => {
+    const { link } = await connected();
+    const waiting = Array.from({ length: MAX_PENDING_INFO }, () => outcome(page.info('a')));
+    expect(await outcome(page.info('a'))).toMatch(/^rejected: \d+ info requests .* unanswered$/);
+    expect(link.of('info')).toHaveLength(MAX_PENDING_INFO);
+    jest.advanceTimersByTime(5000);
+    for (const reply of waiting) {
+      expect(await reply).toBe('rejected: no info reply from the fake server for "a" in 5 s');
+    }
+    // Answered late: nothing happens; room again for new requests.
+    link.receive(figures('a', link.of('info')[0].id));
+    const next = outcome(page.info('a'));
+    link.receive(figures('a', link.of('info')[MAX_PENDING_INFO].id));
+    expect(await next).toMatchObject({ stream: 'a' });
+  });
+
+  it('rejects an invalid reply and says why without a link', async () => {
+    const { link } = await connected();
+    const reply = outcome(page.info('a'));
+    const [ask] = link.of('info');
+    link.receive({ ...figures('a', ask.id), rate: 'fast' });
+    expect(await reply).toMatch(/^rejected: the server sent an invalid info reply/);
+    page.close();
+    expect(await outcome(page.info('a'))).toMatch(/^rejected: not connected to the fake server/);
   });
 });
 
