@@ -1,7 +1,12 @@
 /**
  * Live health of one stream: rate, offsets, lag, gap/drop notices, subscribers and
  * their policies. Rate and notices come from this view's own subscription; the
- * server-side numbers from `GET nbws/api/streams/{name}`, polled once a second.
+ * server-side numbers from an nbws.v1 `info` request on the same page connection
+ * (`PageConnection.info`), polled once a second, so they come on every transport (direct,
+ * kernel-hosted, relay). The `info` reply does not list the stream's subscriptions: the
+ * per-subscription table (and this view's own lag as the server counts it) is read from
+ * `GET nbws/api/streams/{name}` when the view's server is the page's own Jupyter server,
+ * and said to be unavailable otherwise.
  *
  * The render budget: the monitor keeps counters and figures, not messages. Of what
  * arrives between two frames it holds the newest message only (the one it shows), and
@@ -12,9 +17,16 @@ import { animationFrameScheduler, Coalescer, GapTally } from './coalesce';
 import { jupyterPageEndpoint, requestJson, streamPath } from './connection';
 import { count, el, StatusLine } from './dom';
 import { recordDrops, recordRender } from './pagestats';
-import { formatRate, formatValue, GapMessage, StreamMessage, SubscribedReply } from './protocol';
+import {
+  formatRate,
+  formatValue,
+  GapMessage,
+  InfoMessage,
+  StreamMessage,
+  SubscribedReply
+} from './protocol';
 import type { Endpoint } from './link';
-import { pageConnection, ViewSubscription } from './page';
+import { InfoError, pageConnection, PageConnection, ViewSubscription } from './page';
 
 /** One subscription as `GET nbws/api/streams/{name}` describes it. */
 export interface SubscriptionInfo {
@@ -93,6 +105,57 @@ export function offsetFigures(
   return { offset, next: String(next), lag: `${count(lag)} messages`, note: '' };
 }
 
+/** The figures of an `info` reply in the shape of a `GET nbws/api/streams` entry. */
+export function streamInfoOf(reply: InfoMessage): StreamInfo {
+  return {
+    name: reply.stream,
+    epoch: reply.epoch,
+    first: reply.first,
+    next: reply.next,
+    history_messages: reply.history_messages,
+    history_bytes: reply.history_bytes,
+    rate: reply.rate,
+    subscribers: reply.subscribers,
+    drops: reply.drops
+  };
+}
+
+/**
+ * The server's figures of one stream, asked with `ask` (the page connection's `info`),
+ * one request at a time. Pure apart from what `ask` does: time comes in as `now`.
+ */
+export class ServerFigures {
+  /** The last figures (kept through a passing failure; null once the stream is gone). */
+  info: StreamInfo | null = null;
+  /** Why the last request failed, or ''. */
+  error = '';
+  private asking = false;
+  private askedAt = -Infinity;
+
+  constructor(private readonly ask: () => Promise<InfoMessage>) {}
+
+  /** Ask again, unless a request is out or one went out less than `minInterval` ms ago. */
+  async refresh(now: number, minInterval: number): Promise<boolean> {
+    if (this.asking || now - this.askedAt < minInterval) {
+      return false;
+    }
+    this.asking = true;
+    this.askedAt = now;
+    try {
+      this.info = streamInfoOf(await this.ask());
+      this.error = '';
+    } catch (error) {
+      if (error instanceof InfoError && error.code === 'unknown-stream') {
+        this.info = null;
+      }
+      this.error = `stream info: ${error instanceof Error ? error.message : String(error)}`;
+    } finally {
+      this.asking = false;
+    }
+    return true;
+  }
+}
+
 const MAX_NOTICES = 20;
 const POLL_MS = 1000;
 
@@ -112,11 +175,15 @@ export class StreamMonitor {
   private lastTick = 0;
   private lastReceived = 0;
   private policy = '';
-  private info: StreamInfo | null = null;
-  private infoError = '';
+  private figures: ServerFigures = new ServerFigures(() =>
+    Promise.reject(new Error('not started'))
+  );
+  /** The stream's subscriptions (REST, page's own server only); null: not available. */
+  private subscriptions: SubscriptionInfo[] | null = null;
+  /** The view's server is the page's own Jupyter server (its REST API can be used). */
+  private ownServer = false;
+  private fetchingSubscriptions = false;
   private connection = '';
-  private fetching = false;
-  private fetchedAt = -Infinity;
   private disposed = false;
 
   constructor(
@@ -182,7 +249,8 @@ export class StreamMonitor {
         this.showOffsets();
         // The server's numbers are older than this message: refresh them now, at most
         // four times a second, instead of waiting for the next poll.
-        if (this.info !== null && last.offset >= this.info.next) {
+        const info = this.figures.info;
+        if (info !== null && last.offset >= info.next) {
           void this.refreshInfo(250);
         }
       }
@@ -193,7 +261,13 @@ export class StreamMonitor {
 
   start(): void {
     this.subscription?.dispose();
-    const connection = pageConnection(this.endpoint ?? jupyterPageEndpoint());
+    const pageEndpoint = jupyterPageEndpoint();
+    const endpoint = this.endpoint ?? pageEndpoint;
+    this.ownServer = endpoint.key === pageEndpoint.key;
+    const connection: PageConnection = pageConnection(endpoint);
+    const stream = this.stream;
+    this.figures = new ServerFigures(() => connection.info(stream));
+    this.subscriptions = null;
     this.subscription = connection.subscribe(
       this.stream,
       { history: 0 },
@@ -318,32 +392,34 @@ export class StreamMonitor {
     await this.refreshInfo(0);
   }
 
-  /** `GET nbws/api/streams/{name}`, unless one ran less than `minInterval` ms ago. */
+  /** The server's figures over the page connection, unless asked less than `minInterval` ms ago. */
   private async refreshInfo(minInterval: number): Promise<void> {
-    const now = performance.now();
-    if (this.fetching || now - this.fetchedAt < minInterval) {
-      return;
+    const figures = this.figures;
+    const asked = figures.refresh(performance.now(), minInterval);
+    if (minInterval === 0) {
+      void this.refreshSubscriptions();
     }
-    this.fetching = true;
-    this.fetchedAt = now;
-    try {
-      const response = await requestJson<StreamInfo>(streamPath(this.stream));
-      if (response.ok && response.body) {
-        this.info = response.body;
-        this.infoError = '';
-      } else if (response.status === 404) {
-        this.info = null;
-        this.infoError = `stream "${this.stream}" does not exist`;
-      } else {
-        this.infoError = `stream info: HTTP ${response.status}`;
-      }
-    } catch {
-      this.infoError = 'stream info: server gone';
-    }
-    this.fetching = false;
-    if (!this.disposed) {
+    if ((await asked) && !this.disposed && figures === this.figures) {
       this.showInfo();
     }
+  }
+
+  /** The subscriptions list, which only the REST API has (the page's own server only). */
+  private async refreshSubscriptions(): Promise<void> {
+    if (!this.ownServer || this.fetchingSubscriptions) {
+      return;
+    }
+    this.fetchingSubscriptions = true;
+    const stream = this.stream;
+    try {
+      const response = await requestJson<StreamInfo>(streamPath(stream));
+      if (stream === this.stream) {
+        this.subscriptions = response.ok ? (response.body?.subscriptions ?? null) : null;
+      }
+    } catch {
+      this.subscriptions = null;
+    }
+    this.fetchingSubscriptions = false;
   }
 
   /** Last offset, next offset and lag from one consistent reading (offsetFigures). */
@@ -353,8 +429,8 @@ export class StreamMonitor {
       resume && resume.lastOffset !== null
         ? { offset: resume.lastOffset, epoch: resume.epoch }
         : null;
-    const mine = this.info?.subscriptions?.find(s => s.connection === this.connection);
-    const figures = offsetFigures(this.info, last, mine?.lag);
+    const mine = this.subscriptions?.find(s => s.connection === this.connection);
+    const figures = offsetFigures(this.figures.info, last, mine?.lag);
     this.set('offset', figures.offset);
     this.set('next', figures.next);
     this.set('lag', figures.lag);
@@ -366,14 +442,15 @@ export class StreamMonitor {
   }
 
   private showInfo(): void {
-    const info = this.info;
-    this.node.dataset.infoError = this.infoError;
+    const info = this.figures.info;
+    const error = this.figures.error;
+    this.node.dataset.infoError = error;
     if (info === null) {
-      this.set('server_rate', this.infoError || '–');
+      this.set('server_rate', error || '–');
       return;
     }
     this.set('server_rate', `${formatRate(info.rate)} msg/s`);
-    const subs = info.subscriptions ?? [];
+    const subs = this.subscriptions ?? [];
     this.showOffsets();
     this.set(
       'history',
@@ -389,6 +466,20 @@ export class StreamMonitor {
         p => `${p} (${others.filter(o => o === p).length} other)`
       );
       this.set('policy', [...own, ...rest].join(', '));
+    }
+    if (this.subscriptions === null) {
+      const row = el('tr');
+      const cell = el(
+        'td',
+        'nbws-monitor-unavailable',
+        this.ownServer
+          ? 'per-subscription figures not available (the server did not list them)'
+          : `per-subscription figures are not available over ${this.endpoint?.transport ?? 'this'} connections (the info reply does not list subscriptions)`
+      );
+      cell.colSpan = 6;
+      row.appendChild(cell);
+      this.subscriptionsTable.replaceChildren(row);
+      return;
     }
     this.subscriptionsTable.replaceChildren(
       ...subs.map(s => {

@@ -71,6 +71,18 @@ export const MAX_PENDING_INFO = 8;
 /** How long (ms) an `info` request waits for its reply. */
 export const DEFAULT_INFO_TIMEOUT_MS = 10000;
 
+/** Why an `info` request failed: the sentence, and the server's error code if it sent one. */
+export class InfoError extends Error {
+  constructor(
+    message: string,
+    /** The error reply's `code` (e.g. `unknown-stream`), or null (lost, timeout, refused). */
+    readonly code: string | null = null
+  ) {
+    super(message);
+    this.name = 'InfoError';
+  }
+}
+
 /** One view's handle on its stream. */
 export interface ViewSubscription {
   readonly stream: string;
@@ -233,12 +245,12 @@ export class PageConnection {
     const label = this.endpoint.label;
     if (this.infos.size >= MAX_PENDING_INFO) {
       return Promise.reject(
-        new Error(`${MAX_PENDING_INFO} info requests to ${label} are still unanswered`)
+        new InfoError(`${MAX_PENDING_INFO} info requests to ${label} are still unanswered`)
       );
     }
     if (this.link === null) {
       return Promise.reject(
-        new Error(`not connected to ${label} (info for "${stream}" needs a view subscribed)`)
+        new InfoError(`not connected to ${label} (info for "${stream}" needs a view subscribed)`)
       );
     }
     const id = ++this.requestId;
@@ -249,7 +261,7 @@ export class PageConnection {
       if (!(error instanceof ProtocolError)) {
         throw error;
       }
-      return Promise.reject(new Error(`cannot ask for info on "${stream}": ${error.message}`));
+      return Promise.reject(new InfoError(`cannot ask for info on "${stream}": ${error.message}`));
     }
     return new Promise<InfoMessage>((resolve, reject) => {
       const timeout = this.options.infoTimeoutMs ?? DEFAULT_INFO_TIMEOUT_MS;
@@ -640,7 +652,9 @@ export class PageConnection {
             ref,
             code === 'unknown-stream'
               ? `stream "${asked.stream}" does not exist (${text})`
-              : `server error ${code}: ${text}`
+              : `server error ${code}: ${text}`,
+            undefined,
+            code
           );
           break;
         }
@@ -720,7 +734,12 @@ export class PageConnection {
   }
 
   /** Answer request `id`: with `reply`, or rejected with the sentence `error`. */
-  private settleInfo(id: number, error: string | null, reply?: InfoMessage): void {
+  private settleInfo(
+    id: number,
+    error: string | null,
+    reply?: InfoMessage,
+    code: string | null = null
+  ): void {
     const pending = this.infos.get(id);
     if (pending === undefined) {
       return;
@@ -730,7 +749,7 @@ export class PageConnection {
     if (error === null && reply !== undefined) {
       pending.resolve(reply);
     } else {
-      pending.reject(new Error(error ?? 'no reply'));
+      pending.reject(new InfoError(error ?? 'no reply', code));
     }
   }
 
@@ -843,7 +862,7 @@ interface PendingInfo {
   /** Sent on the current link (false: it goes out when the link opens). */
   sent: boolean;
   readonly resolve: (reply: InfoMessage) => void;
-  readonly reject: (error: Error) => void;
+  readonly reject: (error: InfoError) => void;
   readonly timer: ReturnType<typeof setTimeout>;
 }
 
