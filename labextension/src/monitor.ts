@@ -1,12 +1,14 @@
 /**
  * Live health of one stream: rate, offsets, lag, gap/drop notices, subscribers and
  * their policies. Rate and notices come from this view's own subscription; the
- * server-side numbers from an nbws.v1 `info` request on the same page connection
- * (`PageConnection.info`), polled once a second, so they come on every transport (direct,
- * kernel-hosted, relay). The `info` reply does not list the stream's subscriptions: the
- * per-subscription table (and this view's own lag as the server counts it) is read from
- * `GET nbws/api/streams/{name}` when the view's server is the page's own Jupyter server,
- * and said to be unavailable otherwise.
+ * server-side numbers are polled once a second: from `GET nbws/api/streams/{name}` when
+ * the view's server is the page's own Jupyter server, otherwise (kernel-hosted, relay, any
+ * other server) with an nbws.v1 `info` request on the view's page connection
+ * (`PageConnection.info`), so they show on every transport. REST is kept where it works
+ * because it also lists the stream's subscriptions (the per-subscription table and this
+ * view's own lag as the server counts it), which the `info` reply does not, and because
+ * polling over the link would count as the page talking (a listening page would never
+ * reach the server's `idle_timeout`). Without REST the table says it is unavailable.
  *
  * The render budget: the monitor keeps counters and figures, not messages. Of what
  * arrives between two frames it holds the newest message only (the one it shows), and
@@ -120,9 +122,26 @@ export function streamInfoOf(reply: InfoMessage): StreamInfo {
   };
 }
 
+/** `GET nbws/api/streams/{name}` of the page's own server, failing as `info` would. */
+export async function restInfo(stream: string): Promise<StreamInfo> {
+  let response;
+  try {
+    response = await requestJson<StreamInfo>(streamPath(stream));
+  } catch {
+    throw new InfoError('server gone');
+  }
+  if (response.ok && response.body) {
+    return response.body;
+  }
+  if (response.status === 404) {
+    throw new InfoError(`stream "${stream}" does not exist`, 'unknown-stream');
+  }
+  throw new InfoError(`HTTP ${response.status}`);
+}
+
 /**
- * The server's figures of one stream, asked with `ask` (the page connection's `info`),
- * one request at a time. Pure apart from what `ask` does: time comes in as `now`.
+ * The server's figures of one stream, asked with `ask` (REST or the page connection's
+ * `info`), one request at a time. Pure apart from what `ask` does: time comes in as `now`.
  */
 export class ServerFigures {
   /** The last figures (kept through a passing failure; null once the stream is gone). */
@@ -132,7 +151,7 @@ export class ServerFigures {
   private asking = false;
   private askedAt = -Infinity;
 
-  constructor(private readonly ask: () => Promise<InfoMessage>) {}
+  constructor(private readonly ask: () => Promise<InfoMessage | StreamInfo>) {}
 
   /** Ask again, unless a request is out or one went out less than `minInterval` ms ago. */
   async refresh(now: number, minInterval: number): Promise<boolean> {
@@ -142,7 +161,8 @@ export class ServerFigures {
     this.asking = true;
     this.askedAt = now;
     try {
-      this.info = streamInfoOf(await this.ask());
+      const reply = await this.ask();
+      this.info = 'type' in reply ? streamInfoOf(reply) : reply;
       this.error = '';
     } catch (error) {
       if (error instanceof InfoError && error.code === 'unknown-stream') {
@@ -178,11 +198,8 @@ export class StreamMonitor {
   private figures: ServerFigures = new ServerFigures(() =>
     Promise.reject(new Error('not started'))
   );
-  /** The stream's subscriptions (REST, page's own server only); null: not available. */
-  private subscriptions: SubscriptionInfo[] | null = null;
   /** The view's server is the page's own Jupyter server (its REST API can be used). */
   private ownServer = false;
-  private fetchingSubscriptions = false;
   private connection = '';
   private disposed = false;
 
@@ -266,8 +283,9 @@ export class StreamMonitor {
     this.ownServer = endpoint.key === pageEndpoint.key;
     const connection: PageConnection = pageConnection(endpoint);
     const stream = this.stream;
-    this.figures = new ServerFigures(() => connection.info(stream));
-    this.subscriptions = null;
+    this.figures = new ServerFigures(() =>
+      this.ownServer ? restInfo(stream) : connection.info(stream)
+    );
     this.subscription = connection.subscribe(
       this.stream,
       { history: 0 },
@@ -392,34 +410,14 @@ export class StreamMonitor {
     await this.refreshInfo(0);
   }
 
-  /** The server's figures over the page connection, unless asked less than `minInterval` ms ago. */
+  /** The server's figures (ServerFigures), unless asked less than `minInterval` ms ago. */
   private async refreshInfo(minInterval: number): Promise<void> {
     const figures = this.figures;
-    const asked = figures.refresh(performance.now(), minInterval);
-    if (minInterval === 0) {
-      void this.refreshSubscriptions();
-    }
-    if ((await asked) && !this.disposed && figures === this.figures) {
-      this.showInfo();
-    }
-  }
-
-  /** The subscriptions list, which only the REST API has (the page's own server only). */
-  private async refreshSubscriptions(): Promise<void> {
-    if (!this.ownServer || this.fetchingSubscriptions) {
-      return;
-    }
-    this.fetchingSubscriptions = true;
-    const stream = this.stream;
-    try {
-      const response = await requestJson<StreamInfo>(streamPath(stream));
-      if (stream === this.stream) {
-        this.subscriptions = response.ok ? (response.body?.subscriptions ?? null) : null;
+    if ((await figures.refresh(performance.now(), minInterval)) && !this.disposed) {
+      if (figures === this.figures) {
+        this.showInfo();
       }
-    } catch {
-      this.subscriptions = null;
     }
-    this.fetchingSubscriptions = false;
   }
 
   /** Last offset, next offset and lag from one consistent reading (offsetFigures). */
@@ -429,7 +427,7 @@ export class StreamMonitor {
       resume && resume.lastOffset !== null
         ? { offset: resume.lastOffset, epoch: resume.epoch }
         : null;
-    const mine = this.subscriptions?.find(s => s.connection === this.connection);
+    const mine = this.figures.info?.subscriptions?.find(s => s.connection === this.connection);
     const figures = offsetFigures(this.figures.info, last, mine?.lag);
     this.set('offset', figures.offset);
     this.set('next', figures.next);
@@ -450,7 +448,8 @@ export class StreamMonitor {
       return;
     }
     this.set('server_rate', `${formatRate(info.rate)} msg/s`);
-    const subs = this.subscriptions ?? [];
+    const listed = info.subscriptions ?? null;
+    const subs = listed ?? [];
     this.showOffsets();
     this.set(
       'history',
@@ -467,14 +466,12 @@ export class StreamMonitor {
       );
       this.set('policy', [...own, ...rest].join(', '));
     }
-    if (this.subscriptions === null) {
+    if (listed === null) {
       const row = el('tr');
       const cell = el(
         'td',
         'nbws-monitor-unavailable',
-        this.ownServer
-          ? 'per-subscription figures not available (the server did not list them)'
-          : `per-subscription figures are not available over ${this.endpoint?.transport ?? 'this'} connections (the info reply does not list subscriptions)`
+        `per-subscription figures are not available over ${this.endpoint?.transport ?? 'this'} connections (the info reply does not list subscriptions)`
       );
       cell.colSpan = 6;
       row.appendChild(cell);

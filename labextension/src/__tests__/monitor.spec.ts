@@ -124,6 +124,25 @@ describe('ServerFigures', () => {
     }
   );
 
+  it('takes a REST entry as it is, subscriptions included', async () => {
+    const entry = {
+      ...info(4),
+      subscriptions: [
+        {
+          connection: 'c1',
+          policy: 'drop-oldest',
+          lag: 0,
+          queue_messages: 0,
+          delivered: 4,
+          dropped: 0
+        }
+      ]
+    };
+    const figures = new ServerFigures(() => Promise.resolve(entry));
+    expect(await figures.refresh(0, 0)).toBe(true);
+    expect(figures.info).toEqual(entry);
+  });
+
   it('asks one at a time and not more often than asked', async () => {
     const link = await opened('relay');
     const figures = new ServerFigures(() => page.info('s'));
