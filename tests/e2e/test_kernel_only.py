@@ -125,6 +125,37 @@ def test_relay_when_the_page_cannot_reach_the_kernels_server(
     expect(walled_page.locator(".nbws-transport")).to_contain_text("through the kernel")
 
 
+def _monitor_cells(stream: str) -> list[str]:
+    return [
+        f"import nbws\nfrom nbws.widgets import StreamMonitor\nrows = nbws.stream({stream!r})\n"
+        "for i in range(50):\n    rows.publish({'i': i})\nrows.flush(timeout=60)",
+        f"m = StreamMonitor({stream!r})\nm",
+    ]
+
+
+def _monitor_figures(page: Page, lab: LabServer, name: str, transport: str) -> None:
+    """The monitor's server figures come over its own link (nbws.v1 ``info``), not REST on
+    the page's server, so they show on every transport."""
+    open_notebook(page, lab, name)
+    run_cell(page, 0)
+    run_cell(page, 1)
+    line = page.locator(".nbws-transport")
+    expect(line).to_have_attribute("data-transport", transport, timeout=60_000)
+    monitor = page.locator(".nbws-monitor")
+    expect(monitor.locator('[data-stat="subscribers"]')).to_have_text("1", timeout=30_000)
+    expect(monitor.locator('[data-stat="history"]')).to_contain_text("offsets 0-49")
+
+
+def test_monitor_figures_kernel_hosted(page: Page, anywidget_lab: LabServer) -> None:
+    name = write(anywidget_lab, "monitor-hosted.ipynb", _monitor_cells("ko-mon-hosted"))
+    _monitor_figures(page, anywidget_lab, name, "kernel-hosted")
+
+
+def test_monitor_figures_relay(walled_page: Page, anywidget_lab: LabServer) -> None:
+    name = write(anywidget_lab, "monitor-relay.ipynb", _monitor_cells("ko-mon-relay"))
+    _monitor_figures(walled_page, anywidget_lab, name, "relay")
+
+
 def _fallback(page: Page, lab: LabServer, name: str) -> None:
     notice = page.locator(".nbws-fallback-notice")
     expect(notice).to_contain_text("pip install anywidget", timeout=60_000)
