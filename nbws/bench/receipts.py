@@ -39,6 +39,7 @@ __all__ = [
     "Receipts",
     "browser_path_receipts",
     "comm_code",
+    "jupyter_server",
     "kernel_receipts",
     "nbws_receipts",
     "publish_paced",
@@ -219,8 +220,9 @@ def kernel_receipts(code: str, timeout: float) -> Receipts:
 
 
 @contextlib.contextmanager
-def _jupyter_server() -> Iterator[tuple[int, str]]:
-    """A Jupyter server in its own process with a fresh token; yield (port, token)."""
+def jupyter_server(env: dict[str, str] | None = None) -> Iterator[tuple[int, str]]:
+    """A Jupyter server in its own process with a fresh token (its kernels inherit
+    ``env`` on top of this process's environment); yield (port, token)."""
     port, token = free_port(), secrets.token_hex(16)
     with tempfile.TemporaryDirectory() as root:
         cmd = [
@@ -234,8 +236,10 @@ def _jupyter_server() -> Iterator[tuple[int, str]]:
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root}",
         ]
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": root}
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        full_env = {**os.environ, "JUPYTER_RUNTIME_DIR": root, **(env or {})}
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=full_env
+        )
         try:
             _wait_until_up(port, token, proc)
             yield port, token
@@ -296,7 +300,7 @@ def browser_path_receipts(code: str, timeout: float) -> tuple[Receipts, int]:
     server's kernel WebSocket, and how many iopub rate-limit notices the server sent."""
     from websockets.sync.client import connect
 
-    with _jupyter_server() as (port, token):
+    with jupyter_server() as (port, token):
         kernel = _api(port, token, "/api/kernels", {"name": "python3"})["id"]
         url = f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels?token={token}"
         session = uuid.uuid4().hex

@@ -16,14 +16,11 @@ Rate = messages received / (last receipt - first send).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from ..protocol.messages import (
@@ -35,9 +32,9 @@ from ..protocol.messages import (
     decode_event,
     encode,
 )
-from .base import Row, free_port, percentile, server
+from .base import Row, percentile, server
 from .comm import delivered_rate
-from .receipts import QUIET, Receipts, _api, _Collector, _shell_message, _wait_until_up
+from .receipts import QUIET, Receipts, _api, _Collector, _shell_message, jupyter_server
 
 __all__ = ["paced_widget_code", "relay_deliveries"]
 
@@ -70,41 +67,6 @@ for _i in range({count}):
         _time.sleep(_delay)
     _widget.value = {{"t": _time.time_ns(), "i": _i}}
 """
-
-
-@contextlib.contextmanager
-def _jupyter(env: dict[str, str]) -> Iterator[tuple[int, str]]:
-    """A Jupyter server (its kernels inherit ``env``); yield (port, token)."""
-    import secrets
-    import tempfile
-
-    port, token = free_port(), secrets.token_hex(16)
-    with tempfile.TemporaryDirectory() as root:
-        cmd = [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-        ]
-        full_env = {**os.environ, "JUPYTER_RUNTIME_DIR": root, **env}
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=full_env
-        )
-        try:
-            _wait_until_up(port, token, proc)
-            yield port, token
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 class _View:
@@ -241,7 +203,7 @@ def relay_deliveries(quick: bool) -> list[Row]:
     rows: list[Row] = []
     with server("nbws") as (nbws_port, _):
         url = f"http://127.0.0.1:{nbws_port}/"
-        with _jupyter({"NBWS_URL": url}) as (port, token):
+        with jupyter_server({"NBWS_URL": url}) as (port, token):
             kernel = _api(port, token, "/api/kernels", {"name": "python3"})["id"]
             channels = f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels?token={token}"
             with connect(channels, max_size=None, compression=None, open_timeout=60) as ws:

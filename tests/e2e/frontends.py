@@ -22,8 +22,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 from conftest import JupyterProcess, launch_jupyter
+
+from .lab import write_notebook
 
 __all__ = [
     "ROWS",
@@ -70,16 +71,8 @@ def widget_cells(stream: str, report: Path) -> list[str]:
 
 def write_cells(root: Path, name: str, cells: list[str]) -> Path:
     """A notebook of ``cells`` (python3 kernel) at ``root/name``."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    path = root / name
-    nbformat.write(notebook, str(path))
-    return path
+    write_notebook(root, name, cells)
+    return root / name
 
 
 def marimo_app(stream: str, report: Path) -> str:
