@@ -67,6 +67,9 @@ GROUPS: dict[str, list[str]] = {
         "tests/explore",
         "tests/test_secrets_shown.py",
         "tests/widgets/test_kernel_feed.py",
+        "tests/widgets/test_handshake.py",
+        "tests/widgets/test_relay.py",
+        "tests/widgets/test_relay_fallback.py",
     ],
 }
 """What the lowest websockets runs again, by part."""
@@ -81,6 +84,7 @@ NOT_RERUN: dict[str, str] = {
     "tests/widgets/test_widget_traits.py": "widget traits, no connection",
     "tests/test_bench.py": "benchmarks: minutes of load, their code paths run in the groups",
     "tests/test_bench_isolation.py": "a benchmark",
+    "tests/test_bench_browser.py": "the browser bench's arithmetic on fixed records",
     "tests/test_notebooks.py": "whole notebooks in kernels (minutes); their client calls "
     "run in the client group",
     "tests/test_config.py": "configuration only",
