@@ -112,7 +112,10 @@ async def subscribe(
     max_batch: int | None = 100,
     linger_ms: int | None = None,
     stream: str = "s",
+    **options: Any,
 ) -> Any:
+    """A batching subscriber on ``stream`` whose events land in ``sink``; ``options`` go
+    to ``StreamHub.subscribe`` as they are (e.g. ``credit``)."""
     sub = await hub.subscribe(
         Client(sink),
         stream,
@@ -122,6 +125,7 @@ async def subscribe(
         max_bytes=1 << 30,
         max_batch=max_batch,
         linger_ms=linger_ms,
+        **options,
     )
     assert sub is not None
     return sub

@@ -19,6 +19,7 @@ from nbws.server.hub import Client, StreamHub
 from nbws.server.subscriber import State
 
 from .test_batch_delivery import EventSink, publish
+from .test_batch_delivery import subscribe as batching_subscriber
 from .test_hub import FakeSink, settle
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,25 +36,20 @@ async def subscribe(
     *,
     credit: int | None = 100,
     credit_bytes: int | None = None,
-    since: int | None = None,
-    policy: Policy = Policy.DROP_OLDEST,
     bound: int = 50,
     max_batch: int = 20,
-    stream: str = "s",
+    **options: Any,
 ) -> Any:
-    sub = await hub.subscribe(
-        Client(sink),
-        stream,
-        since=since,
-        policy=policy,
-        max_messages=bound,
-        max_bytes=1 << 30,
+    """A subscriber with credit (and this file's smaller bounds)."""
+    return await batching_subscriber(
+        hub,
+        sink,
+        bound=bound,
         max_batch=max_batch,
         credit=credit,
         credit_bytes=credit_bytes,
+        **options,
     )
-    assert sub is not None
-    return sub
 
 
 def adds_up(delivered: list[Message | Gap], total: int) -> None:
