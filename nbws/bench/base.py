@@ -11,7 +11,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Row", "free_port", "percentile", "raise_nofile", "server"]
+__all__ = ["Row", "delivered_in", "free_port", "percentile", "raise_nofile", "server"]
+
+
+def delivered_in(event: dict[str, Any]) -> int:
+    """Messages a decoded delivery event carries: a batch's length, 1 for a message, else 0."""
+    kind = event["type"]
+    if kind == "batch":
+        return len(event["messages"])
+    return 1 if kind == "message" else 0
 
 
 @dataclass

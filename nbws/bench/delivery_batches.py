@@ -11,7 +11,7 @@ import time
 import orjson
 
 from ..protocol.messages import PROTOCOL, InfoRequest, Publish, Subscribe, encode
-from .base import Row, server
+from .base import Row, delivered_in, server
 from .wsclient import Peer, client_frame, open_peer, read_json
 
 __all__ = ["BATCH_STREAM", "batched_delivery"]
@@ -44,13 +44,9 @@ async def _count(peer: Peer) -> int:
     while True:
         _opcode, payload = await peer.next_frame()
         event = orjson.loads(payload)
-        kind = event["type"]
-        if kind == "batch":
-            received += len(event["messages"])
-        elif kind == "message":
-            received += 1
-        elif kind == "end":
+        if event["type"] == "end":
             return received
+        received += delivered_in(event)
 
 
 async def _replay_once(port: int, count: int, max_batch: int | None) -> float:

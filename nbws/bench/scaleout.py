@@ -20,7 +20,7 @@ import uuid
 import orjson
 
 from ..protocol.messages import PROTOCOL, Ack, Nack, PublishBatch, Subscribe, decode_event, encode
-from .base import Row, server
+from .base import Row, delivered_in, server
 from .publish_batches import redis_server
 from .wsclient import Peer, client_frame, open_peer, read_json
 
@@ -72,13 +72,9 @@ async def _receive(peer: Peer, count: int) -> None:
     while received < count:
         _opcode, payload = await peer.next_frame()
         event = orjson.loads(payload)
-        kind = event["type"]
-        if kind == "batch":
-            received += len(event["messages"])
-        elif kind == "message":
-            received += 1
-        elif kind == "gap":
+        if event["type"] == "gap":
             raise RuntimeError(f"subscriber missed messages: {event}")
+        received += delivered_in(event)
 
 
 async def _run(ports: list[int], count: int) -> float:
