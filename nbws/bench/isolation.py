@@ -8,6 +8,9 @@ alone ("quiet"), then while an attacker in a third process does one of:
 - **stuck conflate subscriber**: subscribes with ``policy: conflate`` and never reads,
   while the attacker's publisher sends keyed messages at ~10k msg/s;
 - **stuck block subscriber**: the same with ``policy: block``;
+- **load, nobody stuck**: the same 10k msg/s with a subscriber that reads everything: the
+  work the two stuck cases add by their traffic alone, so what the stuck peer itself
+  costs the victim is the difference between its row and this one;
 - **control**: no attacker at all, a second quiet window measured like the attacked ones.
   Its ratio is what the machine alone does to the same victim between two windows: the
   noise floor of the other rows on a shared, loaded machine.
@@ -59,9 +62,13 @@ CASES: dict[str, str] = {
     "info": "unread nbws.v1 info replies",
     "conflate": "stuck conflate subscriber, 10k keyed msg/s",
     "block": "stuck block subscriber, 10k msg/s",
+    "load": "load: 10k msg/s, a subscriber that reads (nobody stuck)",
     "control": "control: no attacker (second quiet window)",
 }
 """Attack kind → what the row calls it."""
+
+STREAMING = ("conflate", "block", "load")
+"""Cases whose attacker publishes 10k msg/s."""
 
 INTERVAL = 0.005  # seconds between the victim's round trips
 FLOOD_STREAM = "isolation-flood"
@@ -172,13 +179,17 @@ def _drain(sock: socket.socket, stop: threading.Event) -> None:
             return
 
 
-def _stuck_subscriber(port: int, policy: Policy, until: float) -> int:
+def _stuck_subscriber(port: int, policy: Policy | None, until: float) -> int:
+    """A subscriber that never reads (with ``policy``; None: one that reads everything)
+    and a publisher of 10k msg/s to its stream; the messages sent."""
     stuck = _raw_connect(port, "/nbws/ws", "nbws.v1")
     stuck.sendall(client_frame(encode(Subscribe(stream=FLOOD_STREAM, policy=policy)).data))
     publisher = _raw_connect(port, "/nbws/ws", "nbws.v1")
     stop = threading.Event()
     reader = threading.Thread(target=_drain, args=(publisher, stop), daemon=True)
     reader.start()
+    if policy is None:
+        threading.Thread(target=_drain, args=(stuck, stop), daemon=True).start()
     rate, batch = 10_000, 100
     sent = 0
     started = time.monotonic()
@@ -226,7 +237,7 @@ def attack(kind: str, port: int, seconds: float) -> int:
         print("ready", flush=True)
         request = client_frame(encode(InfoRequest(stream=FLOOD_STREAM)).data)
         return _flood(sock, _repeat(request), until)
-    policy = Policy.CONFLATE if kind == "conflate" else Policy.BLOCK
+    policy = {"conflate": Policy.CONFLATE, "block": Policy.BLOCK}.get(kind)
     print("ready", flush=True)
     return _stuck_subscriber(port, policy, until)
 
@@ -321,9 +332,7 @@ def _case(kind: str, quiet_s: float, ramp_s: float, attack_s: float) -> Row:
                 f"{percentile(quiet, 50):.2f} / {percentile(loud, 50):.2f}"
             ),
             f"{kind} round trips quiet/attacked": f"{len(quiet)} / {len(loud)}",
-            f"{kind} attacker sent ({'messages' if kind in ('conflate', 'block') else 'bytes'})": (
-                sent
-            ),
+            f"{kind} attacker sent ({'messages' if kind in STREAMING else 'bytes'})": (sent),
             f"{kind} server RSS growth MiB (peak, after)": (
                 f"{(peak - before) / MiB:.1f}, {(after - before) / MiB:.1f}"
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config import Nbws
 from .base import (
     AppendResult,
+    BatchOutcome,
     Broker,
     BrokerUnavailable,
     HistoryLimits,
@@ -18,6 +19,7 @@ from .memory import MemoryBroker
 
 __all__ = [
     "AppendResult",
+    "BatchOutcome",
     "Broker",
     "BrokerUnavailable",
     "HistoryLimits",

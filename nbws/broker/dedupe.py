@@ -44,6 +44,11 @@ class DedupeWindow:
         """:meth:`remember` of ``seq + i`` at ``offset + i`` for ``i < count``, at once
         (seqs above every one remembered, as :meth:`fresh_from` said)."""
         seen = self._seen
+        skip = count - self.size
+        if skip > 0:  # a run longer than the window: its first seqs are forgotten at once
+            seen.clear()
+            self.forgotten_upto = max(self.forgotten_upto, seq + skip - 1)
+            seq, offset, count = seq + skip, offset + skip, self.size
         seen.update(zip(range(seq, seq + count), range(offset, offset + count), strict=True))
         extra = len(seen) - self.size
         if extra > 0:

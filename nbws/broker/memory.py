@@ -4,6 +4,12 @@ Appends are synchronous under the hood (no suspension between assigning an offse
 notifying listeners), so local fan-out sees messages in offset order. History is lost
 when the process stops; each stream gets a fresh epoch when it is (re)created, which is
 how resuming clients learn of the loss.
+
+History is held as plain tuples (:data:`Entry`, the fields of a
+:class:`~nbws.broker.base.StoredMessage` in its order) of atomic values: the garbage
+collector stops tracking such tuples after their first collection, so a long history
+costs no collector time (a named tuple is tracked for life: 10k messages of history
+made every full collection walk 10k objects). Readers get ``StoredMessage`` views.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import partial
+from itertools import islice, repeat
+from typing import Any
 
 from ..protocol.messages import Publish, PublishBatch
 from .base import (
     AppendResult,
+    BatchOutcome,
     HealthListener,
     HistoryLimits,
     Listener,
@@ -29,7 +38,13 @@ from .base import (
 )
 from .dedupe import DedupeWindow
 
-__all__ = ["MemoryBroker"]
+__all__ = ["Entry", "MemoryBroker"]
+
+Entry = tuple[int, float, bytes, bool, "str | None", "int | None", "str | None", "str | None"]
+"""One message of history: offset, time, payload, binary, producer, seq, key, content type."""
+
+_as_stored: Any = partial(tuple.__new__, StoredMessage)
+"""``_as_stored(entry)``: the :class:`StoredMessage` of an :data:`Entry` (one C call)."""
 
 
 def new_epoch() -> str:
@@ -43,24 +58,26 @@ class _Stream:
     limits: HistoryLimits
     epoch: str = field(default_factory=new_epoch)
     created: float = field(default_factory=time.time)
-    messages: deque[StoredMessage] = field(default_factory=deque)
+    messages: deque[Entry] = field(default_factory=deque)
     bytes: int = 0
     next: int = 0
     producers: dict[str, DedupeWindow] = field(default_factory=dict)
-    listeners: list[Listener] = field(default_factory=list)
 
     @property
     def first(self) -> int:
-        return self.messages[0].offset if self.messages else self.next
+        return self.messages[0][0] if self.messages else self.next
 
     def trim(self, now: float) -> None:
         messages, limits = self.messages, self.limits
+        popleft = messages.popleft
+        excess = len(messages) - limits.max_messages
+        if excess > 0:  # a batch over the count bound: drop the oldest in one sweep
+            self.bytes -= sum([len(popleft()[2]) for _ in range(excess)])
         while messages and (
-            len(messages) > limits.max_messages
-            or (limits.max_bytes and self.bytes > limits.max_bytes)
-            or (limits.max_age and now - messages[0].time > limits.max_age)
+            (limits.max_bytes and self.bytes > limits.max_bytes)
+            or (limits.max_age and now - messages[0][1] > limits.max_age)
         ):
-            self.bytes -= len(messages.popleft().payload)
+            self.bytes -= len(popleft()[2])
 
     def info(self) -> StreamInfo:
         return StreamInfo(
@@ -153,22 +170,24 @@ class MemoryBroker:
             if seen:
                 return AppendResult(offset, state.epoch, duplicate=True)
         now = time.time()
-        message = StoredMessage(
-            state.next, now, body, publish.binary, producer, seq, publish.key, publish.content_type
-        )
+        offset = state.next
+        entry: Entry = (
+            offset, now, body, publish.binary, producer, seq, publish.key, publish.content_type
+        )  # fmt: skip
         state.next += 1
-        state.messages.append(message)
+        state.messages.append(entry)
         state.bytes += len(body)
         state.trim(now)
         if window is not None:
-            window.remember(seq, message.offset)  # type: ignore[arg-type]
+            window.remember(seq, offset)  # type: ignore[arg-type]
+        message: StoredMessage = _as_stored(entry)
         for listener in self._listeners.get(stream, ()):
             listener(stream, state.epoch, message)
-        return AppendResult(message.offset, state.epoch, message=message)
+        return AppendResult(offset, state.epoch, message=message)
 
     async def append_batch(
         self, batch: PublishBatch, bodies: Sequence[bytes], *, create: bool = True
-    ) -> list[AppendResult | PayloadTooLarge]:
+    ) -> BatchOutcome:
         stream, producer, seq = batch.stream, batch.producer, batch.seq
         state = self._get(stream, create)
         window = state.producers.get(producer)
@@ -201,19 +220,20 @@ class MemoryBroker:
                 out.append(AppendResult(offset, epoch, duplicate=True))
                 continue
             key = keys[i] if keys is not None else None
-            message = StoredMessage(state.next, now, body, binary, producer, s, key, content_type)
+            entry: Entry = (state.next, now, body, binary, producer, s, key, content_type)
             state.next += 1
-            messages.append(message)
+            messages.append(entry)
             state.bytes += len(body)
-            window.remember(s, message.offset)
+            window.remember(s, entry[0])
+            message: StoredMessage = _as_stored(entry)
             appended.append(message)
-            out.append(AppendResult(message.offset, epoch, message=message))
+            out.append(AppendResult(entry[0], epoch, message=message))
         if appended:
             state.trim(now)
             for listener in self._listeners.get(stream, ()):
                 for message in appended:
                     listener(stream, epoch, message)
-        return out
+        return BatchOutcome(epoch, len(bodies), results=out)
 
     def _append_fresh(
         self,
@@ -222,32 +242,38 @@ class MemoryBroker:
         batch: PublishBatch,
         bodies: Sequence[bytes],
         now: float,
-    ) -> list[AppendResult | PayloadTooLarge]:
+    ) -> BatchOutcome:
         """:meth:`append_batch` of messages none of which can be a duplicate or too big
-        (the common case), with the per-message work done in comprehensions."""
+        (the common case): the entries are built by ``zip`` in C, no Python code runs
+        per message unless someone listens."""
         first, count, epoch = state.next, len(bodies), state.epoch
-        producer, seq, binary, content_type = (
-            batch.producer,
-            batch.seq,
-            batch.binary,
-            batch.content_type,
+        seq = batch.seq
+        entries = zip(
+            range(first, first + count),
+            repeat(now),
+            bodies,
+            repeat(batch.binary),
+            repeat(batch.producer),
+            range(seq, seq + count),
+            batch.keys if batch.keys is not None else repeat(None),
+            repeat(batch.content_type),
         )
-        key_of = batch.keys if batch.keys is not None else [None] * count
-        message = StoredMessage
-        appended = [
-            message(first + i, now, body, binary, producer, seq + i, key_of[i], content_type)
-            for i, body in enumerate(bodies)
-        ]
+        listeners = self._listeners.get(state.name)
+        if listeners:
+            appended = list(entries)
+            state.messages.extend(appended)
+        else:
+            state.messages.extend(entries)
         state.next = first + count
-        state.messages.extend(appended)
         state.bytes += sum(map(len, bodies))
         window.remember_run(seq, first, count)
         state.trim(now)
-        for listener in self._listeners.get(state.name, ()):
-            for stored in appended:
-                listener(state.name, epoch, stored)
-        result = AppendResult
-        return [result(stored.offset, epoch, False, stored) for stored in appended]
+        if listeners:
+            name = state.name
+            for message in map(_as_stored, appended):
+                for listener in listeners:
+                    listener(name, epoch, message)
+        return BatchOutcome(epoch, count, first=first)
 
     async def read(self, stream: str, since: int, limit: int) -> ReadResult:
         state = self._streams.get(stream)
@@ -260,7 +286,7 @@ class MemoryBroker:
         start = max(since, first) - first
         count = min(limit, len(messages) - start) if start < len(messages) else 0
         # islice walks the deque once in C; indexing it is O(distance) per message.
-        page = list(islice(messages, start, start + count)) if count > 0 else []
+        page = list(map(_as_stored, islice(messages, start, start + count))) if count > 0 else []
         return ReadResult(state.epoch, first, state.next, page)
 
     def listen(self, stream: str, listener: Listener) -> None:

@@ -46,6 +46,7 @@ from ..protocol.messages import MAX_SAFE_INTEGER, Publish, PublishBatch
 from . import redis_scripts
 from .base import (
     AppendResult,
+    BatchOutcome,
     BrokerUnavailable,
     HealthListener,
     HistoryLimits,
@@ -559,7 +560,7 @@ class RedisBroker:
 
     async def append_batch(
         self, batch: PublishBatch, bodies: Sequence[bytes], *, create: bool = True
-    ) -> list[AppendResult | PayloadTooLarge]:
+    ) -> BatchOutcome:
         """One ``APPEND_BATCH`` script for the whole batch, queued with the single
         appends (so in call order, pipelined, and held back like them)."""
         stream, producer, seq, keys = batch.stream, batch.producer, batch.seq, batch.keys
@@ -623,6 +624,9 @@ class RedisBroker:
         codes: bytes = reply[5]
         duplicates = iter(reply[6])
         bound = int(reply[7])
+        if codes.count(b"a") == count:  # all appended (the common case): no per-message work
+            self._seen(stream, epoch, base, offset + count)
+            return BatchOutcome(epoch, count, first=offset)
         out: list[AppendResult | PayloadTooLarge] = []
         appended = AppendResult(0, epoch)  # replaced per message below (a cheap tuple)
         for i, code in enumerate(codes):
@@ -635,7 +639,7 @@ class RedisBroker:
             else:  # 'x'
                 out.append(PayloadTooLarge.over(len(bodies[i]), bound))
         self._seen(stream, epoch, base, offset)
-        return out
+        return BatchOutcome(epoch, count, results=out)
 
     async def _execute_appends(self, batch: list[AppendRequest]) -> list[Any]:
         """Send a batch of appends as one pipeline (see ``redis_appends``)."""

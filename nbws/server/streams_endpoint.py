@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -55,7 +56,11 @@ __all__ = ["MAX_BAD_REQUESTS", "StreamsEndpoint", "encode_payload"]
 log = logging.getLogger("nbws.streams")
 
 MAX_BAD_REQUESTS = 100
-YIELD_EVERY = 64  # messages handled in a row before yielding to the loop
+HANDLE_BUDGET = 0.0005
+"""Seconds of handling one connection's requests in a row before it yields to the loop: a
+burst already read (hundreds of publishes) delays every other connection by at most this
+much, whatever its requests cost (a count of requests bounds nothing: one may take 1 us,
+another 100)."""
 MAX_PUBLISHES_IN_FLIGHT = 1024  # per connection, with a broker that pipelines appends
 
 
@@ -100,13 +105,14 @@ class StreamsEndpoint:
             )
         )
         try:
-            handled = 0
+            spent = 0.0  # handling time since this connection last yielded
+            clock = time.perf_counter
             while True:
-                handled += 1
-                if handled % YIELD_EVERY == 0:
+                if spent >= HANDLE_BUDGET:
                     # A burst already read is handled without suspending; yield now and
                     # then so the acks and deliveries queued so far go out meanwhile and
                     # other connections get their turn.
+                    spent = 0.0
                     await asyncio.sleep(0)
                 try:
                     fragment = await conn.receive_fragment()
@@ -119,6 +125,7 @@ class StreamsEndpoint:
                         data = b"".join(parts)
                 except ConnectionClosed:
                     return
+                began = clock()
                 try:
                     await self.handle(client, decode_request_fast(data, text=text))
                 except RequestError as exc:
@@ -128,6 +135,7 @@ class StreamsEndpoint:
                             f"more than {MAX_BAD_REQUESTS} bad requests; last: {exc}"
                         ) from None
                     self.refuse(client, exc)
+                spent += clock() - began
         finally:
             gauge.dec()
             if client.in_flight:  # appends already sent complete (their acks go nowhere)
@@ -240,8 +248,13 @@ class StreamsEndpoint:
 
 
 def encode_payload(value: Any) -> bytes:
-    """A JSON payload as stored: serialised once, delivered as-is to every subscriber."""
+    """A JSON payload as stored: serialised once, delivered as-is to every subscriber.
+
+    Copied to a right-sized object: orjson returns its working buffer (4 KiB for a small
+    value since orjson 3.12), and history keeps each payload for long, counted by its
+    length (``history_max_bytes``) rather than by that allocation.
+    """
     try:
-        return orjson.dumps(value)
+        return b"".join((orjson.dumps(value), b""))
     except TypeError as exc:  # pragma: no cover - anything parsed from JSON serialises
         raise BadRequest(f"payload cannot be stored: {exc}") from None

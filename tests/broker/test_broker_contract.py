@@ -163,8 +163,7 @@ async def test_a_publish_reaches_its_delivery_field_for_field(
 async def test_a_batch_reaches_its_deliveries_field_for_field(pair: Pair) -> None:
     bodies = [b"\x01", b"\x02"]
     batch = PublishBatch("s", "p", 5, bodies, ["k", None], content_type="a/b", binary=True)
-    results = await pair.broker.append_batch(batch, bodies)
-    epoch = results[0].epoch  # type: ignore[union-attr]
+    epoch = (await pair.broker.append_batch(batch, bodies)).epoch
     page = (await pair.peer.read("s", 0, 10)).messages
     assert [m.offset for m in page] == [0, 1]
     assert [
@@ -334,9 +333,12 @@ async def test_append_batch_gets_consecutive_offsets_and_listeners_see_each(pair
     await pair.broker.create("s")
     pair.peer.listen("s", seen)
     await pair.broker.append(Publish("s", producer="other", seq=0), b"0")
-    results = await pair.broker.append_batch(
+    outcome = await pair.broker.append_batch(
         PublishBatch("s", "p", 10, keys=["a", None, "c"]), [b"1", b"2", b"3"]
     )
+    # All appended: said as one first offset, no per-message results.
+    assert (outcome.first, outcome.count, outcome.results) == (1, 3, None)
+    results = outcome.per_message()
     assert [(r.offset, r.duplicate) for r in results] == [(1, False), (2, False), (3, False)]
     page = await pair.peer.read("s", 1, 10)
     assert [(m.payload, m.producer, m.seq, m.key) for m in page.messages] == [
@@ -362,8 +364,10 @@ async def test_append_batch_binary_with_content_type(pair: Pair) -> None:
 async def test_append_batch_suppresses_duplicates_of_a_partly_appended_batch(pair: Pair) -> None:
     """A retransmitted batch whose first half was appended (elsewhere): only the rest is
     appended, the duplicates get their original offsets."""
-    first = await pair.broker.append_batch(PublishBatch("s", "p", 0), [b"a", b"b"])
-    again = await pair.peer.append_batch(PublishBatch("s", "p", 0), [b"a", b"b", b"c", b"d"])
+    first = (await pair.broker.append_batch(PublishBatch("s", "p", 0), [b"a", b"b"])).per_message()
+    outcome = await pair.peer.append_batch(PublishBatch("s", "p", 0), [b"a", b"b", b"c", b"d"])
+    assert outcome.first is None  # not all appended: per-message results
+    again = outcome.per_message()
     assert [r.offset for r in first] == [0, 1]
     assert [(r.offset, r.duplicate) for r in again] == [
         (0, True),
@@ -380,16 +384,31 @@ async def test_append_batch_dedupe_window_matches_single_appends(pair: Pair) -> 
     await pair.broker.append_batch(PublishBatch("s", "p", 0), [b"x"] * (WINDOW + 4))
     remembered = await pair.peer.append(Publish("s", producer="p", seq=WINDOW + 3), b"x")
     assert remembered.duplicate and remembered.offset == WINDOW + 3
-    forgotten = await pair.peer.append_batch(PublishBatch("s", "p", 0), [b"x", b"x"])
+    forgotten = (
+        await pair.peer.append_batch(PublishBatch("s", "p", 0), [b"x", b"x"])
+    ).per_message()
     assert [(r.offset, r.duplicate) for r in forgotten] == [(None, True), (None, True)]
     assert (await pair.broker.info("s")).next == WINDOW + 4  # type: ignore[union-attr]
 
 
+async def test_a_batch_longer_than_the_dedupe_window(pair: Pair) -> None:
+    """Its first seqs are forgotten at once (count as appended, offset unknown); its
+    last ``WINDOW`` seqs are remembered with their offsets."""
+    count = WINDOW * 2 + 3
+    outcome = await pair.broker.append_batch(PublishBatch("s", "p", 0), [b"x"] * count)
+    assert outcome.first == 0
+    early = await pair.peer.append(Publish("s", producer="p", seq=5), b"x")
+    late = await pair.peer.append(Publish("s", producer="p", seq=count - WINDOW), b"x")
+    assert (early.duplicate, early.offset) == (True, None)
+    assert (late.duplicate, late.offset) == (True, count - WINDOW)
+    assert (await pair.broker.info("s")).next == count  # type: ignore[union-attr]
+
+
 async def test_append_batch_refuses_only_the_oversize_message(pair: Pair) -> None:
     await pair.broker.create("small", HistoryLimits(max_messages=100, max_bytes=10))
-    results = await pair.broker.append_batch(
-        PublishBatch("small", "p", 0), [b"ok", b"x" * 11, b"ok2"]
-    )
+    results = (
+        await pair.broker.append_batch(PublishBatch("small", "p", 0), [b"ok", b"x" * 11, b"ok2"])
+    ).per_message()
     assert isinstance(results[1], PayloadTooLarge)
     assert "11" in str(results[1]) and "10" in str(results[1])
     assert [(r.offset, r.duplicate) for r in (results[0], results[2])] == [(0, False), (1, False)]

@@ -1,0 +1,63 @@
+"""One connection's burst of requests is handled in bounded slices of the loop's time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import websockets
+from conftest import make_config
+
+from nbws.server.standalone import StandaloneServer
+from nbws.server.streams_endpoint import StreamsEndpoint
+
+BURST = 200
+COST = 0.0002  # seconds of server CPU per request
+
+
+async def test_a_burst_of_costly_requests_yields_to_the_loop_between_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests that cost the server 200 us each (publishes to a stream with many
+    subscribers, say) used to be handled 64 per loop turn whatever they cost: 13 ms in
+    which no other connection was served. Now a connection yields once its handling
+    budget for the turn is spent."""
+    handled = 0
+    original = StreamsEndpoint.handle
+
+    async def costly(self: StreamsEndpoint, client: Any, request: Any) -> None:
+        nonlocal handled
+        until = time.perf_counter() + COST
+        while time.perf_counter() < until:
+            pass
+        handled += 1
+        await original(self, client, request)
+
+    server = StandaloneServer(make_config(), host="127.0.0.1", port=0)
+    port = await server.start()
+    try:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/nbws/ws", subprotocols=["nbws.v1"]
+        ) as ws:
+            await ws.recv()  # welcome
+            monkeypatch.setattr(StreamsEndpoint, "handle", costly)
+            per_turn: list[int] = []
+
+            async def count_per_loop_turn() -> None:
+                last = 0
+                while last < BURST:
+                    await asyncio.sleep(0)  # one loop turn
+                    if handled != last:
+                        per_turn.append(handled - last)
+                        last = handled
+
+            counting = asyncio.ensure_future(count_per_loop_turn())
+            frame = '{"type":"publish","stream":"burst","payload":1}'
+            await asyncio.gather(*(ws.send(frame) for _ in range(BURST)))
+            await asyncio.wait_for(counting, 60)
+    finally:
+        await server.stop()
+    assert sum(per_turn) == BURST
+    assert max(per_turn) <= 16, f"requests handled per loop turn: {per_turn}"
