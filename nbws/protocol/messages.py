@@ -93,6 +93,7 @@ __all__ = [
     "message_from_dict",
     "publish_fast_prefix",
     "resume_since",
+    "right_sized",
     "schema_text",
     "split_binary",
     "to_dict",
@@ -1156,8 +1157,16 @@ def to_dict(message: _Base) -> dict[str, Any]:
     return out
 
 
+def right_sized(data: bytes) -> bytes:
+    """``data`` in an allocation of its own length, for bytes kept long (history, an
+    outbox): orjson returns its working buffer, 4 KiB for the smallest value since
+    orjson 3.12, so 10k small payloads would hold 40 MiB that no length-based bound sees."""
+    return b"".join((data, b""))
+
+
 def encode_value(value: Any) -> bytes:
-    """Serialise any JSON value (a publish payload) once, so it can be embedded as is.
+    """Serialise any JSON value (a publish payload) once, so it can be embedded as is
+    (and queued: :func:`right_sized`).
 
     NumPy arrays and scalars are accepted (as JSON arrays and numbers).
 
@@ -1165,7 +1174,7 @@ def encode_value(value: Any) -> bytes:
         TypeError: the value is not JSON-serialisable.
     """
     try:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        return right_sized(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
     except orjson.JSONEncodeError as exc:
         raise TypeError(f"payload is not JSON-serialisable: {exc}") from None
 

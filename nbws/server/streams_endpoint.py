@@ -45,6 +45,7 @@ from ..protocol.messages import (
     Unsubscribed,
     Welcome,
     decode_request_fast,
+    right_sized,
 )
 from ..transport import Connection
 from . import metrics
@@ -248,13 +249,9 @@ class StreamsEndpoint:
 
 
 def encode_payload(value: Any) -> bytes:
-    """A JSON payload as stored: serialised once, delivered as-is to every subscriber.
-
-    Copied to a right-sized object: orjson returns its working buffer (4 KiB for a small
-    value since orjson 3.12), and history keeps each payload for long, counted by its
-    length (``history_max_bytes``) rather than by that allocation.
-    """
+    """A JSON payload as stored: serialised once, delivered as-is to every subscriber
+    (:func:`~nbws.protocol.messages.right_sized`: history keeps it for long)."""
     try:
-        return b"".join((orjson.dumps(value), b""))
+        return right_sized(orjson.dumps(value))
     except TypeError as exc:  # pragma: no cover - anything parsed from JSON serialises
         raise BadRequest(f"payload cannot be stored: {exc}") from None

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from nbws.broker.memory import MemoryBroker
-from nbws.protocol.messages import Publish, PublishBatch
+from nbws.protocol.messages import Publish, PublishBatch, encode_value
 from nbws.server.streams_endpoint import encode_payload
 
 COUNT = 5_000
@@ -37,14 +41,16 @@ async def test_history_adds_no_objects_for_the_collector_to_walk() -> None:
     ]
 
 
-def test_a_stored_json_payload_allocates_about_its_length() -> None:
-    """``history_max_bytes`` counts payload lengths, so a stored payload must not hold a
+@pytest.mark.parametrize("encode", [encode_payload, encode_value], ids=["server", "client"])
+def test_a_kept_json_payload_allocates_about_its_length(encode: Callable[[Any], bytes]) -> None:
+    """``history_max_bytes`` (server) and ``outbox_max_bytes`` (client) count payload
+    lengths, so a payload kept in history or queued in an outbox must not hold a
     serialiser's oversized working buffer (orjson keeps 4 KiB for a 30-byte value)."""
     value = {"n": 1, "pad": "x" * 20}
     tracemalloc.start()
     try:
         start, _ = tracemalloc.get_traced_memory()
-        kept = [encode_payload(value) for _ in range(1000)]
+        kept = [encode(value) for _ in range(1000)]
         used, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
