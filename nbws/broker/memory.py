@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice, repeat
-from typing import Any
+from itertools import repeat
+from typing import Any, cast
 
 from ..protocol.messages import Publish, PublishBatch
 from .base import (
@@ -58,26 +57,54 @@ class _Stream:
     limits: HistoryLimits
     epoch: str = field(default_factory=new_epoch)
     created: float = field(default_factory=time.time)
-    messages: deque[Entry] = field(default_factory=deque)
+    # History: ``log[head:]``, oldest first. A list read by slicing (a replay page is one
+    # C slice at any depth; a deque is walked from its end), trimmed by moving ``head``
+    # (the slots before it set to None, so their payloads are freed at once) and
+    # compacted once that dead prefix is as long as the history.
+    log: list[Entry | None] = field(default_factory=list)
+    head: int = 0
     bytes: int = 0
     next: int = 0
     producers: dict[str, DedupeWindow] = field(default_factory=dict)
 
     @property
+    def held(self) -> int:
+        """Messages of history held."""
+        return len(self.log) - self.head
+
+    @property
     def first(self) -> int:
-        return self.messages[0][0] if self.messages else self.next
+        return self.next - self.held
+
+    def page(self, since: int, limit: int) -> list[Entry]:
+        """Up to ``limit`` entries from offset ``since`` (or the oldest held)."""
+        start = self.head + max(0, since - self.first)
+        return cast("list[Entry]", self.log[start : start + max(0, limit)])
 
     def trim(self, now: float) -> None:
-        messages, limits = self.messages, self.limits
-        popleft = messages.popleft
-        excess = len(messages) - limits.max_messages
-        if excess > 0:  # a batch over the count bound: drop the oldest in one sweep
-            self.bytes -= sum([len(popleft()[2]) for _ in range(excess)])
-        while messages and (
-            (limits.max_bytes and self.bytes > limits.max_bytes)
-            or (limits.max_age and now - messages[0][1] > limits.max_age)
-        ):
-            self.bytes -= len(popleft()[2])
+        log, limits = self.log, self.limits
+        head = self.head
+        excess = len(log) - head - limits.max_messages
+        if excess > 0:  # over the count bound (a batch, say): drop the oldest in one step
+            dropped = cast("list[Entry]", log[head : head + excess])
+            self.bytes -= sum([len(entry[2]) for entry in dropped])
+            log[head : head + excess] = [None] * excess
+            head += excess
+        while head < len(log):
+            oldest = log[head]
+            assert oldest is not None
+            if not (
+                (limits.max_bytes and self.bytes > limits.max_bytes)
+                or (limits.max_age and now - oldest[1] > limits.max_age)
+            ):
+                break
+            self.bytes -= len(oldest[2])
+            log[head] = None
+            head += 1
+        if head and head >= len(log) - head:
+            del log[:head]
+            head = 0
+        self.head = head
 
     def info(self) -> StreamInfo:
         return StreamInfo(
@@ -85,7 +112,7 @@ class _Stream:
             epoch=self.epoch,
             first=self.first,
             next=self.next,
-            history_messages=len(self.messages),
+            history_messages=self.held,
             history_bytes=self.bytes,
             limits=self.limits,
             created=self.created,
@@ -175,7 +202,7 @@ class MemoryBroker:
             offset, now, body, publish.binary, producer, seq, publish.key, publish.content_type
         )  # fmt: skip
         state.next += 1
-        state.messages.append(entry)
+        state.log.append(entry)
         state.bytes += len(body)
         state.trim(now)
         if window is not None:
@@ -209,7 +236,7 @@ class MemoryBroker:
         )
         out: list[AppendResult | PayloadTooLarge] = []
         appended: list[StoredMessage] = []
-        messages = state.messages
+        log = state.log
         for i, body in enumerate(bodies):
             if max_bytes and len(body) > max_bytes:
                 out.append(PayloadTooLarge.over(len(body), max_bytes))
@@ -222,7 +249,7 @@ class MemoryBroker:
             key = keys[i] if keys is not None else None
             entry: Entry = (state.next, now, body, binary, producer, s, key, content_type)
             state.next += 1
-            messages.append(entry)
+            log.append(entry)
             state.bytes += len(body)
             window.remember(s, entry[0])
             message: StoredMessage = _as_stored(entry)
@@ -261,9 +288,9 @@ class MemoryBroker:
         listeners = self._listeners.get(state.name)
         if listeners:
             appended = list(entries)
-            state.messages.extend(appended)
+            state.log.extend(appended)
         else:
-            state.messages.extend(entries)
+            state.log.extend(entries)
         state.next = first + count
         state.bytes += sum(map(len, bodies))
         window.remember_run(seq, first, count)
@@ -281,13 +308,8 @@ class MemoryBroker:
             raise UnknownStream(f"no stream named {stream!r}")
         if state.limits.max_age:
             state.trim(time.time())
-        messages = state.messages
-        first = state.first
-        start = max(since, first) - first
-        count = min(limit, len(messages) - start) if start < len(messages) else 0
-        # islice walks the deque once in C; indexing it is O(distance) per message.
-        page = list(map(_as_stored, islice(messages, start, start + count))) if count > 0 else []
-        return ReadResult(state.epoch, first, state.next, page)
+        page = list(map(_as_stored, state.page(since, limit)))
+        return ReadResult(state.epoch, state.first, state.next, page)
 
     def listen(self, stream: str, listener: Listener) -> None:
         self._listeners.setdefault(stream, []).append(listener)
