@@ -156,7 +156,7 @@ def _from_xread(fields: dict[bytes, bytes]) -> tuple[str, StoredMessage]:
 class _Keys:
     """Redis key names of one stream (see ``redis_scripts``)."""
 
-    __slots__ = ("forgotten", "log", "meta", "producers", "seen_prefix")
+    __slots__ = ("forgotten", "log", "meta", "newest", "producers", "seen_prefix")
 
     def __init__(self, prefix: str, name: str) -> None:
         base = f"{prefix}:{{{name}}}"
@@ -164,6 +164,7 @@ class _Keys:
         self.log = f"{base}:log"
         self.producers = f"{base}:producers"
         self.forgotten = f"{base}:forgotten"
+        self.newest = f"{base}:newest"
         self.seen_prefix = f"{base}:seen:"
 
 
@@ -460,7 +461,7 @@ class RedisBroker:
         keys = self._stream_keys(stream)
         existed = await self._script(
             "DELETE",
-            [keys.meta, keys.log, self._registry, keys.producers, keys.forgotten],
+            [keys.meta, keys.log, self._registry, keys.producers, keys.forgotten, keys.newest],
             [stream, keys.seen_prefix],
         )
         return bool(existed)
@@ -509,6 +510,7 @@ class RedisBroker:
                 keys.producers,
                 keys.forgotten,
                 keys.seen_prefix + (producer if producer is not None else ""),
+                keys.newest,
             ],
             [
                 stream,
@@ -590,6 +592,7 @@ class RedisBroker:
                 stream_keys.producers,
                 stream_keys.forgotten,
                 stream_keys.seen_prefix + producer,
+                stream_keys.newest,
             ],
             [
                 stream,

@@ -18,6 +18,8 @@ Keys of one stream (``P`` is the prefix, ``{name}`` a hash tag keeping them toge
 - ``P:{name}:seen:<producer>``: sorted set, member ``seq``, score its offset (lookup is
   ``ZSCORE``; eviction is ``ZPOPMIN``, the oldest appended first, like the memory
   broker's window); ``P:{name}:forgotten``: hash producer → highest seq evicted;
+  ``P:{name}:newest``: hash producer → highest seq appended (a batch above it and above
+  the evicted ones is new as a whole: no lookup per message);
   ``P:{name}:producers``: set of producers with a window (for delete).
 - ``P:streams``: set of stream names.
 
@@ -36,6 +38,19 @@ local function entry_id(base, offset) return fmt(base + offset + 1) .. '-0' end
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- The highest seq ``producer`` appended: ``newest``, or (a window kept from before that
+-- hash existed) the highest member of its window, once.
+local function newest_seq(newest_key, seen_key, producer)
+  local v = redis.call('HGET', newest_key, producer)
+  if v then return tonumber(v) end
+  local hi = -1
+  for _, member in ipairs(redis.call('ZRANGE', seen_key, 0, -1)) do
+    local n = tonumber(member)
+    if n > hi then hi = n end
+  end
+  return hi
 end
 
 local FIELDS = {'epoch', 'base', 'next', 'first', 'total', 'cfirst', 'tfirst', 'created',
@@ -124,7 +139,7 @@ end
 APPEND = (
     _PRELUDE
     + r"""
--- KEYS: meta, log, registry, producers, forgotten, seen
+-- KEYS: meta, log, registry, producers, forgotten, seen, newest
 -- ARGV: name, payload, flags, producer, seq, key, content_type, create, epoch, mm, mb, ma, window
 local m = load_meta(KEYS[1])
 local now = now_us()
@@ -159,6 +174,9 @@ end
 trim(KEYS[1], KEYS[2], m, now)
 if acked then
   redis.call('ZADD', KEYS[6], offset, seq)
+  if tonumber(seq) > newest_seq(KEYS[7], KEYS[6], producer) then
+    redis.call('HSET', KEYS[7], producer, seq)
+  end
   redis.call('SADD', KEYS[4], producer)
   local extra = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[13])
   if extra > 0 then
@@ -181,7 +199,7 @@ APPEND_BATCH = (
 -- One producer's messages with seqs seq0, seq0 + 1, ...: APPEND for each, in one script
 -- (consecutive offsets, no other append in between), with the dedupe window's lookups,
 -- the meta update, the trim and the window's eviction done once.
--- KEYS: meta, log, registry, producers, forgotten, seen
+-- KEYS: meta, log, registry, producers, forgotten, seen, newest
 -- ARGV: name, flags, producer, seq0, content_type, create, epoch, mm, mb, ma, window, n,
 --       payload sizes (',' separated), the payloads concatenated,
 --       key sizes (',' separated, -1 for none; '' when no message has a key), the keys
@@ -210,9 +228,15 @@ local kblob = ARGV[16]
 local lo = tonumber(redis.call('HGET', KEYS[5], producer) or '-1')
 local oldest = redis.call('ZRANGE', KEYS[6], 0, 0)[1]
 oldest = oldest and tonumber(oldest) or nil
+-- New as a whole (the usual batch): above every seq appended and evicted, so no lookup
+-- per message.
+local highest = newest_seq(KEYS[7], KEYS[6], producer)
+local fresh = seq0 > lo and seq0 > highest
 local codes, dups, added = {}, {}, {}
 local start = m.next
 local pos, kpos = 1, 1
+local log_key, seen_key, epoch, now_s, ctype = KEYS[2], KEYS[6], m.epoch, fmt(now), ARGV[5]
+local base1 = m.base + 1  -- entry id of offset o: base1 + o
 for i = 1, n do
   local size = sizes[i]
   local payload = string.sub(blob, pos, pos + size - 1)
@@ -228,19 +252,21 @@ for i = 1, n do
   if m.mb > 0 and size > m.mb then
     codes[i] = 'x'
   else
-    local seen = redis.call('ZSCORE', KEYS[6], seq)
+    local seen = (not fresh) and redis.call('ZSCORE', seen_key, seq)
     if seen then
       codes[i] = 'd'
       dups[#dups + 1] = seen
-    elseif s <= lo or (oldest and s < oldest) then
+    elseif (not fresh) and (s <= lo or (oldest and s < oldest)) then
       codes[i] = 'd'
       dups[#dups + 1] = ''
     else
+      if s > highest then highest = s end
       local offset, c = m.next, m.total
       m.next, m.total = offset + 1, c + size
-      redis.call('XADD', KEYS[2], entry_id(m.base, offset), 'o', fmt(offset), 'e', m.epoch,
-                 't', fmt(now), 'c', fmt(c), 'f', f, 'p', payload, 'r', producer, 's', seq,
-                 'k', key, 'y', ARGV[5])
+      local o = fmt(offset)
+      redis.call('XADD', log_key, fmt(base1 + offset) .. '-0', 'o', o, 'e', epoch,
+                 't', now_s, 'c', fmt(c), 'f', f, 'p', payload, 'r', producer, 's', seq,
+                 'k', key, 'y', ctype)
       if m.first == offset then
         m.cfirst, m.tfirst = c, now
         redis.call('HSET', KEYS[1], 'cfirst', fmt(c), 'tfirst', fmt(now))
@@ -257,6 +283,7 @@ if #added > 0 then
   for j = 1, #added, 1000 do  -- (unpack has a stack limit)
     redis.call('ZADD', KEYS[6], unpack(added, j, math.min(j + 999, #added)))
   end
+  redis.call('HSET', KEYS[7], producer, fmt(highest))
   redis.call('SADD', KEYS[4], producer)
   local extra = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[11])
   if extra > 0 then
@@ -319,12 +346,12 @@ return describe(KEYS[2], m)
 )
 
 DELETE = r"""
--- KEYS: meta, log, registry, producers, forgotten; ARGV: name, seen-key prefix
+-- KEYS: meta, log, registry, producers, forgotten, newest; ARGV: name, seen-key prefix
 local existed = redis.call('EXISTS', KEYS[1])
 for _, producer in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   redis.call('DEL', ARGV[2] .. producer)
 end
-redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[5], KEYS[6])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('XTRIM', KEYS[2], 'MAXLEN', 0) end
 redis.call('SREM', KEYS[3], ARGV[1])
 return existed

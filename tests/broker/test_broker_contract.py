@@ -449,3 +449,19 @@ async def test_single_and_batch_appends_in_flight_together_keep_call_order(pair:
         (3, 3, b"d"),
         (4, 4, b"e"),
     ]
+
+
+async def test_a_batch_after_a_late_gap_fill_is_not_taken_as_new(pair: Pair) -> None:
+    """Seqs 3 and 10, then 5 (a retransmit filling the gap), then a batch 6..11: 10 is
+    a duplicate. The batch fast path checks "above the highest seq", not "above the
+    last appended"."""
+    await pair.broker.append(Publish("s", producer="p", seq=3), b"3")
+    await pair.broker.append(Publish("s", producer="p", seq=10), b"10")
+    await pair.peer.append(Publish("s", producer="p", seq=5), b"5")
+    outcome = await pair.broker.append_batch(
+        PublishBatch("s", "p", 6), [b"6", b"7", b"8", b"9", b"10", b"11"]
+    )
+    results = outcome.per_message()
+    assert [r.duplicate for r in results] == [False, False, False, False, True, False]
+    page = await pair.peer.read("s", 0, 20)
+    assert [m.payload for m in page.messages] == [b"3", b"10", b"5", b"6", b"7", b"8", b"9", b"11"]

@@ -13,7 +13,7 @@ from broker_support import Collector, redis_broker, started, unique_prefix, wait
 from redis_support import RedisProcess, free_port
 
 from nbws.broker import BrokerUnavailable
-from nbws.protocol.messages import Publish
+from nbws.protocol.messages import Publish, PublishBatch
 
 FAST = {"command_timeout": 0.5, "connect_timeout": 0.5, "block": 0.2, "backoff": (0.02, 0.2)}
 
@@ -126,3 +126,17 @@ async def test_redis_losing_its_data_gives_a_new_epoch(own_redis: RedisProcess) 
         assert epochs[5] != epochs[0] and got.offsets == [0, 1, 2, 3, 4, 0]
         page = await broker.read("s", 0, 10)
         assert [m.payload for m in page.messages] == [b"new"] and page.epoch == epochs[5]
+
+
+async def test_a_window_kept_from_before_the_newest_hash_still_catches_duplicates(
+    own_redis: RedisProcess,
+) -> None:
+    """Data written before ``P:{name}:newest`` existed has a window but no highest seq:
+    the scripts rebuild it from the window instead of taking a batch as new."""
+    broker = redis_broker(own_redis.url, unique_prefix(), **FAST)
+    async with started(broker):
+        await broker.append_batch(PublishBatch("old", "p", 0), [b"a", b"b", b"c"])
+        await broker._client.delete(broker._stream_keys("old").newest)
+        outcome = await broker.append_batch(PublishBatch("old", "p", 2), [b"c", b"d"])
+        results = outcome.per_message()
+        assert [(r.offset, r.duplicate) for r in results] == [(2, True), (3, False)]
