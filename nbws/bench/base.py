@@ -70,19 +70,29 @@ _WITH_NOFILE = (
 )
 
 
+_WITHOUT_HIREDIS = (
+    "import sys, runpy; sys.modules['hiredis'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+"""Runs a module with ``hiredis`` unimportable: redis-py then parses replies in Python."""
+
+
 def _command(kind: str, port: int, args: Sequence[str], nofile: int) -> list[str]:
-    if kind == "nbws":
+    if kind in ("nbws", "nbws-python-parser"):
         module = ["nbws.cli", "serve", "--no-token", "--port", str(port), *args]
     else:
         module = ["nbws.bench.baselines", kind, str(port)]
     if nofile:
         return [sys.executable, "-c", _WITH_NOFILE, str(nofile), *module]
+    if kind == "nbws-python-parser":
+        return [sys.executable, "-c", _WITHOUT_HIREDIS, *module]
     return [sys.executable, "-m", *module]
 
 
 @contextlib.contextmanager
 def server(kind: str, *args: str, nofile: int = 0) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """Start ``nbws serve`` or a baseline in its own process; yield (port, process).
+    """Start ``nbws serve`` (kind ``nbws``; ``nbws-python-parser``: without ``hiredis``)
+    or a baseline in its own process; yield (port, process).
 
     ``nofile``: raise the server's fd limit to this many first (0: leave it)."""
     port = free_port()

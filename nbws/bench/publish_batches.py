@@ -19,7 +19,13 @@ from typing import Any
 
 from .base import Row, free_port, server
 
-__all__ = ["batched_publish", "dataframe_rows", "redis_publish", "redis_server"]
+__all__ = [
+    "batched_publish",
+    "dataframe_rows",
+    "redis_publish",
+    "redis_server",
+    "redis_server_process",
+]
 
 PAYLOAD = {"i": 0, "v": 1.5}
 
@@ -122,6 +128,13 @@ def dataframe_rows(quick: bool) -> list[Row]:
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """A throwaway ``redis-server`` (no persistence: engine speed); yields its URL."""
+    with redis_server_process() as (url, _pid):
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server_process() -> Iterator[tuple[str, int]]:
+    """:func:`redis_server`, yielding its URL and process id (to account its CPU)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
@@ -142,7 +155,7 @@ def redis_server() -> Iterator[str]:
                     if time.monotonic() > deadline or proc.poll() is not None:
                         raise RuntimeError("redis-server did not start") from None
                     time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield f"redis://127.0.0.1:{port}/0", proc.pid
         finally:
             proc.terminate()
             try:
