@@ -137,20 +137,9 @@ def _from_script(fields: Sequence[bytes]) -> StoredMessage:
     )
 
 
-def _from_xread(fields: dict[bytes, bytes]) -> tuple[str, StoredMessage]:
-    """(epoch, message) of an entry as redis-py parses ``XREAD`` (a field dict)."""
-    g = fields.get
-    message = _message(
-        fields[b"o"],
-        fields[b"t"],
-        fields[b"f"],
-        fields[b"p"],
-        g(b"r", b""),
-        g(b"s", b""),
-        g(b"k", b""),
-        g(b"y", b""),
-    )
-    return fields[b"e"].decode(), message
+def _raw_reply(response: Any, **options: Any) -> Any:
+    """A redis-py response callback that leaves the reply as parsed from the wire."""
+    return response
 
 
 class _Keys:
@@ -269,6 +258,9 @@ class RedisBroker:
         self._closed = False
         self._client = self._new_client(self.command_timeout, self.max_connections)
         self._reader_client = self._new_client(self.block + self.command_timeout, 2)
+        # XREAD replies as Redis sends them (RESP2 nested lists): redis-py would turn each
+        # entry's fields into a dict in Python first; _dispatch reads them by position.
+        self._reader_client.set_response_callback("XREAD", _raw_reply)
         for name in ("APPEND", "APPEND_BATCH", "READ", "INFO", "CREATE", "DELETE", "STATE"):
             self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
         try:
@@ -822,12 +814,20 @@ class RedisBroker:
             state = self._listened.get(stream) if stream is not None else None
             if state is None or stream is None:
                 continue
-            for entry_id, fields in entries:
-                state.last_id = _text(entry_id)
-                epoch, message = _from_xread(fields)
-                state.epoch = epoch
-                for listener in tuple(state.listeners):
+            if not entries:
+                continue
+            state.last_id = _text(entries[-1][0])
+            raw_epoch, epoch = b"", ""
+            listeners = tuple(state.listeners)
+            for _entry_id, fields in entries:
+                # Fields in their fixed order (redis_scripts): o e t c f p r s k y.
+                if fields[3] != raw_epoch:
+                    raw_epoch = fields[3]
+                    epoch = raw_epoch.decode()
+                message = _from_script(fields)
+                for listener in listeners:
                     try:
                         listener(stream, epoch, message)
                     except Exception:  # pragma: no cover - a listener bug stays local
                         log.exception("listener of %s failed", stream)
+            state.epoch = epoch
