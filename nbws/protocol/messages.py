@@ -1689,10 +1689,18 @@ binary payload ``(metadata JSON, payload bytes)``."""
 def batch_item(message: Stored) -> BatchItem:
     """A stored message as a batch element, its JSON payload spliced in unparsed."""
     producer, key = message.producer, message.key
-    if producer is None and key is None and not message.binary:
-        return b'{"offset":%d,"time":%s,"payload":%s}' % (
+    if key is None and not message.binary:  # the common shapes, formatted in one step
+        if producer is None:
+            return b'{"offset":%d,"time":%s,"payload":%s}' % (
+                message.offset,
+                orjson.dumps(message.time),
+                message.payload,
+            )
+        return b'{"offset":%d,"time":%s,"producer":%s,"seq":%d,"payload":%s}' % (
             message.offset,
             orjson.dumps(message.time),
+            orjson.dumps(producer),
+            message.seq,
             message.payload,
         )
     head: dict[str, Any] = {"offset": message.offset, "time": message.time}

@@ -366,3 +366,32 @@ def test_resume_since_after_an_empty_subscription():
     assert m.resume_since(None, -10, (0, 40)) == 30  # the same last 10, not newer ones
     assert m.resume_since(None, -100, (25, 40)) == 25
     assert m.resume_since(None, 7, (25, 40)) == 7
+
+
+@pytest.mark.parametrize(
+    ("producer", "seq", "key", "binary"),
+    [
+        (None, None, None, False),
+        ("kernel-1", 7, None, False),
+        ('odd "name" é', 2**53 - 1, None, False),
+        ("kernel-1", 7, "AAPL", False),
+        (None, None, "k", False),
+        ("kernel-1", 7, None, True),
+    ],
+)
+def test_a_batch_element_decodes_to_the_stored_message(
+    producer: str | None, seq: int | None, key: str | None, binary: bool
+) -> None:
+    """Every shape of ``batch_item`` (the formatted fast ones and the general one) says the
+    same as the stored message, field for field."""
+    from nbws.broker.base import StoredMessage
+    from nbws.protocol.messages import batch_item, decode_event, encode_batch
+
+    payload = b"\x00\x01" if binary else b'{"price":189.5}'
+    stored = StoredMessage(41, 1700000000.25, payload, binary, producer, seq, key, None)
+    data, text = encode_batch("s", "e1", [batch_item(stored)])
+    (message,) = decode_event(data, text=text).messages  # type: ignore[union-attr]
+    assert (message.offset, message.time, message.producer, message.seq, message.key) == (
+        41, 1700000000.25, producer, seq, key,
+    )  # fmt: skip
+    assert message.payload == (payload if binary else {"price": 189.5})
