@@ -1696,11 +1696,13 @@ def batch_item(message: Stored) -> BatchItem:
                 orjson.dumps(message.time),
                 message.payload,
             )
+        seq = message.seq
+        assert seq is not None  # an acked message has both
         return b'{"offset":%d,"time":%s,"producer":%s,"seq":%d,"payload":%s}' % (
             message.offset,
             orjson.dumps(message.time),
             orjson.dumps(producer),
-            message.seq,
+            seq,
             message.payload,
         )
     head: dict[str, Any] = {"offset": message.offset, "time": message.time}
