@@ -20,6 +20,8 @@ message it came from (index name ``offset``).
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 from .frames import Message
@@ -121,29 +123,143 @@ def _column_values(series: Any) -> list[Any]:
                 listed[i] = None
         return listed
     if missing.any():
+        out = out.copy()  # (to_numpy may give a read-only view of the column)
         out[missing] = None
     result: list[Any] = out.tolist()
     return result
+
+
+def _column_texts(series: Any, dumps: Any, option: int) -> list[bytes]:
+    """The JSON text of every value of one column, made in C a column at a time: the
+    same bytes orjson gives each value inside a row object (see :func:`df_rows_json`)."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iubf" and dtype.itemsize <= 8:
+        # numbers and bools: one array serialised at once; a number's text has no comma
+        values = series.to_numpy()
+        if dtype.kind == "f" and dtype.itemsize < 8:  # as Python floats (tolist) would be
+            values = values.astype("float64")
+        return _split_array(dumps(np.ascontiguousarray(values), None, option))
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        seconds = series.dt.total_seconds().to_numpy(dtype="float64")  # NaT -> NaN -> null
+        return _split_array(dumps(np.ascontiguousarray(seconds), None, option))
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        texts = _iso_texts(series)
+        if texts is not None:
+            return texts
+        # outside years 0-9999: ISO strings (null for NaT) in one list (no commas)
+        return _split_array(dumps(_column_values(series), None, option))
+    if isinstance(dtype, pd.CategoricalDtype):
+        try:  # each category's text once, then picked by code (-1, missing: null)
+            texts = [dumps(v, None, option) for v in series.cat.categories.to_numpy(object)]
+        except TypeError:
+            pass  # the generic path below raises what a row would
+        else:
+            table = np.array([*texts, b"null"], dtype=object)
+            codes = series.cat.codes.to_numpy()
+            picked: list[bytes] = table[codes].tolist()
+            return picked
+    values = _column_values(series)
+    return list(map(dumps, values, repeat(None), repeat(option)))
+
+
+_US_PER_DAY = 86_400_000_000
+
+
+def _iso_texts(series: Any) -> list[bytes] | None:
+    """The JSON strings of a datetime column as ``np.datetime_as_string(unit="us")``
+    writes them (``"2026-01-01T00:00:00.000000"``, ``Z`` added for tz-aware ones, null
+    for NaT), formatted by integer arithmetic on the whole column into one buffer of
+    fixed-width texts (much faster than numpy's string formatting). None when a year is
+    outside 0-9999 (the caller formats those as before)."""
+    import numpy as np
+
+    dtype = series.dtype
+    aware = getattr(dtype, "tz", None) is not None
+    values = series.dt.tz_convert("UTC") if aware else series
+    us = values.to_numpy(dtype="datetime64[us]").view("int64")
+    missing = np.isnat(us.view("datetime64[us]"))
+    if missing.any():
+        us = np.where(missing, 0, us)
+    days, rem = np.divmod(us, _US_PER_DAY)
+    # civil_from_days (H. Hinnant): the proleptic Gregorian date of a day count
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    if len(year) and (year.min() < 0 or year.max() > 9999):
+        return None
+    width = 26 + aware + 3  # quotes and the comma that separates texts in the buffer
+    out = np.empty((len(us), width), dtype=np.uint8)
+    out[:, 0] = out[:, width - 2] = ord('"')
+    out[:, width - 1] = ord(",")
+    for column, char in ((5, "-"), (8, "-"), (11, "T"), (14, ":"), (17, ":"), (20, ".")):
+        out[:, column] = ord(char)
+    if aware:
+        out[:, 27] = ord("Z")
+    seconds, micros = np.divmod(rem, 1_000_000)
+    fields = (
+        (year, 1, 4),
+        (month, 6, 2),
+        (day, 9, 2),
+        (seconds // 3600, 12, 2),
+        (seconds // 60 % 60, 15, 2),
+        (seconds % 60, 18, 2),
+        (micros, 21, 6),
+    )
+    for number, start, digits in fields:
+        for i in range(digits):
+            out[:, start + digits - 1 - i] = number // 10**i % 10 + 48
+    texts = out.tobytes()[:-1].split(b",")
+    for i in np.flatnonzero(missing).tolist():
+        texts[i] = b"null"
+    return texts
+
+
+def _split_array(text: bytes) -> list[bytes]:
+    """The element texts of a JSON array whose elements contain no comma."""
+    return text[1:-1].split(b",")
 
 
 def df_rows_json(df: Any, *, index: bool = False) -> list[bytes]:
     """Each row of ``df`` as the JSON bytes of one message (``{"col": value, ...}``).
 
     Columns are converted whole (NaN/NaT → null, datetimes → ISO 8601 with µs, ``Z``
-    for tz-aware ones, timedeltas → seconds, categoricals → their values), then each row
-    is serialised once by orjson.
+    for tz-aware ones, timedeltas → seconds, categoricals → their values), each column
+    to the JSON texts of its values in one call, and rows are joined from those texts
+    and the constant key pieces by ``map``: no Python code runs per row. The bytes are
+    what ``orjson.dumps`` of each row's dict gives.
     """
     import orjson
 
     frame = df.reset_index() if index else df
+    rows = len(frame)
     names = [str(name) for name in frame.columns]
-    columns = [_column_values(frame.iloc[:, i]) for i in range(len(names))]
-    dumps = orjson.dumps
+    if not rows:
+        return []
     option = orjson.OPT_SERIALIZE_NUMPY
-    return [
-        dumps(dict(zip(names, row, strict=True)), option=option)
-        for row in zip(*columns, strict=True)
-    ]
+    if len(set(names)) != len(names):  # a dict keeps one value per name: build dicts
+        columns = [_column_values(frame.iloc[:, i]) for i in range(len(names))]
+        return [
+            orjson.dumps(dict(zip(names, row, strict=True)), option=option)
+            for row in zip(*columns, strict=True)
+        ]
+    if not names:
+        return [b"{}"] * rows
+    dumps = orjson.dumps
+    parts: list[Iterable[bytes]] = []
+    for i, name in enumerate(names):
+        parts.append(repeat((b"{" if i == 0 else b",") + dumps(name) + b":"))
+        parts.append(_column_texts(frame.iloc[:, i], dumps, option))
+    parts.append(repeat(b"}"))
+    return list(map(b"".join, zip(*parts, strict=False)))  # (the repeats never end)
 
 
 def rows_to_df(messages: list[Message], dtypes: Any = None) -> Any:
