@@ -511,10 +511,9 @@ class Window(Generic[T]):
             self._run_cap = max(self.window, min(self._run_cap, dedupe_window))
         self._connected = True
         self._byte_blocked = False
-        self._cwnd = self.initial_window
-        self._cwnd_bytes = (
-            math.inf if self.initial_window >= self.window else float(self.initial_window_bytes)
-        )
+        slow = self.initial_window < self.window
+        self._cwnd = self.initial_window if slow else self._run_cap  # (None: all at once)
+        self._cwnd_bytes = float(self.initial_window_bytes) if slow else math.inf
 
     def disconnect(self) -> None:
         """The connection is gone: nothing is on the wire; all unacked will be resent."""

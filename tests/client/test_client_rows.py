@@ -7,10 +7,13 @@ import math
 from collections.abc import Iterator
 
 import pytest
+from chaos import ChaosProxy
 from client_support import http_url, name, serving
 from conftest import RunningServer
 
 import nbws
+from nbws.client import Receipts
+from nbws.client.errors import DeliveryFailed, FlushError
 from nbws.client.frames_pandas import df_rows_json
 
 pd = pytest.importorskip("pandas")
@@ -65,8 +68,11 @@ def test_publish_rows_round_trip_keeps_values_and_dtypes(server: RunningServer) 
     df = frame(3000)
     stream = nbws.stream(name("rows"), url=http_url(server))
     receipts = stream.publish_rows(df)
+    assert isinstance(receipts, Receipts) and len(receipts) == 3000
+    receipts.wait(60)
     stream.flush(timeout=60)
     assert [r.result(0) for r in receipts] == list(range(3000))  # one offset per row
+    assert receipts.offsets() == list(range(3000)) and receipts.failures() == []
     assert stream._publisher.link.batches_sent >= 1
     back = stream.history_df(dtypes=df.dtypes)
     plain = stream.history_df(0, 10)
@@ -149,3 +155,93 @@ def test_rows_of_odd_frames() -> None:
     assert df_rows_json(twice) == reference_rows_json(twice) == [b'{"a":2}', b'{"a":4}']
     nat = pd.DataFrame({"t": pd.Series([pd.NaT, pd.NaT], dtype="datetime64[ns]")})
     assert df_rows_json(nat) == [b'{"t":null}', b'{"t":null}']
+
+
+FAST = {"backoff_initial": 0.05, "backoff_max": 0.3}
+
+
+def padded(n: int, start: int = 0) -> object:
+    return pd.DataFrame(
+        {
+            "i": np.arange(start, start + n, dtype="int64"),
+            "x": np.arange(start, start + n) / 8,
+            "pad": "p" * 40,
+        }
+    )
+
+
+def test_rows_through_killed_connections_are_appended_once_in_order() -> None:
+    """Runs cut mid-frame, runs whose acks are lost (appended, then retransmitted),
+    and runs acked in part (each run goes as several batches under a small
+    max_message_size) before the connection dies: every row once, in order."""
+    n = 80_000
+    with (
+        serving(
+            "history_max_messages=200000",
+            "history_max_bytes=268435456",
+            "max_message_size=16384",
+        ) as server,
+        ChaosProxy(
+            server.port,
+            seed=5,
+            kill_after=(30_000, 300_000),
+            modes=("upstream-cut", "ack-loss"),
+        ) as proxy,
+    ):
+        stream = nbws.stream(name("rchaos"), url=f"http://127.0.0.1:{proxy.port}/", **FAST)
+        first = stream.publish_rows(padded(n // 2))
+        middle = stream.publish({"i": -1})  # a single publish between two publish_rows
+        rest = stream.publish_rows(padded(n // 2, n // 2))
+        stream.flush(timeout=240)
+        stats = stream.stats()
+        reader = nbws.stream(stream.name, url=http_url(server))
+        history = reader.history(0)
+        reader.close()
+        stream.close()
+        kills = proxy.stats.kills
+    assert first.offsets() == list(range(n // 2))
+    assert middle.result(0) == n // 2
+    assert rest.offsets() == list(range(n // 2 + 1, n + 1))
+    assert [(m.offset, m.seq) for m in history] == [(i, i) for i in range(n + 1)]
+    assert [m.payload["i"] for m in history] == [*range(n // 2), -1, *range(n // 2, n)]
+    assert sum(kills.values()) >= 3, dict(kills)
+    assert kills["upstream-cut"] >= 1 and kills["ack-loss"] >= 1
+    assert stats.retransmitted > 0 and stats.duplicates > 0  # appended runs resent
+    assert stats.acked == n + 1 and stats.failed == 0 and stats.outbox_messages == 0
+
+
+def test_an_oversize_row_fails_alone_and_the_rest_of_its_run_is_acked() -> None:
+    """The server refuses one row of a batch (larger than the stream's history may
+    hold): that row's receipt fails, every other row of the run gets its offset."""
+    with serving("history_max_bytes=20000") as server:
+        df = padded(200)
+        df.loc[57, "pad"] = "x" * 30_000
+        stream = nbws.stream(name("roversize"), url=http_url(server))
+        receipts = stream.publish_rows(df)
+        receipts.wait(60)
+        with pytest.raises(FlushError, match="1 messages failed"):
+            stream.flush(timeout=60)
+        history = stream.history(0)
+        stream.close()
+    error = receipts[57].exception(0)
+    assert isinstance(error, DeliveryFailed) and error.code == "oversize" and error.seq == 57
+    assert [f.seq for f in receipts.failures()] == [57]
+    expected = [*range(57), None, *range(57, 199)]
+    assert receipts.offsets() == expected
+    assert [m.seq for m in history][-5:] == [195, 196, 197, 198, 199]
+
+
+def test_a_row_over_the_servers_message_size_fails_before_it_is_sent() -> None:
+    with serving("max_message_size=4096") as server:
+        df = padded(100)
+        df.loc[10, "pad"] = "y" * 5000
+        stream = nbws.stream(name("rtoobig"), url=http_url(server))
+        receipts = stream.publish_rows(df)
+        receipts.wait(60)
+        with pytest.raises(FlushError):
+            stream.flush(timeout=60)
+        stats = stream.stats()
+        stream.close()
+    assert receipts[10].exception(0).code == "too-big"  # type: ignore[union-attr]
+    assert receipts.offsets() == [*range(10), None, *range(10, 99)]
+    assert stats.acked == 99 and stats.failed == 1
