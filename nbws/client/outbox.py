@@ -542,6 +542,7 @@ class Outbox:
         self._room_waiters = 0
         self._completing = 0  # batches removed from the window, receipts not yet completed
         self._sender_idle = False
+        self._runs_idle = False  # idle, and a run could be sent now (run window not full)
         self.wakeup: Callable[[], None] = lambda: None
         self.may_wait: Callable[[], bool] = lambda: True
         self.on_release: Callable[[Entry[Any]], None] = lambda entry: None
@@ -746,8 +747,8 @@ class Outbox:
                     count = stop - start
                     full = not window.has_room(size, count) or window.backlogged
                     if full and block and self.may_wait():
-                        if self._sender_idle:  # let it send what is queued
-                            self._sender_idle = False
+                        if self._sender_idle or self._runs_idle:  # let it send what is queued
+                            self._sender_idle = self._runs_idle = False
                             self.wakeup()  # (only schedules a call in the I/O loop)
                         self._wait_for_room(size, timeout, count)
                     if self.closed is not None:
@@ -757,8 +758,8 @@ class Outbox:
                     )  # or OutboxFull
                     with outcome.condition:
                         outcome.queue(entry.seq, count)
-                    wake = self._sender_idle
-                    self._sender_idle = False
+                    wake = self._sender_idle or self._runs_idle
+                    self._sender_idle = self._runs_idle = False
                 start = stop
                 if wake:
                     self.wakeup()
@@ -839,6 +840,7 @@ class Outbox:
             window = self.window
             out = window.take_many(self.clock(), limit)
             self._sender_idle = not out and not window.window_full
+            self._runs_idle = not out and not window.run_window_full
             if out and self._room_waiters:  # sending shrinks the backlog
                 self._room.notify_all()
         return out

@@ -627,7 +627,12 @@ class Window(Generic[T]):
     def window_full(self) -> bool:
         """True when the last take found no room in the connection's window (messages, or
         bytes for the next message): only an ack can make some."""
-        return self._in_flight >= self._cwnd or self._byte_blocked
+        return self._in_flight >= min(self._cwnd, self.window) or self._byte_blocked
+
+    @property
+    def run_window_full(self) -> bool:
+        """:attr:`window_full` for a run: no room left in the run window either."""
+        return self._in_flight >= min(self._cwnd, self._run_cap) or self._byte_blocked
 
     def restart_timer(self, entry: Entry[T], now: float) -> None:
         """Restart ``entry``'s ack timer (call when a long, streamed send completes)."""
