@@ -166,25 +166,32 @@ def _column_texts(series: Any, dumps: Any, option: int) -> list[bytes]:
 
 
 _US_PER_DAY = 86_400_000_000
+_tables: dict[str, Any] = {}
 
 
-def _iso_texts(series: Any) -> list[bytes] | None:
-    """The JSON strings of a datetime column as ``np.datetime_as_string(unit="us")``
-    writes them (``"2026-01-01T00:00:00.000000"``, ``Z`` added for tz-aware ones, null
-    for NaT), formatted by integer arithmetic on the whole column into one buffer of
-    fixed-width texts (much faster than numpy's string formatting). None when a year is
-    outside 0-9999 (the caller formats those as before)."""
+def _table(name: str) -> Any:
+    """Texts made once: ``"HH:MM:SS"`` for each second of a day (``S8``), ``"000"`` to
+    ``"999"`` (``S3``)."""
+    table = _tables.get(name)
+    if table is None:
+        import numpy as np
+
+        if name == "time":
+            table = np.array(
+                [b"%02d:%02d:%02d" % (s // 3600, s // 60 % 60, s % 60) for s in range(86_400)],
+                dtype="S8",
+            )
+        else:
+            table = np.array([b"%03d" % i for i in range(1000)], dtype="S3")
+        _tables[name] = table
+    return table
+
+
+def _dates(days: Any) -> tuple[Any, Any]:
+    """``(year, "YYYY-MM-DD" as S10)`` of day counts since 1970-01-01 (proleptic
+    Gregorian; H. Hinnant's civil_from_days), for years 0-9999."""
     import numpy as np
 
-    dtype = series.dtype
-    aware = getattr(dtype, "tz", None) is not None
-    values = series.dt.tz_convert("UTC") if aware else series
-    us = values.to_numpy(dtype="datetime64[us]").view("int64")
-    missing = np.isnat(us.view("datetime64[us]"))
-    if missing.any():
-        us = np.where(missing, 0, us)
-    days, rem = np.divmod(us, _US_PER_DAY)
-    # civil_from_days (H. Hinnant): the proleptic Gregorian date of a day count
     z = days + 719_468
     era = z // 146_097
     doe = z - era * 146_097
@@ -194,29 +201,57 @@ def _iso_texts(series: Any) -> list[bytes] | None:
     day = doy - (153 * mp + 2) // 5 + 1
     month = np.where(mp < 10, mp + 3, mp - 9)
     year = yoe + era * 400 + (month <= 2)
-    if len(year) and (year.min() < 0 or year.max() > 9999):
+    texts = np.char.add(
+        np.char.add(np.char.zfill(year.astype("S4"), 4), b"-"),
+        np.char.add(np.char.add(np.char.zfill(month.astype("S2"), 2), b"-"),
+                    np.char.zfill(day.astype("S2"), 2)),
+    )  # fmt: skip
+    return year, texts.astype("S10")
+
+
+def _iso_texts(series: Any) -> list[bytes] | None:
+    """The JSON strings of a datetime column as ``np.datetime_as_string(unit="us")``
+    writes them (``"2026-01-01T00:00:00.000000"``, ``Z`` added for tz-aware ones, null
+    for NaT), assembled from tables of texts (dates of the days the column spans,
+    times of day, microseconds) into one buffer of fixed-width records: much faster
+    than numpy's string formatting. None when a year is outside 0-9999 (the caller
+    formats those as before)."""
+    import numpy as np
+
+    dtype = series.dtype
+    aware = getattr(dtype, "tz", None) is not None
+    values = series.dt.tz_convert("UTC") if aware else series
+    us = values.to_numpy(dtype="datetime64[us]").view("int64")
+    missing = np.isnat(us.view("datetime64[us]"))
+    rows = len(us)
+    if missing.any():
+        present = us[~missing]
+        if not len(present):
+            return [b"null"] * rows
+        us = np.where(missing, present[0], us)  # (a day the column has anyway)
+    days, rem = np.divmod(us, _US_PER_DAY)
+    first, last = int(days.min()), int(days.max())
+    years, _ = _dates(np.array([first, last], dtype="int64"))  # (years grow with days)
+    if years[0] < 0 or years[1] > 9999:
         return None
-    width = 26 + aware + 3  # quotes and the comma that separates texts in the buffer
-    out = np.empty((len(us), width), dtype=np.uint8)
-    out[:, 0] = out[:, width - 2] = ord('"')
-    out[:, width - 1] = ord(",")
-    for column, char in ((5, "-"), (8, "-"), (11, "T"), (14, ":"), (17, ":"), (20, ".")):
-        out[:, column] = ord(char)
-    if aware:
-        out[:, 27] = ord("Z")
+    if last - first <= 4 * rows + 1000:  # the days spanned, each formatted once
+        _, dates = _dates(np.arange(first, last + 1, dtype="int64"))
+        index = days - first
+    else:
+        _, dates = _dates(days)
+        index = np.arange(rows)
     seconds, micros = np.divmod(rem, 1_000_000)
-    fields = (
-        (year, 1, 4),
-        (month, 6, 2),
-        (day, 9, 2),
-        (seconds // 3600, 12, 2),
-        (seconds // 60 % 60, 15, 2),
-        (seconds % 60, 18, 2),
-        (micros, 21, 6),
-    )
-    for number, start, digits in fields:
-        for i in range(digits):
-            out[:, start + digits - 1 - i] = number // 10**i % 10 + 48
+    fields = [("q", "S1"), ("date", "S10"), ("t", "S1"), ("time", "S8"), ("dot", "S1")]
+    fields += [("ms", "S3"), ("us", "S3"), ("end", "S3" if aware else "S2")]
+    out = np.empty(rows, dtype=fields)
+    out["q"], out["t"], out["dot"] = b'"', b"T", b"."
+    out["end"] = b'Z",' if aware else b'",'
+    out["date"] = dates[index]
+    out["time"] = _table("time")[seconds]
+    thousand = _table("thousand")
+    millis, micro = np.divmod(micros, 1000)
+    out["ms"] = thousand[millis]
+    out["us"] = thousand[micro]
     texts = out.tobytes()[:-1].split(b",")
     for i in np.flatnonzero(missing).tolist():
         texts[i] = b"null"

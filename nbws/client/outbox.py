@@ -287,7 +287,6 @@ class RowsOutcome:
     Attributes:
         offsets: per row, its offset, or -1 (acked, offset unknown), -2 (pending),
             -3 (failed).
-        seqs: per row queued, its seq.
         pending: rows queued and not yet settled.
     """
 
@@ -300,14 +299,16 @@ class RowsOutcome:
         "offsets",
         "pending",
         "queued",
-        "seqs",
+        "run_rows",
+        "run_seqs",
         "watchers",
     )
 
     def __init__(self, condition: threading.Condition, rows: int) -> None:
         self.condition = condition
         self.offsets = array("q", [_PENDING_ROW]) * rows
-        self.seqs = array("q")
+        self.run_rows: list[int] = []  # the first row of each run queued, ascending
+        self.run_seqs: list[int] = []  # and its seq
         self.queued = 0
         self.pending = 0
         self.epoch: str | None = None
@@ -318,9 +319,15 @@ class RowsOutcome:
 
     def queue(self, seq: int, count: int) -> None:
         """``count`` more rows were queued at seqs from ``seq``."""
-        self.seqs.extend(range(seq, seq + count))
+        self.run_rows.append(self.queued)
+        self.run_seqs.append(seq)
         self.queued += count
         self.pending += count
+
+    def seq(self, i: int) -> int:
+        """The seq of queued row ``i``."""
+        k = bisect_right(self.run_rows, i) - 1
+        return self.run_seqs[k] + i - self.run_rows[k]
 
     def settle(
         self,
@@ -376,7 +383,7 @@ class RowsOutcome:
             if start <= i < stop:
                 if i == start:
                     return error
-                return DeliveryFailed(self.seqs[i], error.code, error.reason)
+                return DeliveryFailed(self.seq(i), error.code, error.reason)
         raise LookupError(i)  # pragma: no cover - only asked for failed rows
 
     def state(self, i: int) -> tuple[int, Any, str | None, bool | None]:
@@ -396,7 +403,7 @@ class RowsOutcome:
             receipt = self.watchers.get(i)
             if receipt is not None:
                 return receipt
-            seq = self.seqs[i] if i < self.queued else -1
+            seq = self.seq(i) if i < self.queued else -1
             receipt = Receipt(self.condition, seq)
             value, offset, epoch, duplicate = self.state(i)
             if value == _PENDING_ROW:

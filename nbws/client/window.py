@@ -587,6 +587,8 @@ class Window(Generic[T]):
                 fits = min(count, run_room)
                 if limited and fits and entry.size > byte_room - size:
                     fits = min(fits, int((byte_room - size) * count / entry.size))
+                if fits < count and (in_flight or sent) and cwnd >= self._run_cap:
+                    fits = 0  # a grown window waits for room for the whole run (one batch)
                 if fits <= 0:
                     if in_flight or sent:
                         self._byte_blocked = True

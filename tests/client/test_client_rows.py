@@ -109,6 +109,9 @@ def mixed_frame(seed: int, n: int) -> object:
     naive[rng.random(n) < 0.1] = pd.NaT
     ns = pd.Series(rng.integers(-(2**62), 2**62, n).astype("datetime64[ns]"))
     ns[rng.random(n) < 0.1] = pd.NaT
+    close = pd.Series(1_767_225_600_000_000 + rng.integers(0, 3 * 86_400_000_000, n))
+    close = close.astype("datetime64[us]")  # a few days: each day formatted once
+    close[rng.random(n) < 0.1] = pd.NaT
     delta = pd.Series(rng.integers(-(10**15), 10**15, n).astype("timedelta64[ns]"))
     delta[rng.random(n) < 0.1] = pd.NaT
     objects = np.array([None, "x", 1, 2.5, float("nan"), {"a": [1]}, 'q"\\\n', "é"], object)
@@ -125,6 +128,9 @@ def mixed_frame(seed: int, n: int) -> object:
             "aware": pd.Series(near.astype("datetime64[us]")).dt.tz_localize("Asia/Kolkata"),
             "ns": ns,
             "wide": pd.Series(micros.astype("datetime64[us]")),
+            "close": close,
+            "close_utc": close.dt.tz_localize("America/New_York", ambiguous="NaT"),
+            "old": close - pd.Timedelta(days=365 * 1980),  # the 1st century
             "delta": delta,
             "cat": pd.Categorical(rng.choice(["a", "b", None], n)),
             "icat": pd.Categorical(rng.choice([1, 2, 3], n)),
