@@ -169,6 +169,17 @@ _US_PER_DAY = 86_400_000_000
 _tables: dict[str, Any] = {}
 
 
+def _digits(values: Any, width: int) -> Any:
+    """The ASCII digits of non-negative integers, ``width`` of them each (zero-padded),
+    as a ``(len(values), width)`` uint8 array."""
+    import numpy as np
+
+    out = np.empty((len(values), width), dtype=np.uint8)
+    for i in range(width):
+        out[:, width - 1 - i] = values // 10**i % 10 + 48
+    return out
+
+
 def _table(name: str) -> Any:
     """Texts made once: ``"HH:MM:SS"`` for each second of a day (``S8``), ``"000"`` to
     ``"999"`` (``S3``)."""
@@ -177,13 +188,14 @@ def _table(name: str) -> Any:
         import numpy as np
 
         if name == "time":
-            table = np.array(
-                [b"%02d:%02d:%02d" % (s // 3600, s // 60 % 60, s % 60) for s in range(86_400)],
-                dtype="S8",
-            )
+            seconds = np.arange(86_400)
+            chars = np.full((86_400, 8), ord(":"), dtype=np.uint8)
+            chars[:, 0:2] = _digits(seconds // 3600, 2)
+            chars[:, 3:5] = _digits(seconds // 60 % 60, 2)
+            chars[:, 6:8] = _digits(seconds % 60, 2)
         else:
-            table = np.array([b"%03d" % i for i in range(1000)], dtype="S3")
-        _tables[name] = table
+            chars = _digits(np.arange(1000), 3)
+        table = _tables[name] = chars.view(f"S{chars.shape[1]}").ravel()
     return table
 
 
