@@ -250,7 +250,7 @@ class Window(Generic[T]):
         self._bytes_in_flight = 0
         self._cwnd = window  # messages allowed in flight on this connection
         self._cwnd_bytes: float = math.inf  # bytes allowed (inf: slow start is over)
-        self._byte_blocked = False  # the last take stopped at the byte allowance
+        self._byte_blocked = False  # the last take stopped at an allowance (bytes, messages)
         self._generation = 0
         self._connected = False
         self._timeouts: deque[tuple[float, int]] = deque()  # (due, seq), due ascending

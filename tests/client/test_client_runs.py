@@ -276,3 +276,19 @@ def test_a_waiter_on_receipts_is_woken_by_the_ack() -> None:
     wait_until(lambda: len(box.receipts._waiters) == 1, what="a waiter")  # type: ignore[attr-defined]
     box.ack_many([(0, 2, 0, "e", None)])
     assert done.wait(30)
+
+
+def test_a_row_receipt_takes_callbacks_and_futures_like_any_receipt() -> None:
+    box = outbox()
+    receipts = box.put_rows([b"1"] * 3)
+    box.connected()
+    box.take(10)
+    seen: list[int | None] = []
+    receipts[1].add_done_callback(lambda r: seen.append(r.result(0)))
+    future = receipts[2].as_future()
+    assert not future.done() and seen == []
+    box.ack_many([(0, 2, 50, "e", None)])
+    assert seen == [51] and future.result(0) == 52
+    late: list[int | None] = []
+    receipts[0].add_done_callback(lambda r: late.append(r.result(0)))  # done: called at once
+    assert late == [50]
