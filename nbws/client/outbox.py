@@ -19,7 +19,7 @@ garbage collector, until its ack.
 Runs (``publish_rows``, ``publish_many``: :meth:`Outbox.put_rows`) cost no object per
 message at all: each run is one window entry holding its payloads, and the receipts of
 one call are one :class:`Receipts`, a lazy sequence over one :class:`RowsOutcome` (the
-offsets in an ``array``, filled a range at a time as acks arrive); a :class:`Receipt`
+offsets in an ``array``, filled a range at a time when read); a :class:`Receipt`
 is made only for the rows someone looks at.
 """
 
@@ -276,7 +276,7 @@ def _holder(receipt: Receipt | weakref.ref[Receipt] | None) -> Receipt | None:
 
 
 _PENDING_ROW, _NO_OFFSET, _FAILED_ROW = -2, -1, -3
-"""What :attr:`RowsOutcome.offsets` holds for a row that is not acked at an offset."""
+"""What :meth:`RowsOutcome.values` holds for a row that is not acked at an offset."""
 
 
 class RowsOutcome:
@@ -284,19 +284,22 @@ class RowsOutcome:
     object per row. Settled a range at a time (under the receipts' condition) by the
     outbox as acks, nacks and expiries come.
 
+    An ack of a range costs one tuple (a segment): the offsets are written into the
+    array only when someone reads them (:meth:`values`), so a publisher that only
+    flushes never pays per row for its receipts.
+
     Attributes:
-        offsets: per row, its offset, or -1 (acked, offset unknown), -2 (pending),
-            -3 (failed).
         pending: rows queued and not yet settled.
     """
 
     __slots__ = (
+        "_offsets",
+        "_segments",
         "condition",
         "duplicates",
         "epoch",
         "epochs",
         "failures",
-        "offsets",
         "pending",
         "queued",
         "run_rows",
@@ -306,7 +309,8 @@ class RowsOutcome:
 
     def __init__(self, condition: threading.Condition, rows: int) -> None:
         self.condition = condition
-        self.offsets = array("q", [_PENDING_ROW]) * rows
+        self._offsets = array("q", [_PENDING_ROW]) * rows
+        self._segments: list[tuple[int, int, int | None]] = []  # (index, count, offset)
         self.run_rows: list[int] = []  # the first row of each run queued, ascending
         self.run_seqs: list[int] = []  # and its seq
         self.queued = 0
@@ -342,14 +346,13 @@ class RowsOutcome:
         Returns the outcomes of the receipts made for them."""
         stop = index + count
         if duplicates is not None:
+            offsets = self._offsets
             for i, (row_offset, duplicate) in enumerate(duplicates, index):
-                self.offsets[i] = _NO_OFFSET if row_offset is None else row_offset
+                offsets[i] = _NO_OFFSET if row_offset is None else row_offset
                 if duplicate:
                     self.duplicates.add(i)
-        elif offset is None:
-            self.offsets[index:stop] = array("q", [_NO_OFFSET]) * count
         else:
-            self.offsets[index:stop] = array("q", range(offset, offset + count))
+            self._segments.append((index, count, offset))
         if self.epoch is None and not self.epochs:
             self.epoch = epoch
         elif epoch != self.epoch:
@@ -361,10 +364,23 @@ class RowsOutcome:
         """Rows ``index`` to ``index + count`` failed with ``error`` (its seq: the first
         row's). Condition held."""
         stop = index + count
-        self.offsets[index:stop] = array("q", [_FAILED_ROW]) * count
+        self._offsets[index:stop] = array("q", [_FAILED_ROW]) * count
         self.failures.append((index, stop, error))
         self.pending -= count
         return self._watched(index, stop)
+
+    def values(self) -> array[int]:
+        """Per row, its offset, or -1 (acked, offset unknown), -2 (pending), -3 (failed).
+        Condition held."""
+        segments, offsets = self._segments, self._offsets
+        if segments:
+            for index, count, offset in segments:
+                if offset is None:
+                    offsets[index : index + count] = array("q", [_NO_OFFSET]) * count
+                else:
+                    offsets[index : index + count] = array("q", range(offset, offset + count))
+            segments.clear()
+        return offsets
 
     def _watched(self, start: int, stop: int) -> list[Outcome]:
         watchers = self.watchers
@@ -389,7 +405,7 @@ class RowsOutcome:
     def state(self, i: int) -> tuple[int, Any, str | None, bool | None]:
         """``(offset code, offset or error, epoch, duplicate)`` of row ``i`` (duplicate
         None for a failed row). Condition held."""
-        value = self.offsets[i]
+        value = self.values()[i]
         if value == _FAILED_ROW:
             return value, self.error(i), None, None
         epoch = self.epochs.get(i, self.epoch) if self.epochs else self.epoch
@@ -478,7 +494,7 @@ class Receipts(Sequence[Receipt]):
         with outcome.condition:
             if self._start == 0 and self._stop == outcome.queued:
                 return outcome.pending
-            return outcome.offsets[self._start : self._stop].count(_PENDING_ROW)
+            return outcome.values()[self._start : self._stop].count(_PENDING_ROW)
 
     def done(self) -> bool:
         """True once every one is acked or failed."""
@@ -503,7 +519,7 @@ class Receipts(Sequence[Receipt]):
         """Every one's offset so far (None: pending, failed, or a duplicate whose offset
         the server no longer knew)."""
         with self._outcome.condition:
-            values = self._outcome.offsets[self._start : self._stop].tolist()
+            values = self._outcome.values()[self._start : self._stop].tolist()
         return [None if v < 0 else v for v in values]
 
     def failures(self) -> list[DeliveryFailed]:
