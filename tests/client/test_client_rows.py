@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from chaos import ChaosProxy
-from client_support import http_url, name, serving
+from client_support import http_url, name, serving, wait_until
 from conftest import RunningServer
 
 import nbws
@@ -251,3 +251,30 @@ def test_a_row_over_the_servers_message_size_fails_before_it_is_sent() -> None:
     assert receipts[10].exception(0).code == "too-big"  # type: ignore[union-attr]
     assert receipts.offsets() == [*range(10), None, *range(10, 99)]
     assert stats.acked == 99 and stats.failed == 1
+
+
+def test_rows_whose_acks_were_lost_keep_their_original_offsets() -> None:
+    """Rows on the wire when the connection dies, appended but not acked, are resent
+    after the reconnect: the server recognises every one of them (the rows window stays
+    within its dedupe window) and acks it with the offset it was appended at."""
+    with serving("history_max_messages=100000") as server, ChaosProxy(server.port) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}/"
+        stream = nbws.stream(name("rlost"), url=url, rows_window=16_384, **FAST)
+        stream.publish_rows(padded(10_000)).wait(60)  # slow start is over
+        proxy.hold()  # acks stop coming back
+        held = stream.publish_rows(padded(20_000, 10_000), block=False)  # (no backlog wait)
+        wait_until(lambda: stream.stats().in_flight >= 3000, 60, "a full rows window")
+        in_flight = stream.stats().in_flight
+        reader = nbws.stream(stream.name, url=http_url(server))
+        wait_until(lambda: len(reader.history(10_000)) == in_flight, 60, "appended")
+        proxy.kill_all()
+        proxy.release()
+        stream.flush(timeout=120)
+        stats = stream.stats()
+        history = reader.history(0)
+        reader.close()
+        stream.close()
+    assert 3000 <= in_flight <= 4096  # capped at the server's dedupe window (4096)
+    assert held.offsets() == list(range(10_000, 30_000))  # none unknown (None)
+    assert stats.duplicates == in_flight and stats.reconnects >= 1
+    assert [(m.offset, m.seq) for m in history] == [(i, i) for i in range(30_000)]
