@@ -307,9 +307,9 @@ class RowsOutcome:
         "watchers",
     )
 
-    def __init__(self, condition: threading.Condition, rows: int) -> None:
+    def __init__(self, condition: threading.Condition) -> None:
         self.condition = condition
-        self._offsets = array("q", [_PENDING_ROW]) * rows
+        self._offsets = array("q")  # grows as rows are queued
         self._segments: list[tuple[int, int, int | None]] = []  # (index, count, offset)
         self.run_rows: list[int] = []  # the first row of each run queued, ascending
         self.run_seqs: list[int] = []  # and its seq
@@ -323,6 +323,7 @@ class RowsOutcome:
 
     def queue(self, seq: int, count: int) -> None:
         """``count`` more rows were queued at seqs from ``seq``."""
+        self._offsets.extend(array("q", [_PENDING_ROW]) * count)
         self.run_rows.append(self.queued)
         self.run_seqs.append(seq)
         self.queued += count
@@ -751,7 +752,7 @@ class Outbox:
             StreamClosed: the handle is closed.
         """
         if outcome is None:
-            outcome = RowsOutcome(self.receipts, len(payloads))
+            outcome = RowsOutcome(self.receipts)
         base = outcome.queued
         run_messages = max(1, run_messages)
         ends = list(accumulate(map(len, payloads)))  # byte offsets, to cut runs by size

@@ -17,6 +17,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
+from itertools import islice
 from typing import Any
 
 from ..protocol.messages import encode_value, valid_stream_name
@@ -35,11 +36,9 @@ log = logging.getLogger("nbws.client")
 
 
 MiB = 1024 * 1024
-PUBLISH_CHUNK = 1024
-"""Messages ``publish_many`` serialises before queueing them under one lock."""
 ROWS_CHUNK = 65_536
-"""Rows ``publish_rows`` turns into JSON at a time: the first are on the wire (and the
-server busy with them) while the next are built."""
+"""Rows ``publish_rows`` (items ``publish_many``) turns into JSON at a time: the first
+are on the wire (and the server busy with them) while the next are built."""
 
 
 @dataclass(frozen=True)
@@ -327,9 +326,9 @@ class Stream:
         """Queue many JSON messages (each item one message, acked and deduplicated on its
         own, as with :meth:`publish`); returns once all are queued.
 
-        Items are serialised first, then queued as runs of consecutive seqs (one outbox
-        entry and one batch each), so this costs far less per message than a loop of
-        ``publish`` calls.
+        Items are serialised a chunk at a time and queued as runs of consecutive seqs (one
+        outbox entry and one batch each), so this costs far less per message than a loop
+        of ``publish`` calls.
 
         Returns:
             A :class:`Receipts` (a lazy sequence of one :class:`Receipt` per item, in
@@ -342,14 +341,23 @@ class Stream:
             StreamClosed: the handle is closed.
         """
         outbox = self._outbox()
-        payloads: list[bytes] = []
+        outcome = RowsOutcome(outbox.receipts)
+        iterator = iter(items)
         try:
-            payloads.extend(map(encode_value, items))
-        except TypeError:
-            if payloads:
-                self._put_rows(outbox, payloads, block, timeout, deadline)
+            while True:
+                payloads: list[bytes] = []
+                try:
+                    payloads.extend(map(encode_value, islice(iterator, ROWS_CHUNK)))
+                except TypeError:
+                    if payloads:  # the items before the bad one are queued
+                        self._put_rows(outbox, payloads, block, timeout, deadline, outcome)
+                    raise
+                if not payloads:
+                    return Receipts(outcome)
+                self._put_rows(outbox, payloads, block, timeout, deadline, outcome)
+        except (OutboxFull, StreamClosed) as exc:
+            exc.receipts = Receipts(outcome, 0, outcome.queued)  # type: ignore[union-attr]
             raise
-        return self._put_rows(outbox, payloads, block, timeout, deadline)
 
     def _put_rows(
         self,
@@ -499,7 +507,7 @@ class Stream:
 
         outbox = self._outbox()
         rows = len(df)
-        outcome = RowsOutcome(outbox.receipts, rows)
+        outcome = RowsOutcome(outbox.receipts)
         try:
             for start in range(0, rows, ROWS_CHUNK):
                 chunk = df.iloc[start : start + ROWS_CHUNK] if rows > ROWS_CHUNK else df

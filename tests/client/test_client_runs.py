@@ -5,6 +5,7 @@ pure window's splits, acks, nacks, retransmits, slow start and expiry, and the l
 from __future__ import annotations
 
 import gc
+import importlib
 import threading
 from typing import Any
 
@@ -292,3 +293,31 @@ def test_a_row_receipt_takes_callbacks_and_futures_like_any_receipt() -> None:
     late: list[int | None] = []
     receipts[0].add_done_callback(lambda r: late.append(r.result(0)))  # done: called at once
     assert late == [50]
+
+
+def test_publish_many_reads_its_items_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long generator is serialised and queued chunk by chunk (the outbox bounds it),
+    and a bad item leaves the ones before it queued."""
+    stream_module = importlib.import_module("nbws.client.stream")  # (not the function)
+
+    monkeypatch.setattr(stream_module, "ROWS_CHUNK", 10)
+    box = outbox(max_messages=1000)
+    stream = stream_module.Stream.__new__(stream_module.Stream)
+    stream._outbox = lambda: box  # type: ignore[method-assign]
+    stream._publisher = type("P", (), {"run_messages": 4})()  # type: ignore[assignment]
+    stream.options = stream_module.StreamOptions()
+    queued_when: dict[int, int] = {}
+
+    def items() -> Any:
+        for i in range(25):
+            queued_when[i] = box.window.outbox_messages
+            yield {"i": i}
+
+    receipts = stream.publish_many(items())
+    assert len(receipts) == 25
+    assert (queued_when[9], queued_when[10], queued_when[24]) == (0, 10, 20)  # by chunks
+    box.connected()
+    assert [e.count for e in box.take(100)] == [4, 4, 2, 4, 4, 2, 4, 1]
+    with pytest.raises(TypeError):
+        stream.publish_many([1, 2, object(), 4])
+    assert box.window.outbox_messages == 27
