@@ -163,8 +163,8 @@ def _column_texts(series: Any, dumps: Any, option: int) -> list[bytes]:
             return picked
     values = _column_values(series)
     # each text copied to its size: orjson returns its working buffer (4 KiB at least)
-    texts = map(dumps, values, repeat(None), repeat(option))
-    return list(map(b"".join, zip(texts, repeat(b""), strict=False)))
+    dumped = map(dumps, values, repeat(None), repeat(option))
+    return list(map(b"".join, zip(dumped, repeat(b""), strict=False)))
 
 
 _US_PER_DAY = 86_400_000_000
