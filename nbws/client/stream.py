@@ -15,7 +15,7 @@ import threading
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from itertools import islice
 from typing import Any
@@ -37,8 +37,20 @@ log = logging.getLogger("nbws.client")
 
 MiB = 1024 * 1024
 ROWS_CHUNK = 65_536
-"""Rows ``publish_rows`` (items ``publish_many``) turns into JSON at a time: the first
-are on the wire (and the server busy with them) while the next are built."""
+"""Most rows ``publish_rows`` (items ``publish_many``) turns into JSON at a time: the
+first are on the wire (and the server busy with them) while the next are built."""
+FIRST_CHUNK = 4096
+"""The first chunk's size (each next one twice the last, up to :data:`ROWS_CHUNK`), so
+the first runs go out after a few milliseconds, not after a whole chunk is built."""
+
+
+def _chunks(total: int | None) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the chunks of ``total`` rows (None: without end)."""
+    start, size = 0, FIRST_CHUNK
+    while total is None or start < total:
+        stop = start + size if total is None else min(total, start + size)
+        yield start, stop
+        start, size = stop, min(2 * size, ROWS_CHUNK)
 
 
 @dataclass(frozen=True)
@@ -344,20 +356,21 @@ class Stream:
         outcome = RowsOutcome(outbox.receipts)
         iterator = iter(items)
         try:
-            while True:
+            for start, stop in _chunks(None):
                 payloads: list[bytes] = []
                 try:
-                    payloads.extend(map(encode_value, islice(iterator, ROWS_CHUNK)))
+                    payloads.extend(map(encode_value, islice(iterator, stop - start)))
                 except TypeError:
                     if payloads:  # the items before the bad one are queued
                         self._put_rows(outbox, payloads, block, timeout, deadline, outcome)
                     raise
                 if not payloads:
-                    return Receipts(outcome)
+                    break
                 self._put_rows(outbox, payloads, block, timeout, deadline, outcome)
         except (OutboxFull, StreamClosed) as exc:
             exc.receipts = Receipts(outcome, 0, outcome.queued)  # type: ignore[union-attr]
             raise
+        return Receipts(outcome)
 
     def _put_rows(
         self,
@@ -509,8 +522,8 @@ class Stream:
         rows = len(df)
         outcome = RowsOutcome(outbox.receipts)
         try:
-            for start in range(0, rows, ROWS_CHUNK):
-                chunk = df.iloc[start : start + ROWS_CHUNK] if rows > ROWS_CHUNK else df
+            for start, stop in _chunks(rows):
+                chunk = df.iloc[start:stop] if stop - start < rows else df
                 payloads = frames_pandas.df_rows_json(chunk, index=index)
                 self._put_rows(outbox, payloads, block, timeout, deadline, outcome)
         except (OutboxFull, StreamClosed) as exc:

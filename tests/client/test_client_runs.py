@@ -300,6 +300,7 @@ def test_publish_many_reads_its_items_a_chunk_at_a_time(monkeypatch: pytest.Monk
     and a bad item leaves the ones before it queued."""
     stream_module = importlib.import_module("nbws.client.stream")  # (not the function)
 
+    monkeypatch.setattr(stream_module, "FIRST_CHUNK", 5)
     monkeypatch.setattr(stream_module, "ROWS_CHUNK", 10)
     box = outbox(max_messages=1000)
     stream = stream_module.Stream.__new__(stream_module.Stream)
@@ -315,9 +316,10 @@ def test_publish_many_reads_its_items_a_chunk_at_a_time(monkeypatch: pytest.Monk
 
     receipts = stream.publish_many(items())
     assert len(receipts) == 25
-    assert (queued_when[9], queued_when[10], queued_when[24]) == (0, 10, 20)  # by chunks
+    # chunks of 5, 10, 10 (each twice the last, up to ROWS_CHUNK)
+    assert [queued_when[i] for i in (4, 5, 14, 15, 24)] == [0, 5, 5, 15, 15]
     box.connected()
-    assert [e.count for e in box.take(100)] == [4, 4, 2, 4, 4, 2, 4, 1]
+    assert [e.count for e in box.take(100)] == [4, 1, 4, 4, 2, 4, 4, 2]
     with pytest.raises(TypeError):
         stream.publish_many([1, 2, object(), 4])
     assert box.window.outbox_messages == 27
