@@ -8,6 +8,7 @@ Every row is acked messages per second measured from the first ``publish`` to th
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -82,20 +83,34 @@ def _frame(rows: int) -> Any:
     )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used, all its threads (0 off Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def dataframe_rows(quick: bool) -> list[Row]:
     from ..client import frames_pandas
 
     rows = 100_000 if quick else 1_000_000
     df = _frame(rows)
-    with server("nbws", "--set", f"history_max_messages={2 * rows + 10}") as (port, _):
+    with server("nbws", "--set", f"history_max_messages={2 * rows + 10}") as (port, proc):
         stream = _stream(port)
         try:
             stream.publish(PAYLOAD)
             stream.flush(timeout=60)
+            server_cpu, client_cpu = _cpu_seconds(proc.pid), time.process_time()
             start = time.perf_counter()
             stream.publish_rows(df)
             stream.flush(timeout=600)
             ours = rows / (time.perf_counter() - start)
+            # CPU per row on each side (this process is the client): which one limits
+            client_us = (time.process_time() - client_cpu) * 1e6 / rows
+            server_us = (_cpu_seconds(proc.pid) - server_cpu) * 1e6 / rows
         finally:
             stream.close()
         # The same rows as per-message publishes (batch=False), a tenth of them.
@@ -121,6 +136,10 @@ def dataframe_rows(quick: bool) -> list[Row]:
             "the same rows as per-message publishes (batch=False)",
             base,
             target=">= 1M rows/s, >= 15x",
+            extra={
+                "client_cpu_us_per_row": round(client_us, 3),
+                "server_cpu_us_per_row": round(server_us, 3),
+            },
         )
     ]
 

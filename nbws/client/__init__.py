@@ -18,7 +18,7 @@ from .errors import (
 )
 from .frames import Gap, Message
 from .frames_pandas import ARROW_STREAM
-from .outbox import Receipt
+from .outbox import Receipt, Receipts
 from .stream import Stream, StreamOptions, StreamStats, stream
 from .subscription import GapWarning, Subscription
 
@@ -33,6 +33,7 @@ __all__ = [
     "Message",
     "OutboxFull",
     "Receipt",
+    "Receipts",
     "ServerNotFound",
     "Stream",
     "StreamClosed",

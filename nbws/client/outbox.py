@@ -15,6 +15,12 @@ I/O thread sends (built once, with its seq), receipts share one condition per ha
 outbox holds a receipt only weakly until someone attaches a callback to it, so a
 receipt nobody kept is freed at once instead of living, and being scanned by the
 garbage collector, until its ack.
+
+Runs (``publish_rows``, ``publish_many``: :meth:`Outbox.put_rows`) cost no object per
+message at all: each run is one window entry holding its payloads, and the receipts of
+one call are one :class:`Receipts`, a lazy sequence over one :class:`RowsOutcome` (the
+offsets in an ``array``, filled a range at a time when read); a :class:`Receipt`
+is made only for the rows someone looks at.
 """
 
 from __future__ import annotations
@@ -25,16 +31,19 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
+from itertools import accumulate
+from typing import Any, overload
 
 from ..errors import NackCode
 from .errors import DeliveryFailed, FailureCode, StreamClosed
 from .frames import KeyedJson
-from .window import DEFAULT_DEADLINE, Entry, Window, WindowStats
+from .window import DEFAULT_DEADLINE, Entry, Rows, Window, WindowStats
 
-__all__ = ["Ack", "Outbox", "Receipt"]
+__all__ = ["Ack", "Outbox", "RangeAck", "Receipt", "Receipts", "RowsOutcome"]
 
 log = logging.getLogger("nbws.client")
 
@@ -55,6 +64,11 @@ def _yield_gil() -> None:
 
 Ack = tuple[int, Any, Any, bool]
 """One ack as the I/O thread hands it over: (seq, offset, epoch, duplicate)."""
+
+RangeAck = tuple[int, int, Any, Any, Any]
+"""A range ack as the I/O thread hands it over: (seq, last, offset, epoch, duplicates),
+``duplicates`` the ack's map of already appended seqs (as strings) to offsets, or None;
+the other seqs were appended at consecutive offsets from ``offset``."""
 
 
 _PENDING, _DONE, _FAILED = 0, 1, 2
@@ -261,6 +275,266 @@ def _holder(receipt: Receipt | weakref.ref[Receipt] | None) -> Receipt | None:
     return receipt
 
 
+_PENDING_ROW, _NO_OFFSET, _FAILED_ROW = -2, -1, -3
+"""What :meth:`RowsOutcome.values` holds for a row that is not acked at an offset."""
+
+
+class RowsOutcome:
+    """The outcomes of the rows queued by one :meth:`Outbox.put_rows`, in arrays: no
+    object per row. Settled a range at a time (under the receipts' condition) by the
+    outbox as acks, nacks and expiries come.
+
+    An ack of a range costs one tuple (a segment): the offsets are written into the
+    array only when someone reads them (:meth:`values`), so a publisher that only
+    flushes never pays per row for its receipts.
+
+    Attributes:
+        pending: rows queued and not yet settled.
+    """
+
+    __slots__ = (
+        "_offsets",
+        "_segments",
+        "condition",
+        "duplicates",
+        "epoch",
+        "epochs",
+        "failures",
+        "pending",
+        "queued",
+        "run_rows",
+        "run_seqs",
+        "watchers",
+    )
+
+    def __init__(self, condition: threading.Condition) -> None:
+        self.condition = condition
+        self._offsets = array("q")  # grows as rows are queued
+        self._segments: list[tuple[int, int, int | None]] = []  # (index, count, offset)
+        self.run_rows: list[int] = []  # the first row of each run queued, ascending
+        self.run_seqs: list[int] = []  # and its seq
+        self.queued = 0
+        self.pending = 0
+        self.epoch: str | None = None
+        self.epochs: dict[int, str | None] = {}  # rows whose epoch is not ``epoch``
+        self.duplicates: set[int] = set()
+        self.failures: list[tuple[int, int, DeliveryFailed]] = []  # (start, stop, error)
+        self.watchers: dict[int, Receipt] = {}  # receipts made for pending rows
+
+    def queue(self, seq: int, count: int) -> None:
+        """``count`` more rows were queued at seqs from ``seq``."""
+        self._offsets.extend(array("q", [_PENDING_ROW]) * count)
+        self.run_rows.append(self.queued)
+        self.run_seqs.append(seq)
+        self.queued += count
+        self.pending += count
+
+    def seq(self, i: int) -> int:
+        """The seq of queued row ``i``."""
+        k = bisect_right(self.run_rows, i) - 1
+        return self.run_seqs[k] + i - self.run_rows[k]
+
+    def settle(
+        self,
+        index: int,
+        count: int,
+        offset: int | None,
+        epoch: str | None,
+        duplicates: list[tuple[int, int | None]] | None = None,
+    ) -> list[Outcome]:
+        """Rows ``index`` to ``index + count`` were acked at consecutive offsets from
+        ``offset`` (or at the ``(offset, duplicate)`` given per row). Condition held.
+        Returns the outcomes of the receipts made for them."""
+        stop = index + count
+        if duplicates is not None:
+            offsets = self._offsets
+            for i, (row_offset, duplicate) in enumerate(duplicates, index):
+                offsets[i] = _NO_OFFSET if row_offset is None else row_offset
+                if duplicate:
+                    self.duplicates.add(i)
+        else:
+            self._segments.append((index, count, offset))
+        if self.epoch is None and not self.epochs:
+            self.epoch = epoch
+        elif epoch != self.epoch:
+            self.epochs.update(dict.fromkeys(range(index, stop), epoch))
+        self.pending -= count
+        return self._watched(index, stop)
+
+    def fail(self, index: int, count: int, error: DeliveryFailed) -> list[Outcome]:
+        """Rows ``index`` to ``index + count`` failed with ``error`` (its seq: the first
+        row's). Condition held."""
+        stop = index + count
+        self._offsets[index:stop] = array("q", [_FAILED_ROW]) * count
+        self.failures.append((index, stop, error))
+        self.pending -= count
+        return self._watched(index, stop)
+
+    def values(self) -> array[int]:
+        """Per row, its offset, or -1 (acked, offset unknown), -2 (pending), -3 (failed).
+        Condition held."""
+        segments, offsets = self._segments, self._offsets
+        if segments:
+            for index, count, offset in segments:
+                if offset is None:
+                    offsets[index : index + count] = array("q", [_NO_OFFSET]) * count
+                else:
+                    offsets[index : index + count] = array("q", range(offset, offset + count))
+            segments.clear()
+        return offsets
+
+    def _watched(self, start: int, stop: int) -> list[Outcome]:
+        watchers = self.watchers
+        if not watchers:
+            return []
+        out: list[Outcome] = []
+        for i in [i for i in watchers if start <= i < stop]:
+            receipt = watchers.pop(i)
+            state = self.state(i)
+            out.append((receipt, state[1], state[2], state[3]))
+        return out
+
+    def error(self, i: int) -> DeliveryFailed:
+        """The error of failed row ``i``."""
+        for start, stop, error in self.failures:
+            if start <= i < stop:
+                if i == start:
+                    return error
+                return DeliveryFailed(self.seq(i), error.code, error.reason)
+        raise LookupError(i)  # pragma: no cover - only asked for failed rows
+
+    def state(self, i: int) -> tuple[int, Any, str | None, bool | None]:
+        """``(offset code, offset or error, epoch, duplicate)`` of row ``i`` (duplicate
+        None for a failed row). Condition held."""
+        value = self.values()[i]
+        if value == _FAILED_ROW:
+            return value, self.error(i), None, None
+        epoch = self.epochs.get(i, self.epoch) if self.epochs else self.epoch
+        offset = None if value == _NO_OFFSET else value
+        return value, offset, epoch, i in self.duplicates
+
+    def receipt(self, i: int) -> Receipt:
+        """A :class:`Receipt` for row ``i``: completed if it is settled, else one that
+        completes when it is (the same one while it is pending)."""
+        with self.condition:
+            receipt = self.watchers.get(i)
+            if receipt is not None:
+                return receipt
+            seq = self.seq(i) if i < self.queued else -1
+            receipt = Receipt(self.condition, seq)
+            value, offset, epoch, duplicate = self.state(i)
+            if value == _PENDING_ROW:
+                self.watchers[i] = receipt
+                return receipt
+            receipt._value = offset
+            if duplicate is None:
+                receipt._state = _FAILED
+            else:
+                receipt._state = _DONE
+                receipt.epoch = epoch
+                receipt.duplicate = duplicate
+            return receipt
+
+
+class Receipts(Sequence[Receipt]):
+    """The receipts of many messages queued at once (``publish_rows``, ``publish_many``):
+    a lazy sequence, one :class:`Receipt` made per index looked at (``receipts[i]``,
+    iteration), so a million rows cost two arrays, not a million objects.
+
+    ``len()`` is the number of messages queued; :meth:`wait` waits for all of them;
+    :meth:`offsets` and :meth:`failures` read every outcome at once.
+    """
+
+    __slots__ = ("_outcome", "_start", "_stop")
+
+    def __init__(self, outcome: RowsOutcome, start: int = 0, stop: int | None = None) -> None:
+        self._outcome = outcome
+        self._start = start
+        self._stop = outcome.queued if stop is None else stop
+
+    def __repr__(self) -> str:
+        return f"<Receipts of {len(self)} messages, {self.pending()} pending>"
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @overload
+    def __getitem__(self, index: int) -> Receipt: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Receipts: ...
+
+    def __getitem__(self, index: int | slice) -> Receipt | Receipts:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("Receipts slices take no step")
+            return Receipts(self._outcome, self._start + start, self._start + max(start, stop))
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("receipt index out of range")
+        return self._outcome.receipt(self._start + index)
+
+    def __add__(self, other: Sequence[Receipt]) -> list[Receipt]:
+        """``receipts + more``: a list of both (as with the lists this once was)."""
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[Receipt]) -> list[Receipt]:
+        return [*other, *self]
+
+    def __iter__(self) -> Iterator[Receipt]:
+        receipt = self._outcome.receipt
+        for i in range(self._start, self._stop):
+            yield receipt(i)
+
+    def pending(self) -> int:
+        """How many are not acked or failed yet."""
+        outcome = self._outcome
+        with outcome.condition:
+            if self._start == 0 and self._stop == outcome.queued:
+                return outcome.pending
+            return outcome.values()[self._start : self._stop].count(_PENDING_ROW)
+
+    def done(self) -> bool:
+        """True once every one is acked or failed."""
+        return not self.pending()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until every one is acked or failed (see :meth:`failures`).
+
+        Raises:
+            TimeoutError: some are still pending after ``timeout`` seconds.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        condition = self._outcome.condition
+        with condition:
+            while left := self.pending():
+                wait = None if end is None else end - time.monotonic()
+                if wait is not None and wait <= 0:
+                    raise TimeoutError(f"{left} of {len(self)} messages are not acked yet")
+                condition.wait(wait)
+
+    def offsets(self) -> list[int | None]:
+        """Every one's offset so far (None: pending, failed, or a duplicate whose offset
+        the server no longer knew)."""
+        with self._outcome.condition:
+            values = self._outcome.values()[self._start : self._stop].tolist()
+        return [None if v < 0 else v for v in values]
+
+    def failures(self) -> list[DeliveryFailed]:
+        """The errors of the ones that failed, in order."""
+        outcome = self._outcome
+        with outcome.condition:
+            rows = [
+                i
+                for begin, end, _ in outcome.failures
+                for i in range(max(begin, self._start), min(end, self._stop))
+            ]
+            return [outcome.error(i) for i in sorted(rows)]
+
+
 class Outbox:
     """Thread-safe outbox of one stream handle.
 
@@ -292,6 +566,7 @@ class Outbox:
         self._room_waiters = 0
         self._completing = 0  # batches removed from the window, receipts not yet completed
         self._sender_idle = False
+        self._runs_idle = False  # idle, and a run could be sent now (run window not full)
         self.wakeup: Callable[[], None] = lambda: None
         self.may_wait: Callable[[], bool] = lambda: True
         self.on_release: Callable[[Entry[Any]], None] = lambda entry: None
@@ -448,6 +723,79 @@ class Outbox:
             self.wakeup()
         return receipts
 
+    def put_rows(
+        self,
+        payloads: list[bytes],
+        *,
+        run_messages: int = 1000,
+        run_bytes: int = 1024 * 1024,
+        block: bool = True,
+        timeout: float | None = None,
+        deadline: object = DEFAULT_DEADLINE,
+        outcome: RowsOutcome | None = None,
+    ) -> Receipts:
+        """Add many JSON publishes as runs (consecutive seqs, one window entry each, of at
+        most ``run_messages`` messages and ``run_bytes`` bytes, so a run is one batch on
+        the wire); between runs the lock is let go and, when the outbox is full or the
+        sender backlogged, the caller waits for room (``block``).
+
+        Args:
+            outcome: where to record the outcomes (a new one when None); one call's
+                rows are at ``outcome.queued`` onwards.
+
+        Returns:
+            The receipts of the rows queued by this call.
+
+        Raises:
+            OutboxFull: no room (``block=False``), or still none after ``timeout``; the
+                runs added before it stay queued (``exc.receipts``).
+            StreamClosed: the handle is closed.
+        """
+        if outcome is None:
+            outcome = RowsOutcome(self.receipts)
+        base = outcome.queued
+        run_messages = max(1, run_messages)
+        ends = list(accumulate(map(len, payloads)))  # byte offsets, to cut runs by size
+        start = 0
+        total = len(payloads)
+        try:
+            while start < total:
+                stop = min(total, start + run_messages)
+                before = ends[start - 1] if start else 0
+                by_bytes = bisect_right(ends, before + run_bytes, start, stop)
+                stop = max(start + 1, by_bytes)
+                size = ends[stop - 1] - before
+                rows = Rows(payloads[start:stop], base + start)
+                with self.lock:
+                    window = self.window
+                    count = stop - start
+                    full = not window.has_room(size, count) or window.backlogged
+                    if full and block and self.may_wait():
+                        if self._sender_idle or self._runs_idle:  # let it send what is queued
+                            self._sender_idle = self._runs_idle = False
+                            self.wakeup()  # (only schedules a call in the I/O loop)
+                        self._wait_for_room(size, timeout, count)
+                    if self.closed is not None:
+                        raise StreamClosed(self.closed)
+                    entry = window.add_run(
+                        rows, size, self.clock(), receipt=outcome, deadline=deadline
+                    )  # or OutboxFull
+                    with outcome.condition:
+                        outcome.queue(entry.seq, count)
+                    wake = self._sender_idle or self._runs_idle
+                    self._sender_idle = self._runs_idle = False
+                start = stop
+                if wake:
+                    self.wakeup()
+                else:
+                    _yield_gil()  # (see _yield_gil: one per run)
+        except Exception as exc:
+            exc.receipts = Receipts(outcome, base, base + start)  # type: ignore[attr-defined]
+            if start:
+                self.wakeup()
+            raise
+        return Receipts(outcome, base, base + total)
+
     def rewind(self) -> None:
         """Send everything unacked again from the oldest (e.g. as single publishes after
         the server refused a batch), as after a reconnect."""
@@ -455,14 +803,15 @@ class Outbox:
             self.window.disconnect()
             self.window.connect()
 
-    def _wait_for_room(self, size: int, timeout: float | None) -> None:
-        """Wait (lock held) until ``size`` bytes fit and the sender is not backlogged
-        (see :attr:`Window.backlogged`), the outbox closes or ``timeout``."""
+    def _wait_for_room(self, size: int, timeout: float | None, count: int = 1) -> None:
+        """Wait (lock held) until ``count`` messages of ``size`` bytes fit and the sender
+        is not backlogged (see :attr:`Window.backlogged`), the outbox closes or
+        ``timeout``."""
         window = self.window
         end = None if timeout is None else self.clock() + timeout
         self._room_waiters += 1
         try:
-            while self.closed is None and (not window.has_room(size) or window.backlogged):
+            while self.closed is None and (not window.has_room(size, count) or window.backlogged):
                 left = None if end is None else end - self.clock()
                 if left is not None and left <= 0:
                     break
@@ -515,13 +864,14 @@ class Outbox:
             window = self.window
             out = window.take_many(self.clock(), limit)
             self._sender_idle = not out and not window.window_full
+            self._runs_idle = not out and not window.run_window_full
             if out and self._room_waiters:  # sending shrinks the backlog
                 self._room.notify_all()
         return out
 
-    def connected(self) -> None:
+    def connected(self, dedupe_window: int | None = None) -> None:
         with self.lock:
-            self.window.connect()
+            self.window.connect(dedupe_window)
 
     def disconnected(self) -> None:
         with self.lock:
@@ -537,17 +887,41 @@ class Outbox:
         """Complete seq's receipt with its offset. False for an unknown (stale) seq."""
         return self.ack_many([(seq, offset, epoch, duplicate)]) == 1
 
-    def ack_many(self, acks: list[Ack]) -> int:
-        """Apply a batch of acks under one lock; returns how many were for unacked
-        messages (the others are stale: acked before, or failed)."""
+    def ack_many(self, acks: Sequence[Ack | RangeAck]) -> int:
+        """Apply a batch of acks (single ones and range ones) under one lock; returns how
+        many messages they settled (the others are stale: acked before, or failed)."""
         done: list[tuple[Entry[Any], Ack]] = []
+        ranges: list[tuple[list[Entry[Any]], RangeAck]] = []
+        settled = 0
         with self.lock:
-            ack, now = self.window.ack, self.clock()
+            window, now = self.window, self.clock()
+            ack, held = window.ack, window._entries
             for one in acks:
-                entry = ack(one[0], now, duplicate=one[3])
-                if entry is not None:
-                    done.append((entry, one))
-            if not done:
+                if len(one) == 4:
+                    entry = ack(one[0], now, duplicate=one[3])
+                    if entry is not None:
+                        done.append((entry, one))
+                        settled += 1
+                else:
+                    first, last, offset, epoch, duplicates = one
+                    head = held.get(first)
+                    if head is not None and type(head.item) is not Rows and not duplicates:
+                        # single publishes sent as a batch: acked one by one
+                        for seq in range(first, last + 1):
+                            entry = ack(seq, now)
+                            if entry is not None:
+                                done.append((entry, (seq, offset, epoch, False)))
+                                settled += 1
+                            if offset is not None:
+                                offset += 1
+                        continue
+                    removed = window.ack_range(
+                        first, last, now, duplicates=len(duplicates) if duplicates else 0
+                    )
+                    if removed:
+                        ranges.append((removed, one))
+                        settled += sum(entry.count for entry in removed)
+            if not settled:
                 return 0
             self._completing += 1
             self._after_removal()
@@ -558,19 +932,78 @@ class Outbox:
                 if not isinstance(entry.item, bytes):
                     release(entry)
                 receipt = _holder(entry.receipt)
-                if receipt is not None:
+                if isinstance(receipt, RowsOutcome):
+                    with receipt.condition:
+                        outcomes += receipt.settle(
+                            entry.item.index, 1, None, epoch, [(offset, duplicate)]
+                        )
+                elif receipt is not None:
                     outcomes.append((receipt, offset, epoch, duplicate))
-            if outcomes:
+            rows = False
+            for entries, (first, _, offset, epoch, duplicates) in ranges:
+                settle = self._settle_range
+                rows = settle(entries, first, offset, epoch, duplicates, outcomes) or rows
+            if outcomes or rows:
                 _complete(outcomes, self.receipts)
         finally:
             self._completed()
-        return len(done)
+        return settled
+
+    def _settle_range(
+        self,
+        entries: list[Entry[Any]],
+        first: int,
+        offset: int | None,
+        epoch: str | None,
+        duplicates: dict[str, int | None] | None,
+        outcomes: list[Outcome],
+    ) -> bool:
+        """Complete the receipts of the entries a range ack removed (a run's with one
+        slice assignment); adds the single receipts' outcomes. True if a run settled."""
+        known = {int(k): v for k, v in duplicates.items()} if duplicates else None
+        rows = False
+        for entry in entries:
+            seq, count = entry.seq, entry.count
+            if known is None:
+                start = None if offset is None else offset + seq - first
+                each = None
+            else:  # offsets count only the seqs appended now, in order
+                appended = sum(1 for k in known if first <= k < seq)
+                start = None if offset is None else offset + (seq - first) - appended
+                each = []
+                for s in range(seq, seq + count):
+                    if s in known:
+                        each.append((known[s], True))
+                    else:
+                        each.append((start, False))
+                        start = None if start is None else start + 1
+            receipt = _holder(entry.receipt)
+            if isinstance(receipt, RowsOutcome):
+                rows = True
+                with receipt.condition:
+                    outcomes += receipt.settle(entry.item.index, count, start, epoch, each)
+            else:
+                if not isinstance(entry.item, bytes):
+                    self.on_release(entry)
+                if receipt is not None:
+                    if each is None:
+                        outcomes.append((receipt, start, epoch, False))
+                    else:
+                        outcomes.append((receipt, each[0][0], epoch, each[0][1]))
+        return rows
 
     def nack(self, seq: int, code: NackCode | FailureCode, reason: str, retry: bool) -> None:
         """A refused publish: resend later (``retry``) or fail its receipt."""
+        self.nack_range(seq, seq, code, reason, retry)
+
+    def nack_range(
+        self, first: int, last: int, code: NackCode | FailureCode, reason: str, retry: bool
+    ) -> None:
+        """Refused publishes ``first`` to ``last``: resend later (``retry``) or fail their
+        receipts (a run holding some of them is split: the rest stays queued)."""
         with self.lock:
-            entry = self.window.nack(seq, self.clock(), retry=retry)
-            failed = self._record_failures([entry], code, reason) if entry else []
+            entries = self.window.nack_range(first, last, self.clock(), retry=retry)
+            failed = self._record_failures(entries, code, reason) if entries else []
         self._complete_failures(failed)
 
     def fail(self, seq: int, code: FailureCode, reason: str) -> None:
@@ -621,9 +1054,12 @@ class Outbox:
         errors = []
         for entry in entries:
             error = DeliveryFailed(entry.seq, code, reason)
-            self.failure_count += 1
-            if len(self._failures) < MAX_REPORTED_FAILURES:
+            self.failure_count += entry.count
+            room = MAX_REPORTED_FAILURES - len(self._failures)
+            if room > 0:
                 self._failures.append(error)
+                for seq in range(entry.seq + 1, entry.seq + min(entry.count, room)):
+                    self._failures.append(DeliveryFailed(seq, code, reason))
             errors.append((entry, error))
         if errors:
             self._completing += 1
@@ -636,13 +1072,19 @@ class Outbox:
             return
         try:
             outcomes: list[Outcome] = []
+            rows = False
             for entry, error in failed:
+                receipt = _holder(entry.receipt)
+                if isinstance(receipt, RowsOutcome):
+                    rows = True
+                    with receipt.condition:
+                        outcomes += receipt.fail(entry.item.index, entry.count, error)
+                    continue
                 if not isinstance(entry.item, bytes):
                     self.on_release(entry)
-                receipt = _holder(entry.receipt)
                 if receipt is not None:
                     outcomes.append((receipt, error, None, None))
-            if outcomes:
+            if outcomes or rows:
                 _complete(outcomes, self.receipts)
         finally:
             self._completed()

@@ -15,8 +15,9 @@ import threading
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
+from itertools import islice
 from typing import Any
 
 from ..protocol.messages import encode_value, valid_stream_name
@@ -24,19 +25,32 @@ from .discovery import Endpoint, discover
 from .errors import FlushError, OutboxFull, StreamClosed
 from .frames import BinaryItem, Gap, Message, open_source, publish_text_prefix
 from .frames_pandas import ARROW_STREAM
-from .outbox import Outbox, Receipt
+from .outbox import Outbox, Receipt, Receipts, RowsOutcome
 from .subscription import Subscription
 from .thread import LIVE_END, IOThread, LinkOptions, PublisherLink, io_thread
 from .window import DEFAULT_DEADLINE, Entry, Window
 
-__all__ = ["ARROW_STREAM", "Stream", "StreamOptions", "StreamStats", "stream"]
+__all__ = ["ARROW_STREAM", "Receipts", "Stream", "StreamOptions", "StreamStats", "stream"]
 
 log = logging.getLogger("nbws.client")
 
 
 MiB = 1024 * 1024
-PUBLISH_CHUNK = 1024
-"""Messages ``publish_many`` serialises before queueing them under one lock."""
+ROWS_CHUNK = 65_536
+"""Most rows ``publish_rows`` (items ``publish_many``) turns into JSON at a time: the
+first are on the wire (and the server busy with them) while the next are built."""
+FIRST_CHUNK = 4096
+"""The first chunk's size (each next one twice the last, up to :data:`ROWS_CHUNK`), so
+the first runs go out after a few milliseconds, not after a whole chunk is built."""
+
+
+def _chunks(total: int | None) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the chunks of ``total`` rows (None: without end)."""
+    start, size = 0, FIRST_CHUNK
+    while total is None or start < total:
+        stop = start + size if total is None else min(total, start + size)
+        yield start, stop
+        start, size = stop, min(2 * size, ROWS_CHUNK)
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,10 @@ class StreamOptions:
             server without batches is detected and sent single publishes either way.
         batch_max_messages, batch_max_bytes: bounds of one batch (which also carries at
             most a quarter of ``window``, so several are in flight).
+        rows_window: unacked messages on the wire at once while sending the runs of
+            ``publish_rows`` and ``publish_many`` (each run one window entry and one
+            batch of up to ``batch_max_messages``, a quarter of ``rows_window`` at most);
+            capped at the server's ``dedupe_window``.
     """
 
     window: int = 1000
@@ -91,6 +109,7 @@ class StreamOptions:
     batch: bool = True
     batch_max_messages: int = 1000
     batch_max_bytes: int = 1 * MiB
+    rows_window: int = 4096
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> StreamOptions:
@@ -154,7 +173,10 @@ class _Publisher:
             max_bytes=options.outbox_max_bytes,
             max_unsent=options.outbox_max_unsent,
             deadline=options.deadline,
+            run_window=options.rows_window,
         )
+        # a run is one batch: several of them in flight, as for single publishes
+        self.run_messages = min(options.batch_max_messages, max(1, options.rows_window // 4))
         self.outbox = Outbox(window, text_prefix=publish_text_prefix(name, producer))
         self.outbox.on_release = _release
         self.outbox.may_wait = lambda: not io.in_thread  # waiting there would deadlock
@@ -312,15 +334,17 @@ class Stream:
         block: bool = True,
         timeout: float | None = None,
         deadline: Any = DEFAULT_DEADLINE,
-    ) -> list[Receipt]:
+    ) -> Receipts:
         """Queue many JSON messages (each item one message, acked and deduplicated on its
         own, as with :meth:`publish`); returns once all are queued.
 
-        Items are serialised and queued a chunk at a time under one lock, so this costs
-        less per message than a loop of ``publish`` calls.
+        Items are serialised a chunk at a time and queued as runs of consecutive seqs (one
+        outbox entry and one batch each), so this costs far less per message than a loop
+        of ``publish`` calls.
 
         Returns:
-            One :class:`Receipt` per item, in order.
+            A :class:`Receipts` (a lazy sequence of one :class:`Receipt` per item, in
+            order; ``wait()`` waits for all).
 
         Raises:
             TypeError: an item is not JSON-serialisable (the ones before it are queued).
@@ -329,28 +353,43 @@ class Stream:
             StreamClosed: the handle is closed.
         """
         outbox = self._outbox()
-        receipts: list[Receipt] = []
-        chunk: list[bytes] = []
+        outcome = RowsOutcome(outbox.receipts)
+        iterator = iter(items)
         try:
-            for item in items:
-                chunk.append(encode_value(item))
-                if len(chunk) >= PUBLISH_CHUNK:
-                    receipts += outbox.put_json_many(
-                        chunk, block=block, timeout=timeout, deadline=deadline
-                    )
-                    chunk = []
-            if chunk:
-                receipts += outbox.put_json_many(
-                    chunk, block=block, timeout=timeout, deadline=deadline
-                )
+            for start, stop in _chunks(None):
+                payloads: list[bytes] = []
+                try:
+                    payloads.extend(map(encode_value, islice(iterator, stop - start)))
+                except TypeError:
+                    if payloads:  # the items before the bad one are queued
+                        self._put_rows(outbox, payloads, block, timeout, deadline, outcome)
+                    raise
+                if not payloads:
+                    break
+                self._put_rows(outbox, payloads, block, timeout, deadline, outcome)
         except (OutboxFull, StreamClosed) as exc:
-            exc.receipts = receipts + getattr(exc, "receipts", [])  # type: ignore[union-attr]
+            exc.receipts = Receipts(outcome, 0, outcome.queued)  # type: ignore[union-attr]
             raise
-        except TypeError:
-            if chunk:
-                receipts += outbox.put_json_many(chunk, block=block, timeout=timeout)
-            raise
-        return receipts
+        return Receipts(outcome)
+
+    def _put_rows(
+        self,
+        outbox: Outbox,
+        payloads: list[bytes],
+        block: bool,
+        timeout: float | None,
+        deadline: Any,
+        outcome: RowsOutcome | None = None,
+    ) -> Receipts:
+        return outbox.put_rows(
+            payloads,
+            run_messages=self._publisher.run_messages,
+            run_bytes=self.options.batch_max_bytes,
+            block=block,
+            timeout=timeout,
+            deadline=deadline,
+            outcome=outcome,
+        )
 
     def publish_bytes(
         self,
@@ -460,25 +499,37 @@ class Stream:
         index: bool = False,
         block: bool = True,
         timeout: float | None = None,
-    ) -> list[Receipt]:
-        """Publish each row of a DataFrame as a message of its own (own offset, own ack);
-        returns once all are queued, with one :class:`Receipt` per row.
+        deadline: Any = DEFAULT_DEADLINE,
+    ) -> Receipts:
+        """Publish each row of a DataFrame as a message of its own (own seq, offset and
+        ack, deduplicated, in order); returns once all are queued, with a
+        :class:`Receipts` (a lazy sequence of one :class:`Receipt` per row).
 
         Rows are JSON objects (NaN/NaT become null, timestamps ISO 8601 strings,
-        categoricals their values), sent in batches; :meth:`history_df` reads them back
-        (``dtypes=df.dtypes`` restores the column types). :meth:`publish_df` instead
-        sends a whole frame as one message.
+        categoricals their values), built column-wise a chunk of rows at a time and
+        queued as runs (one outbox entry and one batch each); :meth:`history_df` reads
+        them back (``dtypes=df.dtypes`` restores the column types). :meth:`publish_df`
+        instead sends a whole frame as one message.
+
+        Raises:
+            OutboxFull: no room (see ``block``/``timeout``); ``exc.receipts`` holds the
+                receipts of the rows queued before it.
+            StreamClosed: the handle is closed.
         """
         from . import frames_pandas
 
-        payloads = frames_pandas.df_rows_json(df, index=index)
         outbox = self._outbox()
-        receipts: list[Receipt] = []
-        for start in range(0, len(payloads), PUBLISH_CHUNK):
-            receipts += outbox.put_json_many(
-                payloads[start : start + PUBLISH_CHUNK], block=block, timeout=timeout
-            )
-        return receipts
+        rows = len(df)
+        outcome = RowsOutcome(outbox.receipts)
+        try:
+            for start, stop in _chunks(rows):
+                chunk = df.iloc[start:stop] if stop - start < rows else df
+                payloads = frames_pandas.df_rows_json(chunk, index=index)
+                self._put_rows(outbox, payloads, block, timeout, deadline, outcome)
+        except (OutboxFull, StreamClosed) as exc:
+            exc.receipts = Receipts(outcome, 0, outcome.queued)  # type: ignore[union-attr]
+            raise
+        return Receipts(outcome)
 
     def history_df(
         self,

@@ -81,8 +81,8 @@ from .discovery import Endpoint
 from .errors import FailureCode
 from .frames import BinaryItem, json_parts, publish_prefix, publish_text, publish_text_prefix
 from .outbox import Ack as AckTuple
-from .outbox import Outbox
-from .window import Backoff, Entry
+from .outbox import Outbox, RangeAck
+from .window import Backoff, Entry, Rows
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -407,7 +407,7 @@ class PublisherLink(_Link):
         self.server_status: str | None = None
         self._kick: asyncio.Event | None = None
         self._housekeeper: asyncio.Task[None] | None = None
-        self._acks: list[AckTuple] = []  # received, to be applied once the burst is read
+        self._acks: list[AckTuple | RangeAck] = []  # received, applied once the burst is read
         self._progress = False  # the current connection delivered acks
         self._failing: asyncio.Future[None] | None = None  # closing a bad connection
 
@@ -451,7 +451,7 @@ class PublisherLink(_Link):
     async def _serve(self, ws: ClientConnection, welcome: Welcome) -> bool:
         assert isinstance(ws, TextConnection)
         self.max_message_size = welcome.max_message_size or None
-        self.outbox.connected()
+        self.outbox.connected(welcome.dedupe_window)
         self._progress = False
         sender = asyncio.ensure_future(self._send_loop(ws))
         receiver = asyncio.ensure_future(self._receive_loop(ws))
@@ -483,7 +483,16 @@ class PublisherLink(_Link):
             run: list[tuple[int, bytes, str | None]] = []  # (seq, payload, key)
             run_bytes = 0
             for entry in entries:
-                parts = json_parts(entry.item)
+                item = entry.item
+                if type(item) is Rows:  # a run: one batch (or a few, if too big for one)
+                    size += self._end_run(run, texts)
+                    run, run_bytes = [], 0
+                    size += self._run_texts(entry.seq, item.payloads, texts)
+                    if size >= WRITE_BYTES:
+                        await ws.send_texts(texts)
+                        texts, size = [], 0
+                    continue
+                parts = json_parts(item)
                 if parts is None:  # binary: after everything before it
                     size += self._end_run(run, texts)
                     run, run_bytes = [], 0
@@ -541,6 +550,24 @@ class PublisherLink(_Link):
         if limit is not None and len(text) > limit:
             half = len(run) // 2
             return self._end_run(run[:half], texts) + self._end_run(run[half:], texts)
+        texts.append(text)
+        self.batches_sent += 1
+        return len(text)
+
+    def _run_texts(self, seq: int, payloads: list[bytes], texts: list[bytes]) -> int:
+        """Append the texts of a run entry's payloads (seqs from ``seq``) to ``texts``:
+        one ``publish_batch`` (halved where it would pass the server's
+        ``max_message_size``; a row too big alone fails), or single publishes when
+        batching is off. Returns the bytes appended."""
+        if not self.batch or len(payloads) == 1:
+            return self._end_run([(seq + i, p, None) for i, p in enumerate(payloads)], texts)
+        text = encode_batch_fast(self._batch_prefix, seq, payloads)
+        limit = self.max_message_size
+        if limit is not None and len(text) > limit:
+            half = len(payloads) // 2
+            return self._run_texts(seq, payloads[:half], texts) + self._run_texts(
+                seq + half, payloads[half:], texts
+            )
         texts.append(text)
         self.batches_sent += 1
         return len(text)
@@ -641,17 +668,16 @@ class PublisherLink(_Link):
                     asyncio.get_running_loop().call_soon(self._apply_acks)
                 if event.last is None:
                     acks.append((event.seq, event.offset, event.epoch, event.duplicate))
-                else:  # a range ack: every seq of the batch
-                    epoch = event.epoch
-                    for seq, offset, duplicate in event.offsets():
-                        acks.append((seq, offset, epoch, duplicate))
+                else:  # a range ack: every seq of the batch, settled as a range
+                    acks.append(
+                        (event.seq, event.last, event.offset, event.epoch, event.duplicates)
+                    )
         elif isinstance(event, Nack):
             if event.producer == self.producer and event.seq is not None:
                 self._apply_acks()  # in the order they came
                 self.last_error = f"nack {event.code}: {event.reason}"
                 last = event.seq if event.last is None else event.last
-                for seq in range(event.seq, last + 1):
-                    self.outbox.nack(seq, event.code, event.reason, event.retry)
+                self.outbox.nack_range(event.seq, last, event.code, event.reason, event.retry)
                 self._wake_sender()
         elif isinstance(event, Error):
             self.last_error = f"server error {event.code}: {event.message}"

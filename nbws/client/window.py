@@ -27,6 +27,17 @@ The driver (``nbws.client.thread``) loops::
     window.expire(now)             # messages past their deadline -> fail their futures
     window.next_wakeup()           # when to call take_many()/expire() again if nothing happens
 
+**Runs.** :meth:`Window.add_run` queues many consecutive seqs (``publish_rows``,
+``publish_many``) as ONE entry whose item is :class:`Rows` (the payloads): it is sent,
+acked, retransmitted and expired as a whole, so a run costs the same bookkeeping as one
+message. What touches part of it splits it where the part begins and ends (a slow-start
+allowance smaller than the run, an ack of part of it, a nack or a failure of one row):
+the parts are entries of their own, each with the rest of the run's state. Counters
+(``sent``, ``acked``, ``in_flight``, the outbox bounds) still count messages. Runs may
+have ``run_window`` messages in flight (a larger allowance than ``window``, capped by the
+server's dedupe window), since a run costs no more per message to track and a window of
+1000 rows would cap rows at 1000 per round trip.
+
 Timers are kept cheap for the common case: messages with the window's own deadline expire
 in the order they were added, and transmissions time out in the order they were made, so
 both are plain FIFO queues; only the exceptions (per-message deadlines, the shorter delay
@@ -35,6 +46,7 @@ after a ``retry`` nack, a clock that went backwards) go to heaps.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random as _random
@@ -45,7 +57,15 @@ from typing import Any, Generic, TypeVar
 
 from .errors import OutboxFull
 
-__all__ = ["DEFAULT_DEADLINE", "Backoff", "Entry", "Window", "WindowStats", "percentile"]
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "Backoff",
+    "Entry",
+    "Rows",
+    "Window",
+    "WindowStats",
+    "percentile",
+]
 
 T = TypeVar("T")
 
@@ -60,8 +80,29 @@ DEFAULT_DEADLINE: object = _DefaultDeadline()
 
 
 @dataclass(slots=True, eq=False)
+class Rows:
+    """The item of a run entry: the serialised payloads of consecutive seqs.
+
+    Attributes:
+        payloads: one JSON text per message, in seq order.
+        index: the position of the first of them in what was queued together (the
+            driver's handle on the receipts: see ``receipt``).
+    """
+
+    payloads: list[bytes]
+    index: int = 0
+
+    def split(self, at: int) -> Rows:
+        """Keep the first ``at`` payloads; return the rest as a run of their own."""
+        rest = Rows(self.payloads[at:], self.index + at)
+        self.payloads = self.payloads[:at]
+        return rest
+
+
+@dataclass(slots=True, eq=False)
 class Entry(Generic[T]):
-    """One unacked message.
+    """One unacked message, or a run of consecutive ones (``count`` > 1 or a
+    :class:`Rows` item).
 
     Attributes:
         seq: its sequence number.
@@ -74,6 +115,7 @@ class Entry(Generic[T]):
         retransmit_at: when it is due again if still unacked on this connection.
         wire: the connection generation it was last sent on (-1: not on the wire).
         receipt: the driver's handle on whoever waits for the outcome (opaque here).
+        count: how many consecutive seqs it holds, from ``seq``.
     """
 
     seq: int
@@ -86,6 +128,7 @@ class Entry(Generic[T]):
     retransmit_at: float | None = None
     wire: int = -1
     receipt: Any = None
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +191,8 @@ class Window(Generic[T]):
         deadline: seconds after :meth:`add` at which an unacked message fails (None: never).
         first_seq: the first sequence number.
         latency_samples: how many recent ack latencies the percentiles are computed over.
+        run_window: most unacked messages on the wire per connection while sending runs
+            (:meth:`add_run`); :meth:`connect` caps it at the server's dedupe window.
     """
 
     def __init__(
@@ -166,6 +211,7 @@ class Window(Generic[T]):
         deadline: float | None = 300.0,
         first_seq: int = 0,
         latency_samples: int = 10_000,
+        run_window: int = 4096,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -179,6 +225,8 @@ class Window(Generic[T]):
             raise ValueError("ack_timeout must be positive")
         if max_unsent is not None and max_unsent < 1:
             raise ValueError("max_unsent must be at least 1 (or None)")
+        if run_window < 1:
+            raise ValueError("run_window must be at least 1")
         self.producer = producer
         self.window = window
         self.initial_window = window if initial_window is None else min(initial_window, window)
@@ -190,7 +238,11 @@ class Window(Generic[T]):
         self.max_bytes = max_bytes
         self.max_unsent = 4 * window if max_unsent is None else max_unsent
         self.deadline = deadline
-        self._entries: dict[int, Entry[T]] = {}  # insertion order == seq order
+        self.run_window = run_window
+        self._run_cap = max(window, run_window)  # run_window, capped on connect
+        self._entries: dict[int, Entry[T]] = {}  # by first seq (not in seq order: splits)
+        self._runs: list[int] = []  # first seqs of the run entries, ascending
+        self._messages = 0
         self._next_seq = first_seq
         self._cursor = first_seq  # next seq not yet sent on this connection
         self._bytes = 0
@@ -198,7 +250,7 @@ class Window(Generic[T]):
         self._bytes_in_flight = 0
         self._cwnd = window  # messages allowed in flight on this connection
         self._cwnd_bytes: float = math.inf  # bytes allowed (inf: slow start is over)
-        self._byte_blocked = False  # the last take stopped at the byte allowance
+        self._byte_blocked = False  # the last take stopped at an allowance (bytes, messages)
         self._generation = 0
         self._connected = False
         self._timeouts: deque[tuple[float, int]] = deque()  # (due, seq), due ascending
@@ -219,7 +271,7 @@ class Window(Generic[T]):
     @property
     def outbox_messages(self) -> int:
         """Messages added and not yet acked, failed or expired."""
-        return len(self._entries)
+        return self._messages
 
     @property
     def outbox_bytes(self) -> int:
@@ -245,11 +297,13 @@ class Window(Generic[T]):
     def connected(self) -> bool:
         return self._connected
 
-    def has_room(self, size: int) -> bool:
-        """True if a message of ``size`` bytes fits in the outbox now."""
-        if len(self._entries) >= self.max_messages:
-            return False
-        return not self._entries or self._bytes + size <= self.max_bytes
+    def has_room(self, size: int, count: int = 1) -> bool:
+        """True if ``count`` messages of ``size`` bytes in all fit in the outbox now
+        (into an empty outbox anything fits, or it could never be sent)."""
+        messages = self._messages
+        if not messages:
+            return True
+        return messages + count <= self.max_messages and self._bytes + size <= self.max_bytes
 
     @property
     def backlogged(self) -> bool:
@@ -276,7 +330,7 @@ class Window(Generic[T]):
         entries = self._entries
         if not self.has_room(size):
             raise OutboxFull(
-                f"outbox full: {len(entries)}/{self.max_messages} messages, "
+                f"outbox full: {self._messages}/{self.max_messages} messages, "
                 f"{self._bytes}+{size}/{self.max_bytes} bytes"
             )
         seq = self._next_seq
@@ -299,6 +353,7 @@ class Window(Generic[T]):
         entries[seq] = entry
         self._next_seq = seq + 1
         self._bytes += size
+        self._messages += 1
         return entry
 
     def add_unchecked(self, item: T, size: int, now: float) -> Entry[T]:
@@ -319,27 +374,146 @@ class Window(Generic[T]):
         self._entries[seq] = entry
         self._next_seq = seq + 1
         self._bytes += size
+        self._messages += 1
+        return entry
+
+    def add_run(
+        self,
+        rows: Rows,
+        size: int,
+        now: float,
+        *,
+        receipt: Any = None,
+        deadline: object = DEFAULT_DEADLINE,
+    ) -> Entry[T]:
+        """Queue ``rows`` (one message per payload) as one entry with consecutive seqs.
+
+        Args:
+            rows: the payloads.
+            size: their bytes in all.
+            now: the current time.
+            receipt: the driver's handle for their outcomes.
+            deadline: as for :meth:`add`.
+
+        Raises:
+            OutboxFull: no room (see :meth:`has_room`).
+            ValueError: no payloads.
+        """
+        count = len(rows.payloads)
+        if not count:
+            raise ValueError("a run needs at least one payload")
+        if not self.has_room(size, count):
+            raise OutboxFull(
+                f"outbox full: {self._messages}+{count}/{self.max_messages} messages, "
+                f"{self._bytes}+{size}/{self.max_bytes} bytes"
+            )
+        if deadline is DEFAULT_DEADLINE:
+            deadline = self.deadline
+        elif deadline is not None and not isinstance(deadline, (int, float)):
+            raise TypeError("deadline must be a number of seconds or None")
+        seq = self._next_seq
+        expires = None if deadline is None else now + float(deadline)
+        entry: Entry[T] = Entry(seq, rows, size, now, expires, receipt=receipt, count=count)  # type: ignore[arg-type]
+        if expires is not None:
+            heapq.heappush(self._expiries, (expires, seq))
+        self._entries[seq] = entry
+        self._runs.append(seq)
+        self._next_seq = seq + count
+        self._bytes += size
+        self._messages += count
         return entry
 
     def get(self, seq: int) -> Entry[T] | None:
-        """The unacked entry with ``seq``, if any."""
-        return self._entries.get(seq)
+        """The unacked entry with ``seq``, if any (a run's: the one that holds it)."""
+        entry = self._entries.get(seq)
+        if entry is None and self._runs:
+            return self._holding(seq)
+        return entry
+
+    def _holding(self, seq: int) -> Entry[T] | None:
+        """The run entry that holds ``seq``, if any."""
+        runs = self._runs
+        i = bisect.bisect_right(runs, seq) - 1
+        if i < 0:
+            return None
+        entry = self._entries[runs[i]]
+        return entry if seq < entry.seq + entry.count else None
+
+    def _split(self, entry: Entry[T], at: int) -> Entry[T]:
+        """Cut run ``entry`` before seq ``at``: it keeps the seqs before, the returned
+        new entry (with the same state: timers, deadline, attempts) holds the rest."""
+        rows: Rows = entry.item  # type: ignore[assignment]
+        cut = at - entry.seq
+        rest_rows = rows.split(cut)
+        rest_size = sum(map(len, rest_rows.payloads))
+        rest: Entry[T] = Entry(
+            at,
+            rest_rows,  # type: ignore[arg-type]
+            rest_size,
+            entry.added,
+            entry.expires,
+            entry.attempts,
+            entry.sent_at,
+            entry.retransmit_at,
+            entry.wire,
+            entry.receipt,
+            entry.count - cut,
+        )
+        entry.count = cut
+        entry.size -= rest_size
+        self._entries[at] = rest
+        bisect.insort(self._runs, at)
+        if rest.expires is not None:
+            heapq.heappush(self._expiries, (rest.expires, at))
+        if rest.wire == self._generation and rest.retransmit_at is not None:
+            heapq.heappush(self._retransmits, (rest.retransmit_at, at))
+        return rest  # (in flight or not, the parts' sums are the whole's)
+
+    def _isolate(self, first: int, last: int) -> list[Entry[T]]:
+        """The entries that hold seqs ``first`` to ``last`` (inclusive), runs split so
+        that each one returned lies within them, in seq order."""
+        out: list[Entry[T]] = []
+        entries = self._entries
+        seq = first
+        while seq <= last:
+            entry = entries.get(seq)
+            if entry is None:
+                entry = self._holding(seq) if self._runs else None
+                if entry is None:
+                    seq += 1  # acked or failed already
+                    continue
+                entry = self._split(entry, seq)
+            end = entry.seq + entry.count
+            if end - 1 > last:
+                self._split(entry, last + 1)
+                end = last + 1
+            out.append(entry)
+            seq = end
+        return out
 
     def entries(self) -> list[Entry[T]]:
         """Every unacked entry, oldest first."""
-        return list(self._entries.values())
+        return sorted(self._entries.values(), key=_by_seq)
 
     # --- connection ----------------------------------------------------------------------
 
-    def connect(self) -> None:
+    def connect(self, dedupe_window: int | None = None) -> None:
         """A connection is up: sending may start (again) from the oldest unacked message,
-        with the initial window (slow start)."""
+        with the initial window (slow start).
+
+        Args:
+            dedupe_window: the server's (from its ``welcome``): runs never have more
+                messages in flight than it remembers, so a retransmit after a reconnect is
+                always recognised with its offset.
+        """
+        self._run_cap = max(self.window, self.run_window)
+        if dedupe_window:
+            self._run_cap = max(self.window, min(self._run_cap, dedupe_window))
         self._connected = True
         self._byte_blocked = False
-        self._cwnd = self.initial_window
-        self._cwnd_bytes = (
-            math.inf if self.initial_window >= self.window else float(self.initial_window_bytes)
-        )
+        slow = self.initial_window < self.window
+        self._cwnd = self.initial_window if slow else self._run_cap  # (None: all at once)
+        self._cwnd_bytes = float(self.initial_window_bytes) if slow else math.inf
 
     def disconnect(self) -> None:
         """The connection is gone: nothing is on the wire; all unacked will be resent."""
@@ -350,7 +524,7 @@ class Window(Generic[T]):
         self._byte_blocked = False
         self._timeouts.clear()
         self._retransmits.clear()
-        self._cursor = next(iter(self._entries), self._next_seq)
+        self._cursor = min(self._entries, default=self._next_seq)
 
     # --- sending -------------------------------------------------------------------------
 
@@ -374,13 +548,17 @@ class Window(Generic[T]):
             entry = self._due_retransmit(now)
             if entry is None:
                 break
-            self.retransmitted += 1
+            self.retransmitted += entry.count
             self._transmit(entry, now)
             out.append(entry)
         self._byte_blocked = False
-        room = min(limit - len(out), self._cwnd - self._in_flight)
+        cwnd = self._cwnd
+        room = min(cwnd, self.window) - self._in_flight  # messages, for single ones
+        run_room = min(cwnd, self._run_cap) - self._in_flight  # messages, for runs
         entries, cursor, end = self._entries, self._cursor, self._next_seq
-        if room <= 0 or cursor >= end:
+        if (room <= 0 and run_room <= 0) or cursor >= end:
+            if cursor < end:
+                self._byte_blocked = True  # (only an ack makes room)
             return out
         byte_room = self._cwnd_bytes - self._bytes_in_flight  # inf unless in slow start
         limited = byte_room != math.inf
@@ -391,23 +569,46 @@ class Window(Generic[T]):
         if due is not None and timeouts and timeouts[-1][0] > due:
             due = None  # the clock went backwards: schedule one by one (a heap)
         first = sent = size = 0
-        while room and cursor < end:
+        taken = len(out)
+        while cursor < end and taken < limit:
             entry = entries.get(cursor)
             if entry is None:  # acked or failed before it was sent
                 cursor += 1
                 continue
-            if limited and entry.size > byte_room - size and (in_flight or sent):
-                self._byte_blocked = True  # over the slow-start byte allowance
-                break  # (one message always goes)
-            cursor += 1
+            count = entry.count
+            if count == 1 and type(entry.item) is not Rows:
+                if room <= 0:
+                    self._byte_blocked = True  # (only an ack makes room)
+                    break
+                if limited and entry.size > byte_room - size and (in_flight or sent):
+                    self._byte_blocked = True  # over the slow-start byte allowance
+                    break  # (one message always goes)
+            else:  # a run: as much of it as the allowances take, the rest split off
+                fits = min(count, run_room)
+                if limited and fits and entry.size > byte_room - size:
+                    fits = min(fits, int((byte_room - size) * count / entry.size))
+                if fits < count and (in_flight or sent) and cwnd >= self._run_cap:
+                    fits = 0  # a grown window waits for room for the whole run (one batch)
+                if fits <= 0:
+                    if in_flight or sent:
+                        self._byte_blocked = True
+                        break
+                    fits = 1  # (one message always goes)
+                if fits < count:
+                    self._split(entry, cursor + fits)
+                    count = fits
+                    self._byte_blocked = True
+            cursor += count
             size += entry.size
-            room -= 1
+            room -= count
+            run_room -= count
+            taken += 1
             entry.wire = generation
             if entry.attempts:
-                self.retransmitted += 1
+                self.retransmitted += count
             else:
-                first += 1
-            sent += 1
+                first += count
+            sent += count
             entry.attempts += 1
             entry.sent_at = now
             if due is not None:
@@ -428,7 +629,12 @@ class Window(Generic[T]):
     def window_full(self) -> bool:
         """True when the last take found no room in the connection's window (messages, or
         bytes for the next message): only an ack can make some."""
-        return self._in_flight >= self._cwnd or self._byte_blocked
+        return self._in_flight >= min(self._cwnd, self.window) or self._byte_blocked
+
+    @property
+    def run_window_full(self) -> bool:
+        """:attr:`window_full` for a run: no room left in the run window either."""
+        return self._in_flight >= min(self._cwnd, self._run_cap) or self._byte_blocked
 
     def restart_timer(self, entry: Entry[T], now: float) -> None:
         """Restart ``entry``'s ack timer (call when a long, streamed send completes)."""
@@ -481,12 +687,15 @@ class Window(Generic[T]):
     # --- outcomes ------------------------------------------------------------------------
 
     def ack(self, seq: int, now: float, *, duplicate: bool = False) -> Entry[T] | None:
-        """Seq was appended (or was already): forget it. None for an unknown/stale seq."""
-        entry = self._entries.pop(seq, None)
-        if entry is None:
-            return None
+        """Seq was appended (or was already): forget it. None for an unknown/stale seq.
+        (A seq inside a run splits it: the entry returned holds that seq alone.)"""
+        entry = self._entries.get(seq)
+        if entry is None or entry.count != 1 or type(entry.item) is Rows:
+            acked = self.ack_range(seq, seq, now, duplicates=int(duplicate))
+            return acked[0] if acked else None
+        del self._entries[seq]
         if entry.wire == self._generation and self._cwnd < self.window:
-            self._grow(entry.size)
+            self._grow(entry.size, 1, self.window)
         self._forget(entry)
         self.acked += 1
         if duplicate:
@@ -495,10 +704,44 @@ class Window(Generic[T]):
             self._latencies.append(now - entry.sent_at)
         return entry
 
-    def _grow(self, size: int) -> None:
-        """Slow start: an ack of a message sent on this connection allows one more (and
-        its bytes); at ``window`` messages the byte allowance is lifted."""
-        self._cwnd += 1
+    def ack_range(
+        self, first: int, last: int, now: float, *, duplicates: int = 0
+    ) -> list[Entry[T]]:
+        """Seqs ``first`` to ``last`` (inclusive) were appended (``duplicates`` of them
+        already were): forget them. Returns the entries removed, in seq order, each
+        within the range (runs are split where the range cuts them); stale seqs are
+        skipped. A run acked whole costs one step, however long."""
+        out = self._isolate(first, last)
+        acked = 0
+        generation = self._generation
+        for entry in out:
+            self._remove(entry)
+            if entry.wire == generation:
+                cap = self._run_cap if type(entry.item) is Rows else self.window
+                if self._cwnd < cap:
+                    self._grow(entry.size, entry.count, cap)
+            self._forget(entry)
+            acked += entry.count
+            if entry.sent_at is not None:
+                self._latencies.append(now - entry.sent_at)
+        self.acked += acked
+        self.duplicates += min(duplicates, acked)
+        return out
+
+    def _remove(self, entry: Entry[T]) -> None:
+        """Take ``entry`` out of the outbox (its counts: :meth:`_forget`)."""
+        del self._entries[entry.seq]
+        if type(entry.item) is Rows:
+            runs = self._runs
+            i = bisect.bisect_left(runs, entry.seq)
+            if i < len(runs) and runs[i] == entry.seq:
+                del runs[i]
+
+    def _grow(self, size: int, count: int, cap: int) -> None:
+        """Slow start: an ack of messages sent on this connection allows as many more
+        (and their bytes) up to ``cap`` (``window``; for runs, the run window); at
+        ``window`` messages the byte allowance is lifted."""
+        self._cwnd = min(self._cwnd + count, cap)
         if self._cwnd >= self.window:
             self._cwnd_bytes = math.inf
         else:
@@ -507,17 +750,31 @@ class Window(Generic[T]):
     def nack(self, seq: int, now: float, *, retry: bool) -> Entry[T] | None:
         """Seq was refused. With ``retry`` it is resent after ``retry_delay`` and None is
         returned; otherwise it is removed and returned (the caller fails its future)."""
-        entry = self._entries.get(seq)
-        if entry is None:
-            return None
+        entries = self.nack_range(seq, seq, now, retry=retry)
+        return entries[0] if entries else None
+
+    def nack_range(self, first: int, last: int, now: float, *, retry: bool) -> list[Entry[T]]:
+        """Seqs ``first`` to ``last`` (inclusive) were refused. With ``retry`` they are
+        resent after ``retry_delay`` (whole runs: a run holding one of them is resent
+        whole) and nothing is returned; otherwise they are removed and returned, runs
+        split where the range cuts them (the caller fails their receipts)."""
         if retry:
-            if entry.wire == self._generation:
-                self._schedule(entry, now + self.retry_delay)
-            return None
-        del self._entries[seq]
-        self._forget(entry)
-        self.failed += 1
-        return entry
+            seq = first
+            while seq <= last:
+                entry = self.get(seq)
+                if entry is None:
+                    seq += 1
+                    continue
+                if entry.wire == self._generation:
+                    self._schedule(entry, now + self.retry_delay)
+                seq = entry.seq + entry.count
+            return []
+        out = self._isolate(first, last)
+        for entry in out:
+            self._remove(entry)
+            self._forget(entry)
+            self.failed += entry.count
+        return out
 
     def expire(self, now: float) -> list[Entry[T]]:
         """Remove and return the messages whose delivery deadline is at or before ``now``."""
@@ -535,23 +792,24 @@ class Window(Generic[T]):
         while heap and heap[0][0] <= now:
             _, seq = heapq.heappop(heap)
             entry = entries.get(seq)
-            if entry is not None:
+            if entry is not None and entry.expires is not None and entry.expires <= now:
                 self._expire(entry, out)
         out.sort(key=_by_seq)
         return out
 
     def _expire(self, entry: Entry[T], out: list[Entry[T]]) -> None:
-        del self._entries[entry.seq]
+        self._remove(entry)
         self._forget(entry)
-        self.expired += 1
+        self.expired += entry.count
         out.append(entry)
 
     def drain(self) -> list[Entry[T]]:
         """Remove and return every unacked message (the handle is closing)."""
-        out = list(self._entries.values())
+        out = self.entries()
         for entry in out:
             self._forget(entry)
         self._entries.clear()
+        self._runs.clear()
         self._timeouts.clear()
         self._retransmits.clear()
         self._default_expiries.clear()
@@ -560,8 +818,9 @@ class Window(Generic[T]):
 
     def _forget(self, entry: Entry[T]) -> None:
         self._bytes -= entry.size
+        self._messages -= entry.count
         if entry.wire == self._generation:
-            self._in_flight -= 1
+            self._in_flight -= entry.count
             self._bytes_in_flight -= entry.size
         entry.wire = -1
 
@@ -605,9 +864,9 @@ class Window(Generic[T]):
             failed=self.failed,
             expired=self.expired,
             in_flight=self._in_flight,
-            queued=len(self._entries) - self._in_flight,
+            queued=self._messages - self._in_flight,
             congestion_window=self._cwnd,
-            outbox_messages=len(self._entries),
+            outbox_messages=self._messages,
             outbox_bytes=self._bytes,
             next_seq=self._next_seq,
             latency_p50=p50,

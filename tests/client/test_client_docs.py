@@ -10,9 +10,11 @@ from nbws.client import StreamOptions
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "client.md"
 
 
-def human(value: object) -> str:
-    """How the docs write a default: sizes in KiB/MiB, everything else as Python prints it."""
-    if isinstance(value, int) and not isinstance(value, bool) and value % 1024 == 0:
+def human(name: str, value: object) -> str:
+    """How the docs write a default: sizes (of bytes) in KiB/MiB, everything else (counts
+    too) as Python prints it."""
+    sized = name.endswith(("_bytes", "_size"))
+    if sized and isinstance(value, int) and not isinstance(value, bool) and value % 1024 == 0:
         if value % (1024 * 1024) == 0:
             return f"{value // (1024 * 1024)} MiB"
         return f"{value // 1024} KiB"
@@ -27,5 +29,5 @@ def test_every_stream_option_is_documented_with_its_default() -> None:
                 rows[name.strip()] = line
     for field in dataclasses.fields(StreamOptions):
         assert field.name in rows, f"docs/client.md does not document {field.name}"
-        default = "random" if field.name == "producer" else human(field.default)
+        default = "random" if field.name == "producer" else human(field.name, field.default)
         assert default in rows[field.name], f"{field.name}: default {default} not in the docs"
