@@ -772,7 +772,19 @@ class StreamHub:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_dirty)
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def flush_now(self) -> None:
+        """Write what has been queued for subscribers so far, now rather than on the next
+        round of the loop: a connection calls it when it stops handling requests (it is
+        about to wait for input, or it yields), so a request's deliveries do not wait
+        behind every other connection's next slice first."""
+        if self._flush_scheduled:
+            self._flush_dirty()
+
+    def _scheduled_flush(self) -> None:
+        if self._flush_scheduled:  # (not already done by flush_now)
+            self._flush_dirty()
 
     def _flush_dirty(self) -> None:
         self._flush_scheduled = False

@@ -48,6 +48,7 @@ from ..protocol.messages import (
     right_sized,
 )
 from ..transport import Connection
+from ..transport.connection import write_corked
 from . import metrics
 from .hub import Client, StreamHub
 from .sink import ConnectionSink
@@ -108,13 +109,19 @@ class StreamsEndpoint:
         try:
             spent = 0.0  # handling time since this connection last yielded
             clock = time.perf_counter
+            hub = self.hub
             while True:
                 if spent >= HANDLE_BUDGET:
                     # A burst already read is handled without suspending; yield now and
                     # then so the acks and deliveries queued so far go out meanwhile and
                     # other connections get their turn.
                     spent = 0.0
+                    hub.flush_now()
+                    write_corked()
                     await asyncio.sleep(0)
+                elif not conn.has_input:
+                    hub.flush_now()  # about to wait: what this turn queued goes out now
+                    write_corked()
                 try:
                     fragment = await conn.receive_fragment()
                     text, data = fragment.text, fragment.data

@@ -45,9 +45,24 @@ from tornado.iostream import IOStream, StreamClosedError
 from ..errors import CloseCode, ConnectionClosed, InvalidState, close_for
 from ..protocol import CloseReceived, Fragment, Pong, Session, State
 
-__all__ = ["Connection", "IncomingMessage"]
+__all__ = ["Connection", "IncomingMessage", "write_corked"]
 
 log = logging.getLogger("nbws.connection")
+
+_corked: dict[Connection, None] = {}
+"""Connections whose cork waits for its write on the next round of the loop (in order)."""
+
+
+def write_corked() -> None:
+    """Write every connection's cork now instead of on the next round of the loop.
+
+    The endpoint calls this when it stops handling requests (it is about to wait, or it
+    yields): what its requests queued (acks, deliveries) is then on the wire before every
+    other connection's next slice runs, and it is still one send per connection."""
+    while _corked:
+        conn = next(iter(_corked))
+        conn._uncork()
+
 
 if sys.platform == "linux":
     import fcntl
@@ -440,10 +455,12 @@ class Connection:
         self.pending_write += added
         if not self._cork_scheduled:
             self._cork_scheduled = True
+            _corked[self] = None
             asyncio.get_running_loop().call_soon(self._uncork)
 
     def _uncork(self) -> None:
         self._cork_scheduled = False
+        _corked.pop(self, None)
         cork = self._cork
         if cork:
             data = cork[0] if len(cork) == 1 else b"".join(cork)
@@ -716,6 +733,11 @@ class Connection:
         await asyncio.shield(self.closed)
 
     # --- reading -----------------------------------------------------------------------
+
+    @property
+    def has_input(self) -> bool:
+        """True when a fragment is waiting: :meth:`receive_fragment` returns at once."""
+        return bool(self._inbox)
 
     async def receive_fragment(self) -> Fragment:
         """Next inbound fragment, as it arrives.

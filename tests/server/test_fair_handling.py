@@ -61,3 +61,35 @@ async def test_a_burst_of_costly_requests_yields_to_the_loop_between_slices(
         await server.stop()
     assert sum(per_turn) == BURST
     assert max(per_turn) <= 16, f"requests handled per loop turn: {per_turn}"
+
+
+async def test_a_request_s_reply_is_written_before_the_loop_moves_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ack of a publish (and any delivery it caused) is on the wire when the
+    connection stops handling, not one round of the loop later behind every other
+    connection's next slice: a callback queued before the request was handled already
+    sees the bytes written."""
+    written: list[int] = []
+    original = StreamsEndpoint.handle
+
+    async def observed(self: StreamsEndpoint, client: Any, request: Any) -> None:
+        conn = client.sink.conn
+        before = conn.bytes_out
+        asyncio.get_running_loop().call_soon(lambda: written.append(conn.bytes_out - before))
+        await original(self, client, request)
+
+    server = StandaloneServer(make_config(), host="127.0.0.1", port=0)
+    port = await server.start()
+    try:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/nbws/ws", subprotocols=["nbws.v1"]
+        ) as ws:
+            await ws.recv()  # welcome
+            monkeypatch.setattr(StreamsEndpoint, "handle", observed)
+            await ws.send('{"type":"publish","stream":"s","producer":"p","seq":0,"payload":1}')
+            ack = await asyncio.wait_for(ws.recv(), 10)
+    finally:
+        await server.stop()
+    assert '"ack"' in str(ack)
+    assert written and written[0] > 0, "the ack was still corked when the loop moved on"
