@@ -227,6 +227,18 @@ Outcome = tuple[Receipt, Any, Any, Any]
 """(receipt, offset or exception, epoch or None, duplicate or None for a failure)."""
 
 
+def _settle(receipt: Receipt, value: Any, epoch: Any, duplicate: bool | None) -> None:
+    """Record a receipt's outcome (under its condition): ``duplicate`` None means it
+    failed, ``value`` then being the error."""
+    receipt._value = value
+    if duplicate is None:
+        receipt._state = _FAILED
+    else:
+        receipt._state = _DONE
+        receipt.epoch = epoch
+        receipt.duplicate = duplicate
+
+
 def _complete(outcomes: list[Outcome], condition: threading.Condition) -> None:
     """Complete receipts sharing ``condition``: their states are set under it once, one
     ``notify_all`` wakes whoever waits, and callbacks run after, outside the lock."""
@@ -235,13 +247,7 @@ def _complete(outcomes: list[Outcome], condition: threading.Condition) -> None:
         for receipt, value, epoch, duplicate in outcomes:
             if receipt._state != _PENDING:
                 continue
-            receipt._value = value
-            if duplicate is None:
-                receipt._state = _FAILED
-            else:
-                receipt._state = _DONE
-                receipt.epoch = epoch
-                receipt.duplicate = duplicate
+            _settle(receipt, value, epoch, duplicate)
             if receipt._callbacks is not None or receipt._future is not None:
                 later.append(receipt)
         condition.notify_all()
@@ -426,13 +432,7 @@ class RowsOutcome:
             if value == _PENDING_ROW:
                 self.watchers[i] = receipt
                 return receipt
-            receipt._value = offset
-            if duplicate is None:
-                receipt._state = _FAILED
-            else:
-                receipt._state = _DONE
-                receipt.epoch = epoch
-                receipt.duplicate = duplicate
+            _settle(receipt, offset, epoch, duplicate)
             return receipt
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +16,23 @@ from nbws.server.standalone import StandaloneServer
 from nbws.server.streams_endpoint import StreamsEndpoint
 
 BURST = 200
+
+
+@contextlib.asynccontextmanager
+async def streams_connection() -> AsyncIterator[Any]:
+    """An in-process ``nbws serve`` and one nbws.v1 connection to it (welcome read)."""
+    server = StandaloneServer(make_config(), host="127.0.0.1", port=0)
+    port = await server.start()
+    try:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/nbws/ws", subprotocols=["nbws.v1"]
+        ) as ws:
+            await ws.recv()  # welcome
+            yield ws
+    finally:
+        await server.stop()
+
+
 COST = 0.0002  # seconds of server CPU per request
 
 
@@ -35,30 +54,22 @@ async def test_a_burst_of_costly_requests_yields_to_the_loop_between_slices(
         handled += 1
         await original(self, client, request)
 
-    server = StandaloneServer(make_config(), host="127.0.0.1", port=0)
-    port = await server.start()
-    try:
-        async with websockets.connect(
-            f"ws://127.0.0.1:{port}/nbws/ws", subprotocols=["nbws.v1"]
-        ) as ws:
-            await ws.recv()  # welcome
-            monkeypatch.setattr(StreamsEndpoint, "handle", costly)
-            per_turn: list[int] = []
+    async with streams_connection() as ws:
+        monkeypatch.setattr(StreamsEndpoint, "handle", costly)
+        per_turn: list[int] = []
 
-            async def count_per_loop_turn() -> None:
-                last = 0
-                while last < BURST:
-                    await asyncio.sleep(0)  # one loop turn
-                    if handled != last:
-                        per_turn.append(handled - last)
-                        last = handled
+        async def count_per_loop_turn() -> None:
+            last = 0
+            while last < BURST:
+                await asyncio.sleep(0)  # one loop turn
+                if handled != last:
+                    per_turn.append(handled - last)
+                    last = handled
 
-            counting = asyncio.ensure_future(count_per_loop_turn())
-            frame = '{"type":"publish","stream":"burst","payload":1}'
-            await asyncio.gather(*(ws.send(frame) for _ in range(BURST)))
-            await asyncio.wait_for(counting, 60)
-    finally:
-        await server.stop()
+        counting = asyncio.ensure_future(count_per_loop_turn())
+        frame = '{"type":"publish","stream":"burst","payload":1}'
+        await asyncio.gather(*(ws.send(frame) for _ in range(BURST)))
+        await asyncio.wait_for(counting, 60)
     assert sum(per_turn) == BURST
     assert max(per_turn) <= 16, f"requests handled per loop turn: {per_turn}"
 
@@ -79,17 +90,9 @@ async def test_a_request_s_reply_is_written_before_the_loop_moves_on(
         asyncio.get_running_loop().call_soon(lambda: written.append(conn.bytes_out - before))
         await original(self, client, request)
 
-    server = StandaloneServer(make_config(), host="127.0.0.1", port=0)
-    port = await server.start()
-    try:
-        async with websockets.connect(
-            f"ws://127.0.0.1:{port}/nbws/ws", subprotocols=["nbws.v1"]
-        ) as ws:
-            await ws.recv()  # welcome
-            monkeypatch.setattr(StreamsEndpoint, "handle", observed)
-            await ws.send('{"type":"publish","stream":"s","producer":"p","seq":0,"payload":1}')
-            ack = await asyncio.wait_for(ws.recv(), 10)
-    finally:
-        await server.stop()
+    async with streams_connection() as ws:
+        monkeypatch.setattr(StreamsEndpoint, "handle", observed)
+        await ws.send('{"type":"publish","stream":"s","producer":"p","seq":0,"payload":1}')
+        ack = await asyncio.wait_for(ws.recv(), 10)
     assert '"ack"' in str(ack)
     assert written and written[0] > 0, "the ack was still corked when the loop moved on"
