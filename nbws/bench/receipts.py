@@ -39,6 +39,7 @@ __all__ = [
     "Receipts",
     "browser_path_receipts",
     "comm_code",
+    "execute_collecting",
     "jupyter_server",
     "kernel_receipts",
     "nbws_receipts",
@@ -309,15 +310,24 @@ def browser_path_receipts(code: str, timeout: float) -> tuple[Receipts, int]:
             while json.loads(ws.recv(60))["header"]["msg_type"] != "kernel_info_reply":
                 pass
             request = {"code": code, "silent": False, "store_history": False}
-            execute = _shell_message(session, "execute_request", request)
-            ws.send(json.dumps(execute))
-            run = _Collector(execute["header"]["msg_id"], timeout)
-            while not run.done:
-                try:
-                    run.feed(json.loads(ws.recv(QUIET)), time.time_ns())
-                except TimeoutError:
-                    run.quiet()
-            return run.receipts, run.notices
+            return execute_collecting(ws, session, request, timeout)
+
+
+def execute_collecting(
+    ws: Any, session: str, request: dict[str, Any], timeout: float
+) -> tuple[Receipts, int]:
+    """Send an ``execute_request`` on a kernel WebSocket and collect what its cell sends
+    (comm updates with their receipt times) until it is done or quiet for ``timeout``;
+    returns the receipts and how many iopub rate-limit notices came."""
+    execute = _shell_message(session, "execute_request", request)
+    ws.send(json.dumps(execute))
+    run = _Collector(execute["header"]["msg_id"], timeout)
+    while not run.done:
+        try:
+            run.feed(json.loads(ws.recv(QUIET)), time.time_ns())
+        except TimeoutError:
+            run.quiet()
+    return run.receipts, run.notices
 
 
 if __name__ == "__main__":

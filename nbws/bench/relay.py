@@ -34,7 +34,14 @@ from ..protocol.messages import (
 )
 from .base import Row, percentile, server
 from .comm import delivered_rate
-from .receipts import QUIET, Receipts, _api, _Collector, _shell_message, jupyter_server
+from .receipts import (
+    QUIET,
+    Receipts,
+    _api,
+    _shell_message,
+    execute_collecting,
+    jupyter_server,
+)
 
 __all__ = ["paced_widget_code", "relay_deliveries"]
 
@@ -185,15 +192,8 @@ def _baseline(port: int, token: str, rate: int, count: int) -> tuple[Receipts, i
     session = uuid.uuid4().hex
     with connect(url, max_size=None, compression=None, open_timeout=60) as ws:
         code = paced_widget_code(rate, count)
-        execute = _shell_message(session, "execute_request", {"code": code, "silent": False})
-        ws.send(json.dumps(execute))
-        run = _Collector(execute["header"]["msg_id"], 60 + count / rate * 4)
-        while not run.done:
-            try:
-                run.feed(json.loads(ws.recv(QUIET)), time.time_ns())
-            except TimeoutError:
-                run.quiet()
-    return run.receipts, run.notices
+        request = {"code": code, "silent": False}
+        return execute_collecting(ws, session, request, 60 + count / rate * 4)
 
 
 def relay_deliveries(quick: bool) -> list[Row]:

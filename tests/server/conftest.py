@@ -110,6 +110,13 @@ class Peer:
         assert message["type"] == kind, message
         return message
 
+    async def expect_bad_subscribe(self, options: dict[str, Any], mention: str) -> None:
+        """A ``subscribe`` with ``options`` gets one readable ``bad-request`` line."""
+        await self.send(type="subscribe", id=3, stream="s-opts", **options)
+        error = await self.expect("error")
+        assert error["code"] == "bad-request" and error["ref"] == 3
+        assert mention in error["message"] and "\n" not in error["message"]
+
     async def subscribe(self, stream: str, **options: Any) -> dict[str, Any]:
         await self.send(type="subscribe", stream=stream, **options)
         return await self.expect("subscribed")

@@ -347,11 +347,7 @@ TARGETS = ("standalone", "redis")
     ],
 )
 async def test_bad_batch_options_are_a_bad_request(connect, options, mention) -> None:
-    peer = await connect()
-    await peer.send(type="subscribe", id=3, stream="s-opts", **options)
-    error = await peer.expect("error")
-    assert error["code"] == "bad-request" and error["ref"] == 3
-    assert mention in error["message"] and "\n" not in error["message"]
+    await (await connect()).expect_bad_subscribe(options, mention)
 
 
 async def test_batch_events_over_a_websocket(connect) -> None:

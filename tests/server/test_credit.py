@@ -364,11 +364,7 @@ async def test_credit_over_a_websocket(connect, target) -> None:
     ],
 )
 async def test_bad_credit_options_are_a_bad_request(connect, options, mention) -> None:
-    peer = await connect()
-    await peer.send(type="subscribe", id=3, stream="s-opts", **options)
-    error = await peer.expect("error")
-    assert error["code"] == "bad-request" and error["ref"] == 3
-    assert mention in error["message"] and "\n" not in error["message"]
+    await (await connect()).expect_bad_subscribe(options, mention)
 
 
 async def test_a_peer_flooding_bogus_consumed_is_closed_others_are_not(connect) -> None:
