@@ -28,7 +28,7 @@ from typing import Any
 
 from .base import Row, percentile
 from .browser_lab import Attached, Lab, chromium, jupyter_lab
-from .browser_page import INSTALL, READ, RUN_CELL, WIDGET_SELECTOR
+from .browser_page import INSTALL, NOTEBOOK_READY, READ, RUN_CELL, WIDGET_SELECTOR
 from .browser_publisher import TICK, TOKEN_VARIABLE
 from .browser_stats import Render, RunFigures, figures, per_frame
 
@@ -114,14 +114,6 @@ LIVE = """() => {
   return [...nodes].every(n => n.dataset.state === undefined || n.dataset.state === 'live');
 }"""
 
-READY = """(name) => {
-  const app = window.jupyterapp;
-  const panel = app && app.shell && app.shell.currentWidget;
-  if (!panel || !panel.context || panel.context.path !== name) return false;
-  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
-  return !!kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected';
-}"""
-
 
 @dataclass
 class Run:
@@ -198,7 +190,7 @@ class _Bench:
         self.page = attached.attach()
         (lab.root / NOTEBOOK).write_text(json.dumps(EMPTY_NOTEBOOK))
         self.page.goto(lab.url(f"lab/workspaces/bench-{uuid.uuid4().hex[:6]}/tree/{NOTEBOOK}"))
-        self.page.wait_for_function(READY, arg=NOTEBOOK, timeout=180_000)
+        self.page.wait_for_function(NOTEBOOK_READY, arg=NOTEBOOK, timeout=180_000)
 
     def cell(self, index: int, code: str, wait: bool = True) -> None:
         outputs = self.page.evaluate(RUN_CELL, [index, code, wait])

@@ -11,9 +11,18 @@ frame of each view; the bench then reads those instead of the table's DOM.
 
 from __future__ import annotations
 
-__all__ = ["INSTALL", "READ", "RUN_CELL", "WIDGET_SELECTOR"]
+__all__ = ["INSTALL", "NOTEBOOK_READY", "READ", "RUN_CELL", "WIDGET_SELECTOR"]
 
 WIDGET_SELECTOR = ".widget-html-content"
+
+NOTEBOOK_READY = """(name) => {
+  const app = window.jupyterapp;
+  const panel = app && app.shell && app.shell.currentWidget;
+  if (!panel || !panel.context || panel.context.path !== name) return false;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  return !!kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected';
+}"""
+"""True once JupyterLab shows notebook ``name`` with its kernel idle and connected."""
 
 INSTALL = """(opts) => {
   const now = () => performance.timeOrigin + performance.now();

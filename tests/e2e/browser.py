@@ -12,6 +12,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, Playwright
 
+from nbws.bench.browser_page import NOTEBOOK_READY
+
 from .lab import LabServer
 
 __all__ = [
@@ -68,14 +70,6 @@ def open_notebook(page: Page, lab: LabServer, name: str, *, token: bool = True) 
     wait_for_notebook(page, name)
 
 
-_READY = """(name) => {
-    const app = window.jupyterapp;
-    const panel = app && app.shell && app.shell.currentWidget;
-    if (!panel || !panel.context || panel.context.path !== name) return false;
-    const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
-    return !!kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected';
-}"""
-
 _RUN = """async ([index, wait]) => {
     const app = window.jupyterapp;
     const panel = app.shell.currentWidget;
@@ -91,7 +85,7 @@ _RUN = """async ([index, wait]) => {
 
 def wait_for_notebook(page: Page, name: str) -> None:
     """Wait until ``name`` is the current notebook and its kernel is idle (after a reload)."""
-    page.wait_for_function(_READY, arg=name, timeout=TIMEOUT_MS)
+    page.wait_for_function(NOTEBOOK_READY, arg=name, timeout=TIMEOUT_MS)
 
 
 def run_cell(page: Page, index: int) -> list[dict[str, Any]]:
