@@ -3,12 +3,15 @@ the quiet victim (the numbers are reported, never asserted: the machine is share
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+from nbws.bench.base import placement
 from nbws.bench.isolation import CASES
 
 
@@ -40,3 +43,31 @@ def test_isolation_attacker_refuses_an_unknown_attack():
         timeout=60,
     )
     assert result.returncode == 2 and "unknown attack 'nope'" in result.stderr
+
+
+def test_placement_puts_the_server_alone_on_one_cpu_and_clients_on_the_rest():
+    cpus = os.sched_getaffinity(0)
+    placed = placement()
+    if len(cpus) < 2:
+        assert placed is None
+        return
+    assert placed is not None
+    assert len(placed.server) == 1
+    assert placed.server | placed.clients == cpus and not placed.server & placed.clients
+
+
+def test_a_placed_attacker_runs_on_the_client_cpus_in_the_idle_class():
+    placed = placement()
+    if placed is None:
+        pytest.skip("one CPU: nothing to place")
+    probe = "import os; print(os.sched_getscheduler(0), sorted(os.sched_getaffinity(0)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=functools.partial(placed.pin_client, idle=True),
+    )
+    policy, cpus = result.stdout.split(" ", 1)
+    assert int(policy) == os.SCHED_IDLE
+    assert cpus.strip() == str(sorted(placed.clients))

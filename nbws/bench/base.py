@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import socket
 import subprocess
@@ -11,7 +12,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Row", "delivered_in", "free_port", "percentile", "raise_nofile", "server"]
+__all__ = [
+    "Placement",
+    "Row",
+    "delivered_in",
+    "free_port",
+    "percentile",
+    "placement",
+    "raise_nofile",
+    "server",
+]
 
 
 def delivered_in(event: dict[str, Any]) -> int:
@@ -89,18 +99,51 @@ def _command(kind: str, port: int, args: Sequence[str], nofile: int) -> list[str
     return [sys.executable, "-m", *module]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the server and its clients run on, as if they were separate machines:
+    the server alone on its CPU, every client (the bench's own and any attacker process)
+    on the others. A client process may also run in the idle scheduling class, so its
+    own CPU never delays the bench's measuring client (on its own machine it would not)."""
+
+    server: frozenset[int]
+    clients: frozenset[int]
+
+    def pin_server(self) -> None:
+        os.sched_setaffinity(0, self.server)
+
+    def pin_client(self, idle: bool = False) -> None:
+        os.sched_setaffinity(0, self.clients)
+        if idle:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def placement() -> Placement | None:
+    """A split of this process's CPUs between server and clients (None: fewer than two)."""
+    if not hasattr(os, "sched_setaffinity"):  # pragma: no cover - not on Linux
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return Placement(frozenset(cpus[:1]), frozenset(cpus[1:]))
+
+
 @contextlib.contextmanager
-def server(kind: str, *args: str, nofile: int = 0) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+def server(
+    kind: str, *args: str, nofile: int = 0, pinned: Placement | None = None
+) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     """Start ``nbws serve`` (kind ``nbws``; ``nbws-python-parser``: without ``hiredis``)
     or a baseline in its own process; yield (port, process).
 
-    ``nofile``: raise the server's fd limit to this many first (0: leave it)."""
+    ``nofile``: raise the server's fd limit to this many first (0: leave it).
+    ``pinned``: run the server on that placement's server CPU."""
     port = free_port()
     proc = subprocess.Popen(
         _command(kind, port, args, nofile),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=None if pinned is None else pinned.pin_server,
     )
     try:
         assert proc.stdout is not None

@@ -49,6 +49,7 @@ from ..protocol.messages import (
 )
 from ..transport import Connection
 from ..transport.connection import write_corked
+from ..transport.turns import slice_for, yield_turn
 from . import metrics
 from .hub import Client, StreamHub
 from .sink import ConnectionSink
@@ -58,11 +59,6 @@ __all__ = ["MAX_BAD_REQUESTS", "StreamsEndpoint", "encode_payload"]
 log = logging.getLogger("nbws.streams")
 
 MAX_BAD_REQUESTS = 100
-HANDLE_BUDGET = 0.0005
-"""Seconds of handling one connection's requests in a row before it yields to the loop: a
-burst already read (hundreds of publishes) delays every other connection by at most this
-much, whatever its requests cost (a count of requests bounds nothing: one may take 1 us,
-another 100)."""
 MAX_PUBLISHES_IN_FLIGHT = 1024  # per connection, with a broker that pipelines appends
 
 
@@ -109,16 +105,19 @@ class StreamsEndpoint:
         try:
             spent = 0.0  # handling time since this connection last yielded
             clock = time.perf_counter
+            budget = slice_for(conn, time.monotonic())
             hub = self.hub
             while True:
-                if spent >= HANDLE_BUDGET:
+                if spent >= budget:
                     # A burst already read is handled without suspending; yield now and
                     # then so the acks and deliveries queued so far go out meanwhile and
-                    # other connections get their turn.
+                    # other connections get their turn (by time: one request may cost
+                    # 1 us, another 100 times that).
                     spent = 0.0
                     hub.flush_now()
                     write_corked()
-                    await asyncio.sleep(0)
+                    await yield_turn()
+                    budget = slice_for(conn, time.monotonic())
                 elif not conn.has_input:
                     hub.flush_now()  # about to wait: what this turn queued goes out now
                     write_corked()

@@ -18,8 +18,9 @@ Isolation: a connection never costs its neighbours more than a bounded share.
 - Each read is at most ``READ_CHUNK`` bytes, and the reader yields to the event loop after
   every read that completed without waiting, so a peer whose bytes are already in the
   socket buffer cannot hold the loop for more than one chunk's frames at a time. Parsing
-  one read yields too, once it has taken ``PARSE_BUDGET`` of the turn: a full read of
-  small frames is hundreds of messages, milliseconds of work.
+  one read yields too, once it has taken its slice of the turn: a full read of small
+  frames is hundreds of messages, milliseconds of work. Slices are short while other
+  connections are active, and a yield resumes behind their I/O (:mod:`.turns`).
 - A peer that reads nothing at all while its backlog is over low water is *stalled*
   (:meth:`Connection.stalled_for`); the registry's sweep closes it with 1013.
 - When the TCP connection is gone (reset by the peer, dropped by a heartbeat, aborted),
@@ -44,6 +45,7 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from ..errors import CloseCode, ConnectionClosed, InvalidState, close_for
 from ..protocol import CloseReceived, Fragment, Pong, Session, State
+from .turns import read_by, slice_for, yield_turn
 
 __all__ = ["Connection", "IncomingMessage", "write_corked"]
 
@@ -75,12 +77,9 @@ else:  # pragma: no cover - progress is then counted at the stream, not the kern
 READ_CHUNK = 65536
 """Bytes read from the socket (and parsed) per turn of a connection's reader."""
 
-PARSE_BUDGET = 0.0005
-"""Seconds a connection's reader may spend parsing in one loop turn before it yields."""
-
 PARSE_SLICE = 4096
 """Bytes fed to the session in a turn's first parse call: small enough that a slice of
-tiny frames stays near ``PARSE_BUDGET``."""
+tiny frames stays near its turn's slice (:func:`.turns.slice_for`)."""
 
 PARSE_PROBE = 4 * PARSE_SLICE
 """The most the first slice of a read may take, whatever the previous read's rate said (a
@@ -266,8 +265,9 @@ class Connection:
                 if not waited:
                     # Read from bytes already in the socket: give other connections their
                     # turn before parsing more of this one's burst.
-                    await asyncio.sleep(0)
-                self.last_received = time.monotonic()
+                    await yield_turn()
+                now = self.last_received = time.monotonic()
+                read_by(self, now)
                 self.bytes_in += len(data)
                 await self._parse(data)
         except StreamClosedError:
@@ -285,7 +285,7 @@ class Connection:
 
     async def _parse(self, data: bytes) -> None:
         """Feed ``data`` to the session, yielding to the loop whenever the turn's
-        ``PARSE_BUDGET`` is spent.
+        slice is spent (:func:`.turns.slice_for`).
 
         One read of small frames is hundreds of messages (a 64 KiB read of 150-byte
         publishes takes about 3 ms to parse); parsed at once, it delays every other
@@ -297,10 +297,11 @@ class Connection:
         size = len(data)
         start = 0
         turn = time.perf_counter()
+        budget = slice_for(self, time.monotonic())
         while True:
             # Half of what the last call's rate says fits in the rest of the turn: a read of
             # large frames (cheap per byte) goes in whole, one of small frames in slices.
-            left = PARSE_BUDGET - (time.perf_counter() - turn)
+            left = budget - (time.perf_counter() - turn)
             step = max(PARSE_SLICE, int(self._parse_rate * left / 2))
             if start == 0:
                 # The rate is from the previous read, whose frames may have been of another
@@ -322,9 +323,10 @@ class Connection:
             if end >= size:
                 return
             start = end
-            if time.perf_counter() - turn >= PARSE_BUDGET:
-                await asyncio.sleep(0)
+            if time.perf_counter() - turn >= budget:
+                await yield_turn()
                 turn = time.perf_counter()
+                budget = slice_for(self, time.monotonic())
 
     def _dispatch(self, events: list[Any], now: float) -> None:
         inbox = self._inbox

@@ -96,3 +96,50 @@ async def test_a_request_s_reply_is_written_before_the_loop_moves_on(
         ack = await asyncio.wait_for(ws.recv(), 10)
     assert '"ack"' in str(ack)
     assert written and written[0] > 0, "the ack was still corked when the loop moved on"
+
+
+async def test_a_quiet_request_waits_for_one_short_slice_of_a_burst_not_the_burst(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While one connection works through a burst of costly requests, another
+    connection's request goes through its steps (read, parse, handle, reply) each ahead
+    of the busy connection's next slice, and those slices are short while it is there.
+
+    Before, the busy connection resumed from the ready queue, ahead of the quiet one's
+    I/O, and kept 0.5 ms slices: a quiet request (its client in this same loop) waited
+    for 21-24 of the burst's 200 us requests; with either change alone, 7-14; with both,
+    3-5."""
+    handled = 0
+    underway = asyncio.Event()  # 20 of the burst handled
+    original = StreamsEndpoint.handle
+
+    async def costly(self: StreamsEndpoint, client: Any, request: Any) -> None:
+        nonlocal handled
+        if getattr(request, "stream", "") == "burst":
+            until = time.perf_counter() + COST
+            while time.perf_counter() < until:
+                pass
+            handled += 1
+            if handled == 20:
+                underway.set()
+        await original(self, client, request)
+
+    async with streams_connection() as busy:
+        monkeypatch.setattr(StreamsEndpoint, "handle", costly)
+        port = busy.remote_address[1]
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/nbws/ws", subprotocols=["nbws.v1"]
+        ) as quiet:
+            await quiet.recv()  # welcome
+            frame = '{"type":"publish","stream":"burst","payload":1}'
+            await asyncio.gather(*(busy.send(frame) for _ in range(BURST)))
+            await asyncio.wait_for(underway.wait(), 10)
+            waited = []
+            for n in range(5):
+                before = handled
+                await quiet.send(f'{{"type":"subscribe","stream":"quiet{n}"}}')
+                reply = await asyncio.wait_for(quiet.recv(), 10)
+                assert '"subscribed"' in str(reply)
+                waited.append(handled - before)
+            assert handled < BURST, "the burst ended before the quiet requests were answered"
+    assert max(waited) <= 6, f"burst requests handled while a quiet one waited: {waited}"
