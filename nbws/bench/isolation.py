@@ -350,6 +350,7 @@ def _case(
             watch.stop()
     sent = out.strip().rpartition(" ")[2] or ("0" if kind == "control" else "?")
     shared = pinned is None and placement() is not None  # could have been placed, was not
+    label = f"{kind} (shared CPUs)" if shared else kind
     return Row(
         "isolation",
         f"victim p99 ms, {CASES[kind]}" + (", shared CPUs" if shared else ""),
@@ -359,12 +360,12 @@ def _case(
         higher_is_better=False,
         target="" if shared else TARGET,
         extra={
-            f"{kind} p50 ms quiet/attacked": (
+            f"{label} p50 ms quiet/attacked": (
                 f"{percentile(quiet, 50):.2f} / {percentile(loud, 50):.2f}"
             ),
-            f"{kind} round trips quiet/attacked": f"{len(quiet)} / {len(loud)}",
-            f"{kind} attacker sent ({'messages' if kind in STREAMING else 'bytes'})": (sent),
-            f"{kind} server RSS growth MiB (peak, after)": (
+            f"{label} round trips quiet/attacked": f"{len(quiet)} / {len(loud)}",
+            f"{label} attacker sent ({'messages' if kind in STREAMING else 'bytes'})": (sent),
+            f"{label} server RSS growth MiB (peak, after)": (
                 f"{(peak - before) / MiB:.1f}, {(after - before) / MiB:.1f}"
             ),
         },
