@@ -92,6 +92,7 @@ NOT_RERUN: dict[str, str] = {
     "tests/test_notebook_requirements.py": "notebook metadata",
     "tests/test_quality.py": "ruff and mypy (mypy on the lowest version is below)",
     "tests/test_version.py": "version strings",
+    "tests/test_turns.py": "asyncio scheduling and the slice rule; no websockets code",
     "tests/test_websockets_versions.py": "this file",
 }
 """Test modules (or folders) the rerun leaves out, and why."""
