@@ -15,7 +15,9 @@ Two things decide what one step costs the neighbour:
   loses nothing to yielding), and ``SHORT_SLICE`` while others are active.
 
 Reads are recorded with :func:`read_by`; the two most recent distinct readers are kept,
-so "the latest read by anyone but me" is O(1).
+so "the latest read by anyone but me" is O(1). Only nbws connections record reads: in a
+Jupyter server, kernels' own WebSockets and HTTP requests do not shorten the slices, but
+they still run ahead of every yield, so they wait for at most one long slice.
 """
 
 from __future__ import annotations
