@@ -4,7 +4,9 @@ resumes behind the I/O that became ready meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import weakref
 from collections.abc import Awaitable, Callable
 
 from nbws.transport import turns
@@ -32,8 +34,9 @@ def test_slices_are_short_while_another_connection_has_read_recently() -> None:
 
 
 def test_a_connection_never_seen_reading_counts_every_reader_as_other() -> None:
-    read_by(object(), T + 20)
-    assert slice_for(object(), T + 20.001) == SHORT_SLICE
+    reader, newcomer = object(), object()
+    read_by(reader, T + 20)
+    assert slice_for(newcomer, T + 20.001) == SHORT_SLICE
 
 
 async def _order_of(yielder: Callable[[], Awaitable[None]]) -> list[str]:
@@ -73,3 +76,17 @@ async def test_sleep_zero_would_resume_ahead_of_that_io() -> None:
         await asyncio.sleep(0)
 
     assert await _order_of(sleep_zero) == ["resumed", "io"]
+
+
+def test_a_closed_connection_is_not_kept_alive_by_its_reads() -> None:
+    class Reader:
+        pass
+
+    gone = Reader()
+    ref = weakref.ref(gone)
+    other = object()
+    read_by(gone, T + 30)
+    read_by(other, T + 30.001)
+    del gone
+    gc.collect()
+    assert ref() is None

@@ -15,9 +15,11 @@ Two things decide what one step costs the neighbour:
   loses nothing to yielding), and ``SHORT_SLICE`` while others are active.
 
 Reads are recorded with :func:`read_by`; the two most recent distinct readers are kept,
-so "the latest read by anyone but me" is O(1). Only nbws connections record reads: in a
-Jupyter server, kernels' own WebSockets and HTTP requests do not shorten the slices, but
-they still run ahead of every yield, so they wait for at most one long slice.
+so "the latest read by anyone but me" is O(1). They are kept by ``id()``, so a closed
+connection is not held alive by them (a reused id only decides one slice). Only nbws
+connections record reads: in a Jupyter server, kernels' own WebSockets and HTTP requests
+do not shorten the slices, but they still run ahead of every yield, so they wait for at
+most one long slice.
 """
 
 from __future__ import annotations
@@ -37,21 +39,22 @@ CONTENDED_FOR = 0.01
 """Seconds after another connection's read during which slices are short: longer than
 the steps of one request (read, parse, handle, write), so every step is covered."""
 
-_latest: tuple[object, float] = (None, float("-inf"))
-_runner_up: tuple[object, float] = (None, float("-inf"))
+_latest: tuple[int, float] = (0, float("-inf"))  # (id of the reader, when)
+_runner_up: tuple[int, float] = (0, float("-inf"))
 
 
 def read_by(reader: object, now: float) -> None:
     """``reader`` read input at ``now`` (``time.monotonic()``)."""
     global _latest, _runner_up
-    if _latest[0] is not reader:
+    key = id(reader)
+    if _latest[0] != key:
         _runner_up = _latest
-    _latest = (reader, now)
+    _latest = (key, now)
 
 
 def slice_for(reader: object, now: float) -> float:
     """How long ``reader``'s next slice may run: short while anyone else is active."""
-    other = _latest[1] if _latest[0] is not reader else _runner_up[1]
+    other = _latest[1] if _latest[0] != id(reader) else _runner_up[1]
     return SHORT_SLICE if now - other < CONTENDED_FOR else LONG_SLICE
 
 
